@@ -1,0 +1,230 @@
+"""Activity events as the contract defines them (CloudEvents 1.0 + one JSON Schema per type),
+and their validation. Pure: the schemas are read once by ``load_schemas`` and passed in."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+from referencing import Registry, Resource
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+CATEGORY_OF_TYPE: Mapping[str, str] = {
+    "volunteer.shift.completed": "volunteer_service",
+    "civic.action.verified": "civic_practice",
+    "activity.attended": "activity_participation",
+    "hazard.report.verified": "grassroots_governance",
+    "safety.training.completed": "safe_riding",
+    "safety.quiz.passed": "safe_riding",
+    "safety.month.clean": "safe_riding",
+    "skill.course.completed": "skill_development",
+    "skill.certificate.obtained": "skill_development",
+    "outreach.session.completed": "publicity_outreach",
+    "honor.awarded": "honors",
+}
+CATEGORIES = tuple(dict.fromkeys(CATEGORY_OF_TYPE.values()))
+
+# An activity cannot have happened in the future; a little slack absorbs clock skew at the source.
+FUTURE_SLACK = timedelta(hours=1)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEvent:
+    source: str
+    event_id: str
+    type: str
+    rider_id: str
+    time: datetime
+    data: Mapping[str, Any]
+    document: Mapping[str, Any]  # the event as received
+
+    @property
+    def category(self) -> str:
+        return CATEGORY_OF_TYPE[self.type]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.event_id)
+
+    @property
+    def content_hash(self) -> str:
+        """What the event says, independent of envelope details, to catch a reused id."""
+        instant = self.time.astimezone(UTC).isoformat()  # one moment, however its offset was written
+        body = {"type": self.type, "subject": self.rider_id, "time": instant, "data": self.data}
+        return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    reason: str
+    source: str | None = None
+    event_id: str | None = None
+
+
+class EventSchemas:
+    """Validators for the envelope and each event type, built once from ``schemas/``."""
+
+    def __init__(self, documents: Mapping[str, Mapping[str, Any]]) -> None:
+        resources = [(uri, Resource.from_contents(doc)) for uri, doc in documents.items()]
+        registry: Registry[Any] = Registry().with_resources(resources)
+        checker = FormatChecker()
+        by_title = {doc.get("title"): doc for doc in documents.values()}
+        envelope = next(doc for doc in documents.values() if doc["$id"].endswith("/cloudevent.schema.json"))
+        self.envelope = Draft202012Validator(envelope, registry=registry, format_checker=checker)
+        self.by_type = {
+            t: Draft202012Validator(by_title[t], registry=registry, format_checker=checker) for t in CATEGORY_OF_TYPE
+        }
+
+
+def load_schemas(root: Path = SCHEMAS_DIR) -> EventSchemas:
+    paths = [root / "cloudevent.schema.json", *sorted((root / "events").glob("*.schema.json"))]
+    documents = {}
+    for path in paths:
+        doc = orjson.loads(path.read_bytes())
+        documents[doc["$id"]] = doc
+    return EventSchemas(documents)
+
+
+def validate_event(document: object, schemas: EventSchemas, now: datetime) -> ActivityEvent | Invalid:
+    """Check one decoded event; every problem is reported with its field and how to fix it."""
+    if not isinstance(document, dict):
+        return Invalid(f"event: must be a JSON object (a CloudEvent), got {_json_type(document)}")
+    source = document.get("source") if isinstance(document.get("source"), str) else None
+    event_id = document.get("id") if isinstance(document.get("id"), str) else None
+    validator = schemas.by_type.get(document.get("type"))  # type: ignore[arg-type]
+    errors = sorted((validator or schemas.envelope).iter_errors(document), key=_error_order)
+    if errors:
+        return Invalid("; ".join(dict.fromkeys(_describe(e) for e in errors)), source, event_id)
+    assert source is not None
+    assert event_id is not None
+    time = _parse_time(document["time"])
+    if time is None:
+        return Invalid("time: must be RFC 3339 with an offset, e.g. 2024-05-01T09:30:00+08:00", source, event_id)
+    if time > now + FUTURE_SLACK:
+        return Invalid(
+            f"time: {document['time']} is in the future; send the time the activity happened",
+            source,
+            event_id,
+        )
+    if time < EARLIEST:
+        return Invalid(f"time: {document['time']} is before 2000-01-01; send the real time", source, event_id)
+    problem = _check_data_times(document["data"])
+    if problem:
+        return Invalid(problem, source, event_id)
+    return ActivityEvent(
+        source=source,
+        event_id=event_id,
+        type=document["type"],
+        rider_id=document["subject"],
+        time=time,
+        data=document["data"],
+        document=document,
+    )
+
+
+def decode_message(value: bytes | None) -> object | Invalid:
+    """Decode a Kafka value into JSON, or say why it cannot be."""
+    if value is None:
+        return Invalid("value: is empty (a tombstone); publish the event as a JSON object")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Invalid(f"value: is not valid UTF-8 (byte {exc.start}); publish the event as UTF-8 JSON")
+    try:
+        decoded: object = orjson.loads(text)
+        return decoded
+    except orjson.JSONDecodeError as exc:
+        return Invalid(f"value: is not valid JSON ({exc}); publish one CloudEvent as a JSON object")
+
+
+def payload_text(value: bytes | None) -> tuple[str, str]:
+    """The raw value as text for people to read: UTF-8 when it is, base64 otherwise."""
+    raw = value or b""
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lowercase "t" and "z"
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _check_data_times(data: Mapping[str, Any]) -> str | None:
+    reported_at = data.get("reported_at")
+    if isinstance(reported_at, str) and _parse_time(reported_at) is None:
+        return "data.reported_at: must be RFC 3339 with an offset, e.g. 2024-05-01T09:30:00+08:00"
+    return None
+
+
+def _error_order(error: ValidationError) -> tuple[str, str]:
+    return (_path(error), error.message)
+
+
+def _path(error: ValidationError) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path]
+    return ".".join(parts).replace(".[", "[") or "event"
+
+
+def _describe(error: ValidationError) -> str:
+    path = _path(error)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    match error.validator:
+        case "required":
+            missing = error.message.split("'")[1] if "'" in error.message else "a field"
+            where = f"{path}." if path != "event" else ""
+            return f"{where}{missing}: is required"
+        case "type":
+            return f"{path}: must be {_article(str(error.validator_value))}, got {_json_type(error.instance)}"
+        case "enum":
+            options = ", ".join(str(v) for v in schema.get("enum", []))
+            return f"{path}: {error.instance!r} is not one of: {options}"
+        case "const":
+            return f"{path}: must be {schema.get('const')!r}, got {error.instance!r}"
+        case "exclusiveMinimum":
+            return f"{path}: must be greater than {error.validator_value}, got {error.instance}"
+        case "minimum":
+            return f"{path}: must be at least {error.validator_value}, got {error.instance}"
+        case "maximum":
+            return f"{path}: must be at most {error.validator_value}, got {error.instance}"
+        case "format":
+            return f"{path}: must be an RFC 3339 date-time with offset, e.g. 2024-05-01T09:30:00+08:00"
+        case "pattern":
+            return f"{path}: {error.instance!r} does not match {error.validator_value}"
+        case "minLength":
+            return f"{path}: must not be empty"
+        case "maxLength":
+            return f"{path}: is longer than {error.validator_value} characters"
+        case _:
+            return f"{path}: {error.message}"
+
+
+def _article(json_type: str) -> str:
+    return {"object": "an object", "array": "an array", "integer": "an integer"}.get(json_type, f"a {json_type}")
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

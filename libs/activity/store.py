@@ -1,0 +1,185 @@
+"""Activity events known to warmbee (the inbox) and dead letters. Shared by the events service,
+which records what it accepts over HTTP, and the points worker, which records what Kafka brings."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from libs.activity.model import ActivityEvent, payload_text
+
+Via = Literal["http", "kafka"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    new: list[ActivityEvent]
+    duplicates: list[ActivityEvent]  # the same event again (same content)
+    conflicts: list[ActivityEvent]  # an id reused at its source for a different event
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInput:
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    source: str | None
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventStatus:
+    status: Literal["pending", "scored", "dead_lettered"]
+    category: str | None
+    points: int | None
+    reason: str | None
+    rule_id: str | None
+    rule_version: int | None
+    rider_id: str | None
+
+
+_INSERT_EVENTS = """
+INSERT INTO activity_event (source, event_id, type, category, rider_id, occurred_at, content_hash, event,
+                            received_via)
+SELECT s, i, t, c, r, o, h, e, $9 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                            $6::timestamptz[], $7::text[], $8::jsonb[])
+    AS u(s, i, t, c, r, o, h, e)
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING source, event_id
+"""
+
+
+class ActivityStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def record(self, events: Sequence[ActivityEvent], via: Via) -> RecordResult:
+        """Store events not known yet; sort the rest into duplicates and reused ids."""
+        first: dict[tuple[str, str], ActivityEvent] = {}
+        repeats: list[ActivityEvent] = []
+        for event in events:
+            if event.key in first:
+                repeats.append(event)
+            else:
+                first[event.key] = event
+        batch = list(first.values())
+        rows = await self._conn.fetch(
+            _INSERT_EVENTS,
+            [e.source for e in batch],
+            [e.event_id for e in batch],
+            [e.type for e in batch],
+            [e.category for e in batch],
+            [e.rider_id for e in batch],
+            [e.time for e in batch],
+            [e.content_hash for e in batch],
+            [dict(e.document) for e in batch],
+            via,
+        )
+        inserted = {(r["source"], r["event_id"]) for r in rows}
+        new = [e for e in batch if e.key in inserted]
+        known = [e for e in batch if e.key not in inserted]
+        stored = await self._stored_hashes([e.key for e in known])
+        originals = {e.key: e.content_hash for e in new} | stored
+        duplicates: list[ActivityEvent] = []
+        conflicts: list[ActivityEvent] = []
+        for event in known + repeats:
+            (duplicates if originals.get(event.key) == event.content_hash else conflicts).append(event)
+        return RecordResult(new, duplicates, conflicts)
+
+    async def _stored_hashes(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        if not keys:
+            return {}
+        rows = await self._conn.fetch(
+            "SELECT a.source, a.event_id, a.content_hash FROM activity_event a"
+            " JOIN unnest($1::text[], $2::text[]) AS k(s, i) ON a.source = k.s AND a.event_id = k.i",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(r["source"], r["event_id"]): r["content_hash"] for r in rows}
+
+    async def add_dead_letters(self, letters: Sequence[DeadLetterInput]) -> int:
+        """Keep messages that failed validation; a redelivered message is kept once."""
+        if not letters:
+            return 0
+        texts = [payload_text(d.value) for d in letters]
+        status = await self._conn.execute(
+            'INSERT INTO dead_letter (reason, topic, "partition", "offset", key, source, event_id, payload,'
+            " payload_encoding, payload_sha256)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[],"
+            " $7::text[], $8::text[], $9::text[], $10::text[])"
+            " ON CONFLICT ON CONSTRAINT dead_letter_message_unique DO NOTHING",
+            [d.reason for d in letters],
+            [d.topic for d in letters],
+            [d.partition for d in letters],
+            [d.offset for d in letters],
+            [payload_text(d.key)[0] if d.key is not None else None for d in letters],
+            [d.source for d in letters],
+            [d.event_id for d in letters],
+            [t[0] for t in texts],
+            [t[1] for t in texts],
+            [hashlib.sha256(d.value or b"").hexdigest() for d in letters],
+        )
+        return int(status.split()[-1])
+
+    async def dead_letters(self, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+        rows = await self._conn.fetch(
+            'SELECT dead_letter_id, received_at, reason, topic, "partition", "offset", key, source,'
+            " event_id, payload, payload_encoding FROM dead_letter"
+            " WHERE ($1::bigint IS NULL OR dead_letter_id < $1) ORDER BY dead_letter_id DESC LIMIT $2",
+            before_id,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def status(self, source: str, event_id: str) -> EventStatus | None:
+        row = await self._conn.fetchrow(
+            "SELECT a.category, a.rider_id, t.available_delta, t.reason, t.rule_id, t.rule_version,"
+            "       t.tx_id IS NOT NULL AS scored"
+            "  FROM activity_event a"
+            "  LEFT JOIN ledger_transaction t ON t.idempotency_key = 'award:' || a.source || ':' || a.event_id"
+            " WHERE a.source = $1 AND a.event_id = $2",
+            source,
+            event_id,
+        )
+        if row is not None:
+            if not row["scored"]:
+                return EventStatus("pending", row["category"], None, None, None, None, row["rider_id"])
+            return EventStatus(
+                "scored",
+                row["category"],
+                row["available_delta"],
+                row["reason"],
+                row["rule_id"],
+                row["rule_version"],
+                row["rider_id"],
+            )
+        dead = await self._conn.fetchrow(
+            "SELECT reason FROM dead_letter WHERE source = $1 AND event_id = $2 ORDER BY dead_letter_id DESC LIMIT 1",
+            source,
+            event_id,
+        )
+        if dead is None:
+            return None
+        return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)
+
+    async def pending(self, categories: Sequence[str], limit: int, older_than: datetime) -> list[dict[str, Any]]:
+        """Stored events of these categories that have no award entry yet."""
+        rows = await self._conn.fetch(
+            "SELECT a.event FROM activity_event a"
+            " WHERE a.category = ANY($1::text[]) AND a.received_at < $3 AND NOT EXISTS ("
+            "   SELECT 1 FROM ledger_transaction t"
+            "    WHERE t.idempotency_key = 'award:' || a.source || ':' || a.event_id)"
+            " ORDER BY a.occurred_at LIMIT $2",
+            list(categories),
+            limit,
+            older_than,
+        )
+        return [r["event"] for r in rows]

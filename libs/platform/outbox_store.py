@@ -1,0 +1,77 @@
+"""The transactional outbox: messages written with the change that caused them, relayed to Kafka later."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    outbox_id: int
+    message: OutboxMessage
+
+
+class OutboxStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+        if not messages:
+            return
+        await self._conn.execute(
+            "INSERT INTO outbox (topic, key, value, headers)"
+            " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[])",
+            [m.topic for m in messages],
+            [m.key for m in messages],
+            [m.value for m in messages],
+            [dict(m.headers) for m in messages],  # a JSON object: a list would read as an array dimension
+        )
+
+    async def claim(self, topics: Sequence[str], limit: int) -> list[PendingMessage]:
+        """Lock the oldest unrelayed messages; other relays skip them until this transaction ends."""
+        rows = await self._conn.fetch(
+            "SELECT outbox_id, topic, key, value, headers FROM outbox"
+            " WHERE relayed_at IS NULL AND topic = ANY($1::text[])"
+            " ORDER BY outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            list(topics),
+            limit,
+        )
+        return [
+            PendingMessage(
+                r["outbox_id"],
+                OutboxMessage(r["topic"], r["key"], r["value"], tuple(r["headers"].items())),
+            )
+            for r in rows
+        ]
+
+    async def mark_relayed(self, outbox_ids: Sequence[int]) -> None:
+        await self._conn.execute(
+            "UPDATE outbox SET relayed_at = now() WHERE outbox_id = ANY($1::bigint[])", list(outbox_ids)
+        )
+
+    async def backlog(self, topics: Sequence[str]) -> tuple[int, float]:
+        """Unrelayed messages and the age in seconds of the oldest."""
+        row = await self._conn.fetchrow(
+            "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age"
+            " FROM outbox WHERE relayed_at IS NULL AND topic = ANY($1::text[])",
+            list(topics),
+        )
+        assert row is not None
+        return int(row["n"]), float(row["age"])
+
+    async def purge_relayed(self, older_than_s: int) -> int:
+        status = await self._conn.execute(
+            "DELETE FROM outbox WHERE relayed_at < now() - make_interval(secs => $1)", older_than_s
+        )
+        return int(status.split()[-1])

@@ -1,0 +1,115 @@
+"""Relays outbox rows to Kafka: claim a batch, publish it, mark it relayed, in one transaction.
+
+A crash after publishing but before the mark publishes the batch again: consumers are idempotent
+by event ``(source, id)`` or entry key, so delivery is at least once and the effect exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from libs.platform.db import Database
+from libs.platform.kafka import broker_reachable
+from libs.platform.outbox_store import OutboxStore, PendingMessage
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        make_producer: Callable[[], AIOKafkaProducer],
+        topics: Sequence[str],
+        batch_max: int = 1000,
+        idle_s: float = 0.1,
+    ) -> None:
+        self._db = db
+        self._make_producer = make_producer
+        self._producer: AIOKafkaProducer | None = None
+        self._topics = list(topics)
+        self._batch_max = batch_max
+        self._idle_s = idle_s
+        self._stopping = asyncio.Event()
+        self.relayed_total = 0
+
+    async def relay_once(self) -> int:
+        async def work(conn: asyncpg.Connection) -> int:
+            store = OutboxStore(conn)
+            pending = await store.claim(self._topics, self._batch_max)
+            if pending:
+                await self._publish(pending)
+                await store.mark_relayed([p.outbox_id for p in pending])
+            return len(pending)
+
+        relayed = await self._db.run(work)
+        self.relayed_total += relayed
+        return relayed
+
+    async def _publish(self, pending: list[PendingMessage]) -> None:
+        assert self._producer is not None, "run() starts the producer"
+        sends = [
+            await self._producer.send(
+                p.message.topic,
+                key=p.message.key,
+                value=p.message.value,
+                headers=[(k, v.encode()) for k, v in p.message.headers],
+            )
+            for p in pending
+        ]
+        await asyncio.gather(*sends)
+
+    async def run(self) -> None:
+        """Relay until stopped; the producer is started here so a broker that is down at
+        start-up delays relaying without stopping the service from accepting events."""
+        await self._start_producer()
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                relayed = await self.relay_once()
+                failures = 0
+            except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                failures += 1
+                delay = min(0.2 * 2**failures, 5.0)
+                log.warning("relay.failed", error=repr(exc), retry_in_s=delay)
+                await self._sleep(delay)
+                continue
+            if relayed < self._batch_max:
+                await self._sleep(self._idle_s)
+
+    async def _start_producer(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            producer = self._make_producer()
+            try:
+                await producer.start()
+                self._producer = producer
+                return
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                failures += 1
+                delay = min(0.2 * 2**failures, 5.0)
+                log.warning("relay.broker_unreachable", error=repr(exc), retry_in_s=delay)
+                await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def broker_reachable(self) -> bool:
+        return self._producer is not None and await broker_reachable(self._producer)

@@ -1,0 +1,85 @@
+"""Typed configuration from environment variables (prefix ``WARMBEE_``), with local defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_JWT_SECRET = "warmbee-local-development-secret-change-me"  # noqa: S105 - refused outside env=local
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WARMBEE_", env_file=None, extra="ignore")
+
+    env: Literal["local", "test", "production"] = "local"
+
+    # PostgreSQL: the server URL without a database, and the database the project owns.
+    pg_server: str = "postgresql://postgres@127.0.0.1:5432"
+    pg_database: str = "warmbee"
+    pg_pool_min: int = Field(default=1, ge=1)
+    pg_pool_max: int = Field(default=10, ge=1)
+
+    # Kafka (Apache Kafka in production; any Kafka-protocol broker locally).
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_enable_idempotence: bool = False  # set true on Apache Kafka; the local broker lacks InitProducerId
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    topic_activity_events: str = "activity-events"
+    topic_activity_events_dlq: str = "activity-events-dlq"
+    topic_points_ledger: str = "points-ledger"
+    topic_partitions: int = Field(default=8, ge=1)
+    points_consumer_group: str = "warmbee-points"
+
+    # Points worker batching: one PostgreSQL transaction per batch.
+    worker_batch_max: int = Field(default=1000, ge=1, le=10_000)
+    worker_batch_wait_ms: int = Field(default=200, ge=1)
+    worker_metrics_port: int = 8012
+
+    # Outbox relay.
+    relay_batch_max: int = Field(default=1000, ge=1)
+    relay_idle_ms: int = Field(default=100, ge=1)
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    events_port: int = 8001
+    points_port: int = 8002
+    redemption_port: int = 8003
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=1000, ge=1)
+
+    # Auth: HS256 locally; production injects the identity provider's key.
+    jwt_secret: str = LOCAL_JWT_SECRET
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+
+    # Rules: the default rules file, published at migrate time when no version is stored.
+    default_rules_file: str | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_local_secret_in_production(self) -> Settings:
+        if self.env == "production" and self.jwt_secret == LOCAL_JWT_SECRET:
+            raise ValueError("WARMBEE_JWT_SECRET must be set in production: the local secret is public")
+        return self
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as WARMBEE_* variables, so a child process sees exactly the same."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[f"WARMBEE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
+    @property
+    def database_url(self) -> str:
+        return f"{self.pg_server.rstrip('/')}/{self.pg_database}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

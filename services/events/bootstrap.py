@@ -1,0 +1,57 @@
+"""Composition root of the events service: settings, database, producer, relay, HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from libs.activity.model import load_schemas
+from libs.platform.db import Database
+from libs.platform.http import create_app
+from libs.platform.kafka import make_producer
+from libs.platform.relay import OutboxRelay
+from libs.platform.settings import Settings
+from services.events.entrypoints import api
+
+VERSION = "0.1.0"
+
+
+def build_app(settings: Settings) -> FastAPI:
+    db = Database(settings)
+    relay = OutboxRelay(
+        db,
+        lambda: make_producer(settings),
+        [settings.topic_activity_events],
+        settings.relay_batch_max,
+        settings.relay_idle_ms / 1000,
+    )
+
+    async def readiness() -> dict[str, bool]:
+        return {"database": await db.ping(), "broker": await relay.broker_reachable()}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await db.open()
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            relay.stop()
+            await task
+            await relay.close()
+            await db.close()
+
+    app = create_app(
+        settings,
+        "events",
+        "warmbee events service",
+        VERSION,
+        readiness,
+        lifespan,
+        description="Source systems publish activity events (CloudEvents 1.0) here when they cannot speak Kafka.",
+    )
+    api.register(app, settings, db, load_schemas())
+    return app

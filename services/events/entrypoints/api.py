@@ -1,0 +1,201 @@
+"""HTTP entrypoint of the events service: thin, it parses, authorises and calls handlers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel
+
+from libs.activity.model import ActivityEvent, EventSchemas, Invalid, validate_event
+from libs.activity.store import ActivityStore
+from libs.platform.auth import Principal, Role
+from libs.platform.db import Database
+from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.settings import Settings
+from services.events.handlers import ReusedEventId, accept_events
+
+SINGLE_TYPES = ("application/cloudevents+json", "application/json")
+BATCH_TYPE = "application/cloudevents-batch+json"
+EVENT_OBJECT = {"type": "object", "description": "a CloudEvent; see schemas/events/<type>.schema.json"}
+
+
+class AcceptedBody(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class DeadLetter(BaseModel):
+    dead_letter_id: int
+    received_at: datetime
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    source: str | None
+    event_id: str | None
+    payload: str
+    payload_encoding: str
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetter]
+    next_cursor: str | None
+
+
+def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchemas) -> None:
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=AcceptedBody,
+        tags=["events"],
+        summary="Publish one activity event or a batch (a source system)",
+        responses=problem_responses(401, 403, 409, 413, 415, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/cloudevents+json": {"schema": EVENT_OBJECT},
+                    "application/json": {"schema": EVENT_OBJECT},
+                    BATCH_TYPE: {
+                        "schema": {
+                            "type": "array",
+                            "items": EVENT_OBJECT,
+                            "maxItems": settings.max_batch_events,
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def publish(request: Request, caller: Caller) -> AcceptedBody:
+        require(caller, Role.SOURCE)
+        documents = _documents(
+            await _read_body(request, settings.max_body_bytes),
+            request.headers.get("content-type"),
+            settings.max_batch_events,
+        )
+        events = _validated(documents, schemas)
+        _check_sources(events, caller)
+        try:
+            result = await db.run(lambda conn: accept_events(conn, events, settings.topic_activity_events))
+        except ReusedEventId as exc:
+            raise Problem(
+                409,
+                "event-id-reused",
+                "Event id reused",
+                "an event id was already used at this source for a different event; give each event its own id",
+                errors=[
+                    {
+                        "index": events.index(e),
+                        "id": e.event_id,
+                        "reason": "id: already used by this source for a different event",
+                    }
+                    for e in exc.events
+                ],
+            ) from exc
+        return AcceptedBody(accepted=result.accepted, duplicates=result.duplicates)
+
+    @app.get(
+        "/v1/dead-letters",
+        response_model=DeadLetterPage,
+        tags=["events"],
+        summary="Kafka events that failed validation, newest first (operator)",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def dead_letters(
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> DeadLetterPage:
+        require(caller, Role.OPERATOR)
+        async with db.read() as conn:
+            rows = await ActivityStore(conn).dead_letters(limit, decode_cursor(cursor))
+        next_cursor = encode_cursor(rows[-1]["dead_letter_id"]) if len(rows) == limit else None
+        return DeadLetterPage(items=[DeadLetter(**r) for r in rows], next_cursor=next_cursor)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        "body-too-large",
+        "Request body too large",
+        f"body: is larger than {limit} bytes; split the batch into smaller requests",
+    )
+
+
+def _documents(body: bytes, content_type: str | None, max_batch: int) -> list[object]:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in (*SINGLE_TYPES, BATCH_TYPE):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported content type",
+            f"Content-Type: {media or 'missing'} is not accepted; send one event as "
+            f"application/cloudevents+json or a batch as {BATCH_TYPE}",
+        )
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(422, "malformed-json", "Malformed JSON", f"body: is not valid JSON ({exc})") from exc
+    if media == BATCH_TYPE:
+        if not isinstance(decoded, list):
+            raise Problem(422, "invalid-batch", "Invalid batch", "body: a batch must be a JSON array of events")
+        if not 1 <= len(decoded) <= max_batch:
+            raise Problem(
+                422,
+                "invalid-batch",
+                "Invalid batch",
+                f"body: a batch holds 1 to {max_batch} events, got {len(decoded)}; split it",
+            )
+        return decoded
+    if isinstance(decoded, list):
+        raise Problem(
+            422,
+            "invalid-event",
+            "Invalid event",
+            f"body: a JSON array needs Content-Type {BATCH_TYPE}; one event is a JSON object",
+        )
+    return [decoded]
+
+
+def _validated(documents: list[object], schemas: EventSchemas) -> list[ActivityEvent]:
+    now = datetime.now(UTC)
+    results = [validate_event(d, schemas, now) for d in documents]
+    errors = [
+        {"index": i, "id": r.event_id, "reason": r.reason} for i, r in enumerate(results) if isinstance(r, Invalid)
+    ]
+    if errors:
+        detail = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:10])
+        raise Problem(422, "invalid-event", "Invalid event", f"nothing was accepted: {detail}", errors=errors)
+    return [r for r in results if isinstance(r, ActivityEvent)]
+
+
+def _check_sources(events: list[ActivityEvent], caller: Principal) -> None:
+    foreign = [(i, e) for i, e in enumerate(events) if e.source != caller.sub]
+    if foreign:
+        raise Problem(
+            403,
+            "source-mismatch",
+            "Source does not match the token",
+            f"source: must equal the token's sub {caller.sub!r}; publish each source's events with its own token",
+            errors=[
+                {"index": i, "id": e.event_id, "reason": f"source: {e.source!r} is not {caller.sub!r}"}
+                for i, e in foreign
+            ],
+        )

@@ -1,0 +1,233 @@
+"""HTTP entrypoint of the points service: balances, history, event status, adjustments, rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Path, Query
+from pydantic import BaseModel, Field
+
+from libs.activity.store import ActivityStore
+from libs.ledger.model import RIDER_ID_PATTERN
+from libs.ledger.store import Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
+from libs.platform.auth import Principal, Role
+from libs.platform.db import Database
+from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.settings import Settings
+from services.points.handlers import adjust
+from services.points.store import PointsStore
+
+RiderId = Annotated[str, Path(pattern=RIDER_ID_PATTERN.pattern, description="the rider id")]
+
+
+class BalanceBody(BaseModel):
+    rider_id: str
+    available: int
+    held: int
+    earned_total: int
+    redeemed_total: int
+    as_of: datetime
+
+
+class EntryBody(BaseModel):
+    entry_id: int
+    at: datetime
+    amount: int
+    kind: str
+    category: str | None
+    source: str | None
+    event_id: str | None
+    rule_id: str | None
+    rule_version: int | None
+    reason: str
+    occurred_at: datetime | None = None
+    actor: str | None = None
+
+    @classmethod
+    def of(cls, e: Entry) -> EntryBody:
+        return cls(
+            entry_id=e.entry_id,
+            at=e.at,
+            amount=e.amount,
+            kind=e.kind,
+            category=e.category,
+            source=e.source,
+            event_id=e.event_id,
+            rule_id=e.rule_id,
+            rule_version=e.rule_version,
+            reason=e.reason,
+            occurred_at=e.occurred_at,
+            actor=e.actor,
+        )
+
+
+class EntryPage(BaseModel):
+    items: list[EntryBody]
+    next_cursor: str | None
+
+
+class EventStatusBody(BaseModel):
+    status: str
+    points: int | None
+    reason: str | None
+    rule_id: str | None
+    rule_version: int | None
+    category: str | None
+
+
+class AdjustmentRequest(BaseModel):
+    rider_id: str = Field(pattern=RIDER_ID_PATTERN.pattern)
+    amount: int = Field(description="signed points; not 0", ge=-1_000_000, le=1_000_000)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class RulesBody(BaseModel):
+    rules_id: str
+    version: int
+    effective_from: datetime
+    timezone: str
+    categories: dict[str, Any]
+
+
+def _may_read_rider(caller: Principal, rider_id: str) -> None:
+    if caller.role is Role.OPERATOR:
+        return
+    if caller.role is Role.RIDER and caller.sub == rider_id:
+        return
+    raise Problem(403, "forbidden", "Not your account", "a rider reads only its own balance and history")
+
+
+def register(app: FastAPI, settings: Settings, db: Database) -> None:
+    @app.get(
+        "/v1/riders/{rider_id}/balance",
+        response_model=BalanceBody,
+        tags=["riders"],
+        summary="A rider's balance (that rider, or an operator)",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def balance(rider_id: RiderId, caller: Caller) -> BalanceBody:
+        _may_read_rider(caller, rider_id)
+        async with db.read() as conn:
+            b = await LedgerStore(conn).balance(rider_id)
+        return BalanceBody(
+            rider_id=b.rider_id,
+            available=b.available,
+            held=b.held,
+            earned_total=b.earned_total,
+            redeemed_total=b.redeemed_total,
+            as_of=b.as_of or datetime.now(UTC),
+        )
+
+    @app.get(
+        "/v1/riders/{rider_id}/entries",
+        response_model=EntryPage,
+        tags=["riders"],
+        summary="A rider's history, newest first, with the reason for every entry",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def entries(
+        rider_id: RiderId,
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> EntryPage:
+        _may_read_rider(caller, rider_id)
+        async with db.read() as conn:
+            rows = await LedgerStore(conn).entries(rider_id, limit, decode_cursor(cursor))
+        next_cursor = encode_cursor(rows[-1].entry_id) if len(rows) == limit else None
+        return EntryPage(items=[EntryBody.of(e) for e in rows], next_cursor=next_cursor)
+
+    @app.get(
+        "/v1/events/{source}/{event_id}",
+        response_model=EventStatusBody,
+        tags=["events"],
+        summary="What became of an event (its source, its rider, or an operator)",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def event_status(source: str, event_id: str, caller: Caller) -> EventStatusBody:
+        async with db.read() as conn:
+            status = await ActivityStore(conn).status(source, event_id)
+        allowed = caller.role is Role.OPERATOR or (caller.role is Role.SOURCE and caller.sub == source)
+        if status is not None and caller.role is Role.RIDER and status.rider_id == caller.sub:
+            allowed = True
+        if status is None or not allowed:
+            # Existence must not leak to callers who may not see the event.
+            raise Problem(
+                404,
+                "event-unknown",
+                "Unknown event",
+                f"no event {event_id!r} from {source!r} is known to you",
+            )
+        return EventStatusBody(
+            status=status.status,
+            points=status.points,
+            reason=status.reason,
+            rule_id=status.rule_id,
+            rule_version=status.rule_version,
+            category=status.category,
+        )
+
+    @app.post(
+        "/v1/adjustments",
+        status_code=201,
+        response_model=EntryBody,
+        tags=["operators"],
+        summary="Adjust a rider's balance with a reason (operator)",
+        responses=problem_responses(401, 403, 409, 422),
+    )
+    async def adjustment(
+        body: AdjustmentRequest,
+        caller: Caller,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    ) -> EntryBody:
+        require(caller, Role.OPERATOR)
+        if not idempotency_key:
+            raise Problem(
+                422,
+                "idempotency-key-required",
+                "Idempotency-Key required",
+                "Idempotency-Key: send a unique key per adjustment, and the same key when retrying",
+            )
+        if body.amount == 0:
+            raise Problem(422, "invalid-request", "Invalid adjustment", "amount: must not be 0")
+        try:
+            entry = await adjust(db, settings, caller.sub, idempotency_key, body.rider_id, body.amount, body.reason)
+        except InsufficientBalance as exc:
+            raise Problem(
+                409,
+                "insufficient-balance",
+                "Not enough points",
+                f"amount: {body.amount} is more than the rider's available balance",
+            ) from exc
+        except IdempotencyConflict as exc:
+            raise Problem(
+                409,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "Idempotency-Key: this key was used for a different adjustment; use a new key",
+            ) from exc
+        return EntryBody.of(entry)
+
+    @app.get(
+        "/v1/rules",
+        response_model=RulesBody,
+        tags=["rules"],
+        summary="The rules in force now",
+        responses=problem_responses(401, 404),
+    )
+    async def rules(caller: Caller) -> RulesBody:
+        async with db.read() as conn:
+            versions = await PointsStore(conn).rules_versions()
+        now = datetime.now(UTC)
+        current = [r for r in versions if r.effective_from <= now]
+        if not current:
+            raise Problem(404, "no-rules", "No rules in force", "no rules version is in force yet; publish one")
+        r = max(current, key=lambda v: (v.effective_from, v.version))
+        return RulesBody(
+            rules_id=r.rules_id,
+            version=r.version,
+            effective_from=r.effective_from,
+            timezone=r.timezone,
+            categories=r.categories.model_dump(mode="json", exclude_none=True),
+        )

@@ -1,0 +1,234 @@
+"""Use cases of the points service. ``score_batch`` is the worker's unit of work: the events,
+their ledger entries, counters, dead letters and outbox rows of one Kafka batch commit together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+
+from libs.activity.model import ActivityEvent, EventSchemas, Invalid, decode_message, validate_event
+from libs.activity.store import ActivityStore, DeadLetterInput
+from libs.ledger.model import (
+    PROGRAMME_ADJUSTMENTS,
+    PROGRAMME_ISSUED,
+    EntryKind,
+    LedgerTransaction,
+    rider_available,
+    transfer,
+)
+from libs.ledger.store import Entry, LedgerStore
+from libs.platform.db import Connection, Database
+from libs.platform.kafka import Message
+from libs.platform.outbox_store import OutboxMessage, OutboxStore
+from libs.platform.settings import Settings
+from services.points.domain.rules import RuleBook, Rules, Score, counters_needed, score
+from services.points.store import CounterKey, PointsStore
+
+
+def award_key(source: str, event_id: str) -> str:
+    return f"award:{source}:{event_id}"
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    scored: list[tuple[ActivityEvent, Score]] = field(default_factory=list)
+    pending: list[ActivityEvent] = field(default_factory=list)
+    duplicates: int = 0
+    dead_letters: list[DeadLetterInput] = field(default_factory=list)
+
+
+class RulesCache:
+    """The rule book, reloaded from the database at most every ``ttl_s`` so a published version
+    takes effect without a restart."""
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self._ttl_s = ttl_s
+        self._book = RuleBook([])
+        self._loaded_at = float("-inf")
+
+    async def book(self, conn: Connection) -> RuleBook:
+        if time.monotonic() - self._loaded_at > self._ttl_s:
+            self._book = RuleBook(await PointsStore(conn).rules_versions())
+            self._loaded_at = time.monotonic()
+        return self._book
+
+
+def parse_messages(
+    messages: Sequence[Message], schemas: EventSchemas, now: datetime
+) -> tuple[list[tuple[ActivityEvent, Message]], list[DeadLetterInput]]:
+    """Valid events with the message each came in, and dead letters for the rest."""
+    events: list[tuple[ActivityEvent, Message]] = []
+    dead: list[DeadLetterInput] = []
+    for m in messages:
+        decoded = decode_message(m.value)
+        result = decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, now)
+        if isinstance(result, Invalid):
+            dead.append(_dead_letter(m, result.reason, result.source, result.event_id))
+        else:
+            events.append((result, m))
+    return events, dead
+
+
+def _dead_letter(m: Message, reason: str, source: str | None, event_id: str | None) -> DeadLetterInput:
+    return DeadLetterInput(reason, m.topic, m.partition, m.offset, m.key, m.value, source, event_id)
+
+
+class Scorer:
+    def __init__(self, settings: Settings, schemas: EventSchemas, rules: RulesCache) -> None:
+        self._settings = settings
+        self._schemas = schemas
+        self._rules = rules
+
+    async def score_batch(self, conn: Connection, messages: Sequence[Message]) -> BatchOutcome:
+        parsed, dead = parse_messages(messages, self._schemas, datetime.now(UTC))
+        events = [e for e, _ in parsed]
+        message_of = {id(e): m for e, m in parsed}
+        outcome = BatchOutcome(dead_letters=dead)
+        activity = ActivityStore(conn)
+        recorded = await activity.record(events, via="kafka")
+        for event in recorded.conflicts:
+            outcome.dead_letters.append(
+                _dead_letter(
+                    message_of[id(event)],
+                    "id: already used by this source for a different event; give each event its own id",
+                    event.source,
+                    event.event_id,
+                )
+            )
+        conflicting = {id(e) for e in recorded.conflicts}
+        candidates = list({e.key: e for e in events if id(e) not in conflicting}.values())
+        await self._score(conn, candidates, outcome)
+        outcome.duplicates = len(events) - len(outcome.scored) - len(outcome.pending) - len(recorded.conflicts)
+        await activity.add_dead_letters(outcome.dead_letters)
+        await OutboxStore(conn).add([self._dlq_message(d) for d in outcome.dead_letters])
+        return outcome
+
+    async def _score(self, conn: Connection, candidates: list[ActivityEvent], outcome: BatchOutcome) -> None:
+        points, ledger = PointsStore(conn), LedgerStore(conn)
+        await points.lock_riders(e.rider_id for e in candidates)
+        done = await ledger.recorded_keys([award_key(*e.key) for e in candidates])
+        to_score = [e for e in candidates if award_key(*e.key) not in done]
+        book = await self._rules.book(conn)
+        needed = {e.key: counters_needed(e, book) for e in to_score}
+        counters = await points.counters((e.rider_id, c) for e in to_score for c in needed[e.key])
+        increments: dict[CounterKey, int] = {}
+        txs: list[LedgerTransaction] = []
+        for event in to_score:
+            view = {c: counters.get((event.rider_id, c), 0) for c in needed[event.key]}
+            result = score(event, view, book)
+            if result is None:
+                outcome.pending.append(event)
+                continue
+            for counter, amount in result.counters.items():
+                key = (event.rider_id, counter)
+                counters[key] = counters.get(key, 0) + amount
+                increments[key] = increments.get(key, 0) + amount
+            txs.append(award_transaction(event, result))
+            outcome.scored.append((event, result))
+        appended = await ledger.append(txs)
+        await points.add_to_counters(increments)
+        await OutboxStore(conn).add(
+            [ledger_message(self._settings, tx, appended.recorded[tx.idempotency_key]) for tx in txs]
+        )
+
+    def _dlq_message(self, d: DeadLetterInput) -> OutboxMessage:
+        return OutboxMessage(
+            topic=self._settings.topic_activity_events_dlq,
+            key=d.key,
+            value=d.value or b"",
+            headers=(
+                ("warmbee-dead-letter-reason", d.reason),
+                ("warmbee-original-topic", d.topic),
+                ("warmbee-original-partition", str(d.partition)),
+                ("warmbee-original-offset", str(d.offset)),
+            ),
+        )
+
+
+def award_transaction(event: ActivityEvent, result: Score) -> LedgerTransaction:
+    return LedgerTransaction(
+        idempotency_key=award_key(*event.key),
+        kind=EntryKind.AWARD,
+        rider_id=event.rider_id,
+        reason=result.reason,
+        postings=transfer(PROGRAMME_ISSUED, rider_available(event.rider_id), result.points),
+        category=result.category,
+        source=event.source,
+        event_id=event.event_id,
+        rule_id=result.rule_id,
+        rule_version=result.rule_version,
+        occurred_at=event.time,
+    )
+
+
+def ledger_message(settings: Settings, tx: LedgerTransaction, tx_id: int) -> OutboxMessage:
+    """What the system did, as a CloudEvent on ``points-ledger`` for other systems to follow."""
+    body = {
+        "specversion": "1.0",
+        "id": f"entry-{tx_id}",
+        "source": "warmbee/points",
+        "type": f"points.{tx.kind.value}.recorded",
+        "subject": tx.rider_id,
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "data": {
+            "entry_id": tx_id,
+            "kind": tx.kind.value,
+            "amount": tx.available_delta,
+            "category": tx.category,
+            "source": tx.source,
+            "event_id": tx.event_id,
+            "rule_id": tx.rule_id,
+            "rule_version": tx.rule_version,
+            "reason": tx.reason,
+        },
+    }
+    return OutboxMessage(settings.topic_points_ledger, tx.rider_id.encode(), orjson.dumps(body))
+
+
+class AdjustmentRefused(Exception):
+    """A negative adjustment larger than the rider's available balance."""
+
+
+async def adjust(
+    db: Database,
+    settings: Settings,
+    operator: str,
+    idempotency_key: str,
+    rider_id: str,
+    amount: int,
+    reason: str,
+) -> Entry:
+    """Post a manual adjustment; the same key with the same body returns the first entry."""
+    source, destination = (PROGRAMME_ADJUSTMENTS, rider_available(rider_id))
+    if amount < 0:
+        source, destination = destination, source
+    tx = LedgerTransaction(
+        idempotency_key=f"adjustment:{operator}:{idempotency_key}",
+        kind=EntryKind.ADJUSTMENT,
+        rider_id=rider_id,
+        reason=reason,
+        postings=transfer(source, destination, abs(amount)),
+        actor=operator,
+    )
+
+    async def work(conn: Connection) -> Entry:
+        ledger = LedgerStore(conn)
+        appended = await ledger.append([tx])
+        tx_id = {**appended.recorded, **appended.existing}[tx.idempotency_key]
+        if tx.idempotency_key in appended.recorded:
+            await OutboxStore(conn).add([ledger_message(settings, tx, tx_id)])
+        entry = await ledger.entry(tx_id)
+        assert entry is not None
+        return entry
+
+    return await db.run(work)
+
+
+async def publish_rules(db: Database, rules: Rules, published_by: str | None) -> bool:
+    """Store a rules version; versions are immutable, so publishing one again changes nothing."""
+    return await db.run(lambda conn: PointsStore(conn).publish_rules(rules, published_by))

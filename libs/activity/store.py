@@ -105,17 +105,20 @@ class ActivityStore:
         )
         return {(r["source"], r["event_id"]): r["content_hash"] for r in rows}
 
-    async def add_dead_letters(self, letters: Sequence[DeadLetterInput]) -> int:
-        """Keep messages that failed validation; a redelivered message is kept once."""
+    async def add_dead_letters(self, letters: Sequence[DeadLetterInput]) -> list[DeadLetterInput]:
+        """Keep messages that failed validation; a redelivered message is kept once.
+        Returns the letters kept now, so a redelivery does not publish its dead letters again."""
         if not letters:
-            return 0
+            return []
         texts = [payload_text(d.value) for d in letters]
-        status = await self._conn.execute(
+        hashes = [hashlib.sha256(d.value or b"").hexdigest() for d in letters]
+        rows = await self._conn.fetch(
             'INSERT INTO dead_letter (reason, topic, "partition", "offset", key, source, event_id, payload,'
             " payload_encoding, payload_sha256)"
             " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::text[],"
             " $7::text[], $8::text[], $9::text[], $10::text[])"
-            " ON CONFLICT ON CONSTRAINT dead_letter_message_unique DO NOTHING",
+            " ON CONFLICT ON CONSTRAINT dead_letter_message_unique DO NOTHING"
+            ' RETURNING topic, "partition", "offset", payload_sha256',
             [d.reason for d in letters],
             [d.topic for d in letters],
             [d.partition for d in letters],
@@ -125,9 +128,16 @@ class ActivityStore:
             [d.event_id for d in letters],
             [t[0] for t in texts],
             [t[1] for t in texts],
-            [hashlib.sha256(d.value or b"").hexdigest() for d in letters],
+            hashes,
         )
-        return int(status.split()[-1])
+        kept = {(r["topic"], r["partition"], r["offset"], r["payload_sha256"]) for r in rows}
+        out: list[DeadLetterInput] = []
+        for letter, digest in zip(letters, hashes, strict=True):
+            identity = (letter.topic, letter.partition, letter.offset, digest)
+            if identity in kept:
+                kept.discard(identity)
+                out.append(letter)
+        return out
 
     async def dead_letters(self, limit: int, before_id: int | None) -> list[dict[str, Any]]:
         rows = await self._conn.fetch(

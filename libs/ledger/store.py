@@ -71,16 +71,23 @@ INSERT INTO ledger_posting (tx_id, posting_no, account, amount)
 SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[])
 """
 
-_UPSERT_BALANCES = """
-INSERT INTO rider_balance AS b (rider_id, available, held, earned_total, redeemed_total, updated_at)
-SELECT r, a, h, e, d, now() FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-    AS t(r, a, h, e, d)
-ON CONFLICT (rider_id) DO UPDATE
-   SET available = b.available + EXCLUDED.available,
-       held = b.held + EXCLUDED.held,
-       earned_total = b.earned_total + EXCLUDED.earned_total,
-       redeemed_total = b.redeemed_total + EXCLUDED.redeemed_total,
+# Two statements, not one INSERT ... ON CONFLICT DO UPDATE: PostgreSQL checks CHECK constraints on the
+# proposed insert row before it looks for a conflict, so an upsert of a negative delta (a debit, a hold)
+# would be refused even when the rider's balance covers it.
+_ENSURE_BALANCES = """
+INSERT INTO rider_balance (rider_id) SELECT r FROM unnest($1::text[]) AS t(r) ORDER BY r
+ON CONFLICT (rider_id) DO NOTHING
+"""
+
+_UPDATE_BALANCES = """
+UPDATE rider_balance AS b
+   SET available = b.available + t.a,
+       held = b.held + t.h,
+       earned_total = b.earned_total + t.e,
+       redeemed_total = b.redeemed_total + t.d,
        updated_at = now()
+  FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS t(r, a, h, e, d)
+ WHERE b.rider_id = t.r
 """
 
 _ENTRY_COLUMNS = """tx_id, recorded_at, available_delta, kind, category, source, event_id, rule_id,
@@ -142,9 +149,10 @@ class LedgerStore:
         if not deltas:
             return
         riders = list(deltas)
+        await self._conn.execute(_ENSURE_BALANCES, riders)
         try:
             await self._conn.execute(
-                _UPSERT_BALANCES,
+                _UPDATE_BALANCES,
                 riders,
                 [deltas[r].available for r in riders],
                 [deltas[r].held for r in riders],

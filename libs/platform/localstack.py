@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,14 +61,10 @@ def ensure_postgres_running(settings: Settings) -> None:
 
 
 def _pg_answers(settings: Settings) -> bool:
-    return (
-        subprocess.run(
-            ["pg_isready", "-d", f"{settings.pg_server.rstrip('/')}/postgres", "-t", "3"],
-            capture_output=True,
-            check=False,
-        ).returncode
-        == 0
-    )
+    address = urllib.parse.urlsplit(settings.pg_server)
+    with socket.socket() as probe:
+        probe.settimeout(3)
+        return probe.connect_ex((address.hostname or "127.0.0.1", address.port or 5432)) == 0
 
 
 @dataclass
@@ -79,7 +76,7 @@ class LocalStack:
     def check_ports_free(self) -> None:
         """Fail early and clearly when another process (often an earlier run) holds a port."""
         s = self.settings
-        host, _, broker_port = s.kafka_bootstrap.partition(":")
+        broker_port = s.kafka_bootstrap.rpartition(":")[2]
         ports = {
             "WARMBEE_KAFKA_BOOTSTRAP": int(broker_port),
             "WARMBEE_EVENTS_PORT": s.events_port,

@@ -103,8 +103,8 @@ class Scorer:
         candidates = list({e.key: e for e in events if id(e) not in conflicting}.values())
         await self._score(conn, candidates, outcome)
         outcome.duplicates = len(events) - len(outcome.scored) - len(outcome.pending) - len(recorded.conflicts)
-        await activity.add_dead_letters(outcome.dead_letters)
-        await OutboxStore(conn).add([self._dlq_message(d) for d in outcome.dead_letters])
+        kept = await activity.add_dead_letters(outcome.dead_letters)
+        await OutboxStore(conn).add([self._dlq_message(d) for d in kept])
         return outcome
 
     async def _score(self, conn: Connection, candidates: list[ActivityEvent], outcome: BatchOutcome) -> None:

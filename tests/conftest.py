@@ -1,0 +1,55 @@
+"""Shared test configuration: a database and ports of their own, so tests never touch `make run`'s.
+
+Integration and end-to-end tests use real PostgreSQL and a real broker; a skipped test fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from libs.platform.settings import Settings
+
+TEST_ENV = {
+    "WARMBEE_ENV": "test",
+    "WARMBEE_PG_DATABASE": os.environ.get("WARMBEE_TEST_DATABASE", "warmbee_test"),
+    "WARMBEE_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
+    "WARMBEE_EVENTS_PORT": "18001",
+    "WARMBEE_POINTS_PORT": "18002",
+    "WARMBEE_REDEMPTION_PORT": "18003",
+    "WARMBEE_WORKER_METRICS_PORT": "18012",
+    "WARMBEE_WORKER_BATCH_WAIT_MS": "50",
+    "WARMBEE_RELAY_IDLE_MS": "20",
+}
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(**{k.removeprefix("WARMBEE_").lower(): v for k, v in TEST_ENV.items()})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def rider() -> str:
+    """A rider id of its own for each test, so tests share one database without interfering."""
+    return f"rider-{uuid.uuid4().hex[:12]}"
+
+
+class _SkipsFail:
+    """A skipped test is not a passed test: the run fails if anything was skipped."""
+
+    def __init__(self) -> None:
+        self.skipped: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped:
+            self.skipped.append(report.nodeid)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.skipped and exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_SkipsFail(), "warmbee-skips-fail")

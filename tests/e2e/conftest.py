@@ -1,0 +1,141 @@
+"""End-to-end: the broker, PostgreSQL and the service processes, started the way `make run` does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from libs.platform.auth import Role, mint_token
+from libs.platform.db import drop_database
+from libs.platform.kafka import make_producer
+from libs.platform.localstack import LocalStack
+from libs.platform.settings import Settings
+from services.cli import prepare_database
+
+SERVICES = ["events", "points-api", "points-worker"]
+LOG_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e-logs"
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def e2e_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"pg_database": "warmbee_e2e"})
+
+
+@pytest.fixture(scope="session")
+async def stack(e2e_settings: Settings) -> AsyncIterator[LocalStack]:
+    local = LocalStack(e2e_settings, LOG_DIR)
+    local.check_ports_free()  # before touching the database another run may be using
+    await drop_database(e2e_settings)
+    try:
+        await local.start_infrastructure(prepare_database)
+        for name in SERVICES:
+            local.start_service(name)
+        await local.wait_healthy(SERVICES)
+        yield local
+    finally:
+        await asyncio.to_thread(local.stop_all)
+
+
+class Api:
+    """HTTP calls as each role makes them."""
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+        self.events_url = f"http://{settings.host}:{settings.events_port}"
+        self.points_url = f"http://{settings.host}:{settings.points_port}"
+
+    def token(self, role: Role, sub: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {mint_token(self.settings, role, sub)}"}
+
+    async def publish(self, body: Any, source: str = "volunteer-platform", batch: bool = False) -> httpx.Response:
+        media = "application/cloudevents-batch+json" if batch else "application/cloudevents+json"
+        return await self.http.post(
+            f"{self.events_url}/v1/events",
+            content=orjson.dumps(body),
+            headers={**self.token(Role.SOURCE, source), "content-type": media},
+        )
+
+    async def balance(self, rider: str) -> dict[str, Any]:
+        r = await self.http.get(f"{self.points_url}/v1/riders/{rider}/balance", headers=self.token(Role.RIDER, rider))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def entries(self, rider: str) -> list[dict[str, Any]]:
+        r = await self.http.get(
+            f"{self.points_url}/v1/riders/{rider}/entries?limit=500", headers=self.token(Role.RIDER, rider)
+        )
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    async def status(self, source: str, event_id: str) -> httpx.Response:
+        return await self.http.get(
+            f"{self.points_url}/v1/events/{source}/{event_id}", headers=self.token(Role.OPERATOR, "ops-test")
+        )
+
+    async def wait_scored(self, source: str, event_id: str, timeout_s: float = 30) -> dict[str, Any]:
+        async def scored() -> dict[str, Any] | None:
+            r = await self.status(source, event_id)
+            return dict(r.json()) if r.status_code == 200 and r.json()["status"] == "scored" else None
+
+        return await eventually(scored, timeout_s, f"event {source}/{event_id} scored")
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def api(stack: LocalStack) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(timeout=15) as http:
+        yield Api(stack.settings, http)
+
+
+@pytest.fixture
+async def kafka(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
+    producer = make_producer(stack.settings)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def shift(rider: str, hours: Any, time: str = "2024-05-01T09:00:00+08:00", **overrides: Any) -> dict[str, Any]:
+    """A volunteer shift as the volunteer platform publishes it; a fresh id unless given."""
+    event = {
+        "specversion": "1.0",
+        "id": f"shift-{uuid.uuid4().hex[:12]}",
+        "source": "volunteer-platform",
+        "type": "volunteer.shift.completed",
+        "subject": rider,
+        "time": time,
+        "datacontenttype": "application/json",
+        "data": {"shift_id": f"s-{uuid.uuid4().hex[:8]}", "hours": hours},
+    }
+    event.update(overrides)
+    return event
+
+
+async def to_kafka(producer: AIOKafkaProducer, settings: Settings, value: bytes, key: str) -> None:
+    await producer.send_and_wait(settings.topic_activity_events, value, key=key.encode())
+
+
+def shanghai(day: str, hour: int = 9) -> str:
+    return datetime.fromisoformat(f"{day}T{hour:02d}:00:00+08:00").isoformat()

@@ -30,6 +30,7 @@ class OutboxRelay:
         topics: Sequence[str],
         batch_max: int = 1000,
         idle_s: float = 0.1,
+        publish_timeout_s: float = 30.0,
     ) -> None:
         self._db = db
         self._make_producer = make_producer
@@ -37,6 +38,7 @@ class OutboxRelay:
         self._topics = list(topics)
         self._batch_max = batch_max
         self._idle_s = idle_s
+        self._publish_timeout_s = publish_timeout_s
         self._stopping = asyncio.Event()
         self.relayed_total = 0
 
@@ -64,7 +66,8 @@ class OutboxRelay:
             )
             for p in pending
         ]
-        await asyncio.gather(*sends)
+        # A stuck delivery must not hold the claimed rows forever: fail the batch, roll back, retry.
+        await asyncio.wait_for(asyncio.gather(*sends), timeout=self._publish_timeout_s)
 
     async def run(self) -> None:
         """Relay until stopped; the producer is started here so a broker that is down at
@@ -75,11 +78,17 @@ class OutboxRelay:
             try:
                 relayed = await self.relay_once()
                 failures = 0
-            except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (KafkaError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 failures += 1
                 delay = min(0.2 * 2**failures, 5.0)
                 log.warning("relay.failed", error=repr(exc), retry_in_s=delay)
-                await self._sleep(delay)
+                if isinstance(exc, KafkaError | TimeoutError):
+                    # A fresh producer forgets stale metadata (a broker that came back with other topics).
+                    await self.close()
+                    await self._sleep(delay)
+                    await self._start_producer()
+                else:
+                    await self._sleep(delay)
                 continue
             if relayed < self._batch_max:
                 await self._sleep(self._idle_s)

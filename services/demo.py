@@ -102,7 +102,8 @@ async def run_demo(settings: Settings) -> DemoReport:
                 content=orjson.dumps(events),
                 headers={**batch_type, "authorization": f"Bearer {token}"},
             )
-            lines.append(f"POST /v1/events ({len(events)} events from {source}) -> {r.status_code} {r.text}")
+            count = f"{len(events)} event{'s' if len(events) > 1 else ''}"
+            lines.append(f"POST /v1/events ({count} from {source}) -> {r.status_code} {r.text}")
         for label in ("duplicate", "invalid"):
             r = await http.post(
                 f"{events_url}/v1/events",
@@ -128,6 +129,11 @@ async def run_demo(settings: Settings) -> DemoReport:
             )
             b = r.json()
             lines.append(f"{rider}: available {b['available']}, earned {b['earned_total']}")
+        civic = ev["http_batch"][4]
+        r = await http.get(
+            f"{points_url}/v1/events/{civic['source']}/{civic['id']}", headers={"authorization": f"Bearer {operator}"}
+        )
+        lines.append(f"rider-1002's litter pick-up: {r.json()['status']} (civic_practice has no rules yet)")
         r = await http.get(f"{events_url}/v1/dead-letters?limit=1", headers={"authorization": f"Bearer {operator}"})
         items = r.json().get("items", [])
         if items:

@@ -8,13 +8,17 @@ import sys
 import structlog
 
 
+def _refused_connections(record: logging.LogRecord) -> bool:
+    # aiokafka logs every refused connection at ERROR while a broker starts or restarts; our retries
+    # handle those and log once in their own words, so these repeat nothing an operator can act on.
+    return not str(record.msg).startswith(("Unable connect to", "Unable to update metadata"))
+
+
 def configure_logging(level: str = "INFO", service: str = "warmbee") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level, force=True)
     for noisy in ("aiokafka", "kafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    # aiokafka logs every refused connection at ERROR while a broker starts; retries handle those.
-    logging.getLogger("aiokafka.conn").setLevel(logging.CRITICAL)
-    logging.getLogger("aiokafka.client").setLevel(logging.CRITICAL)
+    logging.getLogger("aiokafka").addFilter(_refused_connections)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

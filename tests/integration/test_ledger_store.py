@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -86,7 +86,8 @@ async def postings_of(db: Database, tx_id: int) -> list[tuple[str, int]]:
 async def rolled_back(db: Database, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> None:
     """Run ``work`` in a transaction that is always rolled back: a refusal test never changes the ledger,
     even when the refusal it expects is missing."""
-    async with db.pool.acquire() as conn:
+    async with db.pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
         transaction = conn.transaction()
         await transaction.start()
         try:

@@ -75,7 +75,7 @@ def volunteer_event(hours: float, time: str = "2024-05-01T09:00:00+08:00", rider
         type="volunteer.shift.completed",
         rider_id=rider,
         time=datetime.fromisoformat(time),
-        data=document["data"],
+        data={"shift_id": "s-1", "hours": hours},
         document=document,
     )
 

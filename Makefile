@@ -1,0 +1,53 @@
+# warmbee: two commands do everything.
+#   make run   installs what the project needs, starts broker, database, services, and a demo
+#   make test  installs what the project needs and runs every check and test
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint unit integration e2e demo clean help
+
+help:
+	@echo "make run    - install and run everything locally (Ctrl-C stops it)"
+	@echo "make test   - install and run lint, type checks and all tests"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# The Python environment from the lock file; system packages the local stack needs.
+install: $(UV)
+	@command -v pg_ctlcluster >/dev/null || command -v psql >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+
+run: install
+	$(BIN)/warmbee run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+e2e: install
+	$(BIN)/pytest tests/e2e
+
+# pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
+test: lint
+	$(BIN)/pytest
+
+demo: install
+	$(BIN)/warmbee demo
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .run test-artifacts .mypy_cache .ruff_cache .pytest_cache

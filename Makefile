@@ -9,11 +9,12 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint unit integration e2e demo clean help
+.PHONY: install run test lint unit integration e2e demo bench clean help
 
 help:
 	@echo "make run    - install and run everything locally (Ctrl-C stops it)"
 	@echo "make test   - install and run lint, type checks and all tests"
+	@echo "make bench  - measure events per second through the points path"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -45,6 +46,10 @@ e2e: install
 # pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
 test: lint
 	$(BIN)/pytest
+
+# Throughput of the points path on a stack of its own; figures also go to bench/results/.
+bench: install
+	$(BIN)/python -m bench.throughput
 
 demo: install
 	$(BIN)/warmbee demo

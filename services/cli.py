@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvloop
@@ -15,18 +16,24 @@ from libs.platform.db import Database, apply_migrations, ensure_database
 from libs.platform.logging import configure_logging
 from libs.platform.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from services.points.domain.rules import Rules
+    from services.points.replay import ReplayReport, WhatIfReport
+
 app = typer.Typer(
     help="warmbee: points and rewards for delivery riders.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 serve_app = typer.Typer(help="Serve one HTTP service in the foreground.", no_args_is_help=True)
 worker_app = typer.Typer(help="Run one worker in the foreground.", no_args_is_help=True)
+rules_app = typer.Typer(help="Check, publish and try out rules files.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 app.add_typer(worker_app, name="worker")
+app.add_typer(rules_app, name="rules")
 
 
 async def prepare_database(settings: Settings) -> None:
     """Create the database if missing, apply migrations, publish the default rules if none are stored."""
-    from services.points.handlers import publish_rules
+    from services.points.handlers import seed_rules
     from services.points.rules_files import DEFAULT_RULES_FILE, read_rules_file
 
     await ensure_database(settings)
@@ -35,7 +42,7 @@ async def prepare_database(settings: Settings) -> None:
     db = Database(settings)
     await db.open()
     try:
-        await publish_rules(db, read_rules_file(path), published_by="warmbee migrate")
+        await seed_rules(db, read_rules_file(path), published_by="warmbee migrate")
     finally:
         await db.close()
 
@@ -175,6 +182,130 @@ def _print_access(settings: Settings) -> None:
 
   curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/balance
   curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/entries""")
+
+
+RulesFile = Annotated[Path, typer.Argument(help="a rules file (YAML), e.g. rules/warmbee-default.v1.yaml")]
+
+
+def _read_rules(path: Path) -> Rules:
+    from services.points.rules_files import RulesFileError, read_rules_file
+
+    try:
+        return read_rules_file(path)
+    except RulesFileError as exc:
+        typer.echo(f"{path}: {len(exc.problems)} problem(s)", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@rules_app.command("check")
+def rules_check(path: RulesFile) -> None:
+    """Validate a rules file and report every problem with its location."""
+    rules = _read_rules(path)
+    categories = rules.categories.model_dump(exclude_none=True)
+    typer.echo(
+        f"{path}: valid — {rules.rules_id} v{rules.version}, effective {rules.effective_from.isoformat()}, "
+        f"{len(categories)} categories"
+    )
+
+
+@rules_app.command("publish")
+def rules_publish(path: RulesFile) -> None:
+    """Store a new rules version; it takes effect at its effective date, without a restart."""
+    from datetime import timedelta
+
+    from services.points.handlers import RulesRefused, publish_rules
+
+    settings = get_settings()
+    configure_logging("WARNING", "rules")
+    rules = _read_rules(path)
+
+    async def go() -> None:
+        db = Database(settings)
+        await db.open()
+        try:
+            await publish_rules(db, rules, "warmbee rules publish", timedelta(seconds=settings.event_future_slack_s))
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(go())
+    except RulesRefused as exc:
+        typer.echo(f"{path}: refused, nothing was stored", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"published {rules.rules_id} v{rules.version}, in force from {rules.effective_from.isoformat()}")
+
+
+@rules_app.command("what-if")
+def rules_what_if(
+    path: RulesFile,
+    start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (Asia/Shanghai)")],
+    end: Annotated[str, typer.Option("--to", help="day after the last, YYYY-MM-DD (Asia/Shanghai)")],
+    top: Annotated[int, typer.Option(help="riders to list")] = 10,
+) -> None:
+    """Score the stored events of a period with a candidate rules file, writing nothing, and show what
+    it would change per category and for the riders most affected."""
+    from libs.activity.model import load_schemas
+    from services.points.replay import what_if
+
+    settings = get_settings()
+    configure_logging("WARNING", "rules")
+    candidate = _read_rules(path)
+    zone = candidate.zone
+    period = (datetime.fromisoformat(start).replace(tzinfo=zone), datetime.fromisoformat(end).replace(tzinfo=zone))
+
+    async def go() -> WhatIfReport:
+        db = Database(settings)
+        await db.open()
+        try:
+            return await what_if(db, settings, load_schemas(), candidate, *period)
+        finally:
+            await db.close()
+
+    report = asyncio.run(go())
+    typer.echo(
+        f"what if {candidate.rules_id} v{candidate.version} had applied to the {report.events} events of "
+        f"{start} to {end} (both runs from empty counters; nothing written)\n"
+    )
+    typer.echo(f"{'category':<24}{'events':>8}{'in force':>10}{'candidate':>11}{'change':>9}")
+    for name, c in sorted(report.categories.items()):
+        typer.echo(f"{name:<24}{c.events:>8}{c.current:>10}{c.candidate:>11}{c.candidate - c.current:>+9}")
+    change = report.total_candidate - report.total_current
+    typer.echo(f"{'total':<24}{report.events:>8}{report.total_current:>10}{report.total_candidate:>11}{change:>+9}")
+    if report.riders:
+        typer.echo(f"\nriders most affected (of {len(report.riders)} whose points change):")
+        for rider, before, after in report.riders[:top]:
+            typer.echo(f"  {rider:<24}{before:>8} -> {after:<8}({after - before:+})")
+
+
+@app.command()
+def replay() -> None:
+    """Rebuild every award from the stored events in a scratch schema, in the order first scored, and
+    compare with the live ledger entry by entry. Exits 1 on any difference."""
+    from libs.activity.model import load_schemas
+    from services.points.replay import replay as run_replay
+
+    settings = get_settings()
+    configure_logging("WARNING", "replay")
+
+    async def go() -> ReplayReport:
+        db = Database(settings)
+        await db.open()
+        try:
+            return await run_replay(db, settings, load_schemas())
+        finally:
+            await db.close()
+
+    report = asyncio.run(go())
+    for d in report.differences[:50]:
+        typer.echo(f"  {d.key}\n    live:     {d.live}\n    replayed: {d.replayed}")
+    if report.differences:
+        typer.echo(f"replay: {len(report.differences)} of {report.compared} awards differ", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"replay: {report.compared} awards rebuilt from the stored events, identical to the live ledger")
 
 
 if __name__ == "__main__":

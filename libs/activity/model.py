@@ -33,7 +33,7 @@ CATEGORY_OF_TYPE: Mapping[str, str] = {
 CATEGORIES = tuple(dict.fromkeys(CATEGORY_OF_TYPE.values()))
 
 # An activity cannot have happened in the future; a little slack absorbs clock skew at the source.
-FUTURE_SLACK = timedelta(hours=1)
+FUTURE_SLACK = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -94,7 +94,9 @@ def load_schemas(root: Path = SCHEMAS_DIR) -> EventSchemas:
     return EventSchemas(documents)
 
 
-def validate_event(document: object, schemas: EventSchemas, now: datetime) -> ActivityEvent | Invalid:
+def validate_event(
+    document: object, schemas: EventSchemas, now: datetime, future_slack: timedelta = FUTURE_SLACK
+) -> ActivityEvent | Invalid:
     """Check one decoded event; every problem is reported with its field and how to fix it."""
     if not isinstance(document, dict):
         return Invalid(f"event: must be a JSON object (a CloudEvent), got {_json_type(document)}")
@@ -109,7 +111,7 @@ def validate_event(document: object, schemas: EventSchemas, now: datetime) -> Ac
     time = _parse_time(document["time"])
     if time is None:
         return Invalid("time: must be RFC 3339 with an offset, e.g. 2024-05-01T09:30:00+08:00", source, event_id)
-    if time > now + FUTURE_SLACK:
+    if time > now + future_slack:
         return Invalid(
             f"time: {document['time']} is in the future; send the time the activity happened",
             source,

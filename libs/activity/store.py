@@ -180,16 +180,16 @@ class ActivityStore:
             return None
         return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)
 
-    async def pending(self, categories: Sequence[str], limit: int, older_than: datetime) -> list[dict[str, Any]]:
-        """Stored events of these categories that have no award entry yet."""
+    async def pending(self, limit: int, since: datetime | None, older_than: datetime) -> list[dict[str, Any]]:
+        """Stored events received in [since, older_than) that have no award entry yet, oldest first."""
         rows = await self._conn.fetch(
-            "SELECT a.event FROM activity_event a"
-            " WHERE a.category = ANY($1::text[]) AND a.received_at < $3 AND NOT EXISTS ("
+            "SELECT a.event, a.received_at FROM activity_event a"
+            " WHERE a.received_at < $2 AND ($3::timestamptz IS NULL OR a.received_at >= $3) AND NOT EXISTS ("
             "   SELECT 1 FROM ledger_transaction t"
             "    WHERE t.idempotency_key = 'award:' || a.source || ':' || a.event_id)"
-            " ORDER BY a.occurred_at LIMIT $2",
-            list(categories),
+            " ORDER BY a.received_at LIMIT $1",
             limit,
             older_than,
+            since,
         )
-        return [r["event"] for r in rows]
+        return [dict(r) for r in rows]

@@ -117,10 +117,13 @@ class LocalStack:
         await create_topics(s, [s.topic_activity_events, s.topic_activity_events_dlq, s.topic_points_ledger])
         log.info("broker.ready", bootstrap=s.kafka_bootstrap, partitions=s.topic_partitions)
 
-    def start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start_service(
+        self, name: str, extra_env: Mapping[str, str] | None = None, instance: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a service process; ``instance`` names a further replica (its own log and entry)."""
         spec = service_specs(self.settings)[name]
         env = {**os.environ, **self.settings.as_env(), **(extra_env or {})}
-        return self._spawn(name, [sys.executable, "-m", "services.cli", *spec.args], env)
+        return self._spawn(instance or name, [sys.executable, "-m", "services.cli", *spec.args], env)
 
     def _spawn(self, name: str, command: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = (self.log_dir / f"{name}.log").open("ab")

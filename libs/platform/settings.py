@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     worker_batch_max: int = Field(default=1000, ge=1, le=10_000)
     worker_batch_wait_ms: int = Field(default=200, ge=1)
     worker_metrics_port: int = 8012
+    # Stored events without an award after this long are scored from the database (a lost Kafka copy).
+    pending_after_s: float = Field(default=30.0, gt=0)
+    pending_sweep_interval_s: float = Field(default=10.0, gt=0)
+    # How far ahead of the clock an event's time may be (clock skew at the source).
+    event_future_slack_s: int = Field(default=300, ge=0)
 
     # Outbox relay.
     relay_batch_max: int = Field(default=1000, ge=1)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from libs.activity.model import ActivityEvent, EventSchemas, Invalid, decode_message, validate_event
+from libs.activity.model import FUTURE_SLACK, ActivityEvent, EventSchemas, Invalid, decode_message, validate_event
 from libs.activity.store import ActivityStore, DeadLetterInput
 from libs.ledger.model import (
     PROGRAMME_ADJUSTMENTS,
@@ -25,7 +25,18 @@ from libs.platform.db import Connection, Database
 from libs.platform.kafka import Message
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from libs.platform.settings import Settings
-from services.points.domain.rules import RuleBook, Rules, Score, counters_needed, score
+from services.points.domain.rules import (
+    EarlierReport,
+    RuleBook,
+    Rules,
+    Score,
+    counters_needed,
+    hazard_cells,
+    hazard_search,
+    publication_problems,
+    same_hazard,
+    score,
+)
 from services.points.store import CounterKey, PointsStore
 
 
@@ -36,7 +47,6 @@ def award_key(source: str, event_id: str) -> str:
 @dataclass(slots=True)
 class BatchOutcome:
     scored: list[tuple[ActivityEvent, Score]] = field(default_factory=list)
-    pending: list[ActivityEvent] = field(default_factory=list)
     duplicates: int = 0
     dead_letters: list[DeadLetterInput] = field(default_factory=list)
 
@@ -45,10 +55,10 @@ class RulesCache:
     """The rule book, reloaded from the database at most every ``ttl_s`` so a published version
     takes effect without a restart."""
 
-    def __init__(self, ttl_s: float = 5.0) -> None:
+    def __init__(self, ttl_s: float = 5.0, fixed: RuleBook | None = None) -> None:
         self._ttl_s = ttl_s
-        self._book = RuleBook([])
-        self._loaded_at = float("-inf")
+        self._book = fixed or RuleBook([])
+        self._loaded_at = float("inf") if fixed else float("-inf")  # a fixed book is never reloaded
 
     async def book(self, conn: Connection) -> RuleBook:
         if time.monotonic() - self._loaded_at > self._ttl_s:
@@ -58,14 +68,14 @@ class RulesCache:
 
 
 def parse_messages(
-    messages: Sequence[Message], schemas: EventSchemas, now: datetime
+    messages: Sequence[Message], schemas: EventSchemas, now: datetime, future_slack: timedelta = FUTURE_SLACK
 ) -> tuple[list[tuple[ActivityEvent, Message]], list[DeadLetterInput]]:
     """Valid events with the message each came in, and dead letters for the rest."""
     events: list[tuple[ActivityEvent, Message]] = []
     dead: list[DeadLetterInput] = []
     for m in messages:
         decoded = decode_message(m.value)
-        result = decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, now)
+        result = decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, now, future_slack)
         if isinstance(result, Invalid):
             dead.append(_dead_letter(m, result.reason, result.source, result.event_id))
         else:
@@ -82,9 +92,12 @@ class Scorer:
         self._settings = settings
         self._schemas = schemas
         self._rules = rules
+        self._future_slack = timedelta(seconds=settings.event_future_slack_s)
+        self._pending_since: datetime | None = None  # None: look through every stored event once
 
     async def score_batch(self, conn: Connection, messages: Sequence[Message]) -> BatchOutcome:
-        parsed, dead = parse_messages(messages, self._schemas, datetime.now(UTC))
+        """One Kafka batch: record its events, dead-letter the invalid, score what is not scored yet."""
+        parsed, dead = parse_messages(messages, self._schemas, datetime.now(UTC), self._future_slack)
         events = [e for e, _ in parsed]
         message_of = {id(e): m for e, m in parsed}
         outcome = BatchOutcome(dead_letters=dead)
@@ -101,28 +114,50 @@ class Scorer:
             )
         conflicting = {id(e) for e in recorded.conflicts}
         candidates = list({e.key: e for e in events if id(e) not in conflicting}.values())
-        await self._score(conn, candidates, outcome)
-        outcome.duplicates = len(events) - len(outcome.scored) - len(outcome.pending) - len(recorded.conflicts)
-        kept = await activity.add_dead_letters(outcome.dead_letters)
-        await OutboxStore(conn).add([self._dlq_message(d) for d in kept])
+        await self.score_events(conn, candidates, outcome)
+        outcome.duplicates = len(events) - len(outcome.scored) - len(recorded.conflicts)
+        stored = await activity.add_dead_letters(outcome.dead_letters)
+        await OutboxStore(conn).add([self._dlq_message(d) for d in stored])
         return outcome
 
-    async def _score(self, conn: Connection, candidates: list[ActivityEvent], outcome: BatchOutcome) -> None:
+    async def score_pending(self, conn: Connection, older_than: datetime, limit: int) -> BatchOutcome:
+        """Score stored events that have no award yet: their Kafka copy is late or was lost (a broker
+        that restarted empty). The sweep remembers how far back it must look."""
+        rows = await ActivityStore(conn).pending(limit, self._pending_since, older_than)
+        now = datetime.now(UTC)
+        parsed = (validate_event(r["event"], self._schemas, now, self._future_slack) for r in rows)
+        events = [e for e in parsed if isinstance(e, ActivityEvent)]
+        outcome = BatchOutcome()
+        await self.score_events(conn, events, outcome)
+        self._pending_since = rows[-1]["received_at"] if len(rows) == limit else older_than
+        return outcome
+
+    async def score_events(self, conn: Connection, candidates: Sequence[ActivityEvent], outcome: BatchOutcome) -> None:
+        """Score, in order, those of ``candidates`` that have no award entry yet, under locks that make
+        each rider's caps and each hazard's first report hold whatever runs at the same moment."""
         points, ledger = PointsStore(conn), LedgerStore(conn)
-        await points.lock_riders(e.rider_id for e in candidates)
+        book = await self._rules.book(conn)
+        searches = {e.key: hazard_search(e, book) for e in candidates}
+        riders = sorted({f"rider:{e.rider_id}" for e in candidates})
+        cells = sorted({cell for search in searches.values() if search for cell in hazard_cells(search)})
+        await points.lock([*riders, *cells])
         done = await ledger.recorded_keys([award_key(*e.key) for e in candidates])
         to_score = [e for e in candidates if award_key(*e.key) not in done]
-        book = await self._rules.book(conn)
         needed = {e.key: counters_needed(e, book) for e in to_score}
         counters = await points.counters((e.rider_id, c) for e in to_score for c in needed[e.key])
         increments: dict[CounterKey, int] = {}
+        in_full: list[tuple[str, str, EarlierReport]] = []
         txs: list[LedgerTransaction] = []
         for event in to_score:
             view = {c: counters.get((event.rider_id, c), 0) for c in needed[event.key]}
-            result = score(event, view, book)
-            if result is None:
-                outcome.pending.append(event)
-                continue
+            search = searches[event.key]
+            earlier = None
+            if search is not None:
+                found = await points.hazard_reports_in(search)
+                earlier = same_hazard(event, search, [*found, *(r for _, _, r in in_full)])
+            result = score(event, view, book, earlier)
+            if result.paid_in_full_hazard:
+                in_full.append((event.source, event.event_id, _report_of(event)))
             for counter, amount in result.counters.items():
                 key = (event.rider_id, counter)
                 counters[key] = counters.get(key, 0) + amount
@@ -131,6 +166,7 @@ class Scorer:
             outcome.scored.append((event, result))
         appended = await ledger.append(txs)
         await points.add_to_counters(increments)
+        await points.add_hazard_reports(in_full)
         await OutboxStore(conn).add(
             [ledger_message(self._settings, tx, appended.recorded[tx.idempotency_key]) for tx in txs]
         )
@@ -147,6 +183,13 @@ class Scorer:
                 ("warmbee-original-offset", str(d.offset)),
             ),
         )
+
+
+def _report_of(event: ActivityEvent) -> EarlierReport:
+    reported_at = datetime.fromisoformat(str(event.data["reported_at"]).upper())
+    return EarlierReport(
+        str(event.data["report_id"]), event.rider_id, float(event.data["lat"]), float(event.data["lon"]), reported_at
+    )
 
 
 def award_transaction(event: ActivityEvent, result: Score) -> LedgerTransaction:
@@ -229,6 +272,26 @@ async def adjust(
     return await db.run(work)
 
 
-async def publish_rules(db: Database, rules: Rules, published_by: str | None) -> bool:
-    """Store a rules version; versions are immutable, so publishing one again changes nothing."""
+class RulesRefused(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+async def publish_rules(db: Database, rules: Rules, published_by: str | None, slack: timedelta) -> None:
+    """Store a new rules version that takes effect in the future; it is picked up without a restart."""
+
+    async def work(conn: Connection) -> None:
+        store = PointsStore(conn)
+        await store.lock(["rules:publish"])
+        problems = publication_problems(rules, await store.rules_versions(), datetime.now(UTC), slack)
+        if problems:
+            raise RulesRefused(problems)
+        await store.publish_rules(rules, published_by)
+
+    await db.run(work)
+
+
+async def seed_rules(db: Database, rules: Rules, published_by: str | None) -> bool:
+    """Store the default rules when no version of them is stored (a new database); idempotent."""
     return await db.run(lambda conn: PointsStore(conn).publish_rules(rules, published_by))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from services.points.domain.rules import Rules
+from services.points.domain.rules import EarlierReport, HazardSearch, Rules
 
 CounterKey = tuple[str, str]  # (rider_id, counter)
 
@@ -15,15 +18,49 @@ class PointsStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def lock_riders(self, rider_ids: Iterable[str]) -> None:
-        """Serialise scoring per rider for this transaction, in a fixed order so workers never deadlock."""
-        riders = sorted(set(rider_ids))
-        if riders:
+    async def lock(self, names: Sequence[str]) -> None:
+        """Transaction-scoped advisory locks, taken in the given order (callers sort, so workers never
+        deadlock): riders first, then hazard grid cells."""
+        if names:
             await self._conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(r, 42))"
-                " FROM (SELECT unnest($1::text[]) AS r ORDER BY 1) AS sorted_riders",
-                riders,
+                "SELECT pg_advisory_xact_lock(hashtextextended(n, 42))"
+                " FROM (SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS in_order",
+                list(names),
             )
+
+    async def hazard_reports_in(self, search: HazardSearch) -> list[EarlierReport]:
+        """Reports paid in full inside the search box and window, first scored first."""
+        rows = await self._conn.fetch(
+            "SELECT report_id, rider_id, lat, lon, reported_at FROM hazard_report"
+            " WHERE reported_at BETWEEN $1 AND $2 AND lat BETWEEN $3 AND $4 AND lon BETWEEN $5 AND $6"
+            " ORDER BY seq",
+            search.reported_from,
+            search.reported_to,
+            search.lat_min,
+            search.lat_max,
+            search.lon_min,
+            search.lon_max,
+        )
+        return [EarlierReport(r["report_id"], r["rider_id"], r["lat"], r["lon"], r["reported_at"]) for r in rows]
+
+    async def add_hazard_reports(self, reports: Sequence[tuple[str, str, EarlierReport]]) -> None:
+        """Register reports paid in full: (source, event_id, report), in the order they were scored."""
+        if not reports:
+            return
+        await self._conn.execute(
+            "INSERT INTO hazard_report (source, event_id, report_id, rider_id, lat, lon, reported_at)"
+            " SELECT s, e, r, d, la, lo, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[],"
+            " $6::float8[],"
+            " $7::timestamptz[]) WITH ORDINALITY AS u(s, e, r, d, la, lo, t, i) ORDER BY i"
+            " ON CONFLICT (source, event_id) DO NOTHING",
+            [s for s, _, _ in reports],
+            [e for _, e, _ in reports],
+            [r.report_id for _, _, r in reports],
+            [r.rider_id for _, _, r in reports],
+            [r.lat for _, _, r in reports],
+            [r.lon for _, _, r in reports],
+            [r.reported_at for _, _, r in reports],
+        )
 
     async def counters(self, keys: Iterable[CounterKey]) -> dict[CounterKey, int]:
         wanted = sorted(set(keys))
@@ -70,3 +107,84 @@ class PointsStore:
 
 def counter_keys(rider_id: str, counters: Sequence[str]) -> list[CounterKey]:
     return [(rider_id, c) for c in counters]
+
+
+# Tables that scoring writes; a scratch schema gets empty copies of them, and reads the rest
+# (rules_version) from the live schema through the search path.
+SCORING_TABLES = (
+    "activity_event",
+    "ledger_transaction",
+    "ledger_posting",
+    "rider_balance",
+    "rider_counter",
+    "hazard_report",
+    "outbox",
+)
+
+
+class ScratchStore:
+    """A throw-away schema inside the caller's transaction: scoring code runs unchanged against it,
+    and the transaction's rollback removes it."""
+
+    def __init__(self, conn: asyncpg.Connection, schema: str = "warmbee_scratch") -> None:
+        self._conn = conn
+        self._schema = schema
+
+    async def enter(self) -> None:
+        await self._conn.execute(f"CREATE SCHEMA {self._schema}")
+        for table in SCORING_TABLES:
+            await self._conn.execute(f"CREATE TABLE {self._schema}.{table} (LIKE public.{table} INCLUDING ALL)")
+        await self._conn.execute(f"SET LOCAL search_path TO {self._schema}, public")
+
+    async def leave(self) -> None:
+        await self._conn.execute("SET LOCAL search_path TO public")
+
+    async def scored_events(self, after_tx_id: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Live events in the order they were first scored: (award tx_id, event document)."""
+        rows = await self._conn.fetch(
+            "SELECT t.tx_id, a.event FROM public.ledger_transaction t"
+            " JOIN public.activity_event a ON a.source = t.source AND a.event_id = t.event_id"
+            " WHERE t.kind = 'award' AND t.tx_id > $1 ORDER BY t.tx_id LIMIT $2",
+            after_tx_id,
+            limit,
+        )
+        return [(r["tx_id"], r["event"]) for r in rows]
+
+    async def events_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Live events that happened in [start, end): scored ones in the order first scored, then the rest."""
+        rows = await self._conn.fetch(
+            "SELECT a.event FROM public.activity_event a"
+            " LEFT JOIN public.ledger_transaction t"
+            "   ON t.idempotency_key = 'award:' || a.source || ':' || a.event_id"
+            " WHERE a.occurred_at >= $1 AND a.occurred_at < $2"
+            " ORDER BY t.tx_id NULLS LAST, a.received_at",
+            start,
+            end,
+        )
+        return [r["event"] for r in rows]
+
+    async def awards(self, schema: str) -> dict[str, AwardRow]:
+        rows = await self._conn.fetch(
+            f"SELECT idempotency_key, rider_id, category, available_delta, reason, rule_id, rule_version"
+            f" FROM {schema}.ledger_transaction WHERE kind = 'award'"
+        )
+        return {
+            r["idempotency_key"]: AwardRow(
+                r["rider_id"], r["category"], r["available_delta"], r["reason"], r["rule_id"], r["rule_version"]
+            )
+            for r in rows
+        }
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+
+@dataclass(frozen=True, slots=True)
+class AwardRow:
+    rider_id: str
+    category: str | None
+    points: int
+    reason: str
+    rule_id: str | None
+    rule_version: int | None

@@ -27,6 +27,11 @@ LOG_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e-logs"
 T = TypeVar("T")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``after_all`` check the state the whole suite left behind: they run last."""
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
+
+
 @pytest.fixture(scope="session")
 def e2e_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"pg_database": "warmbee_e2e"})
@@ -58,6 +63,9 @@ class Api:
 
     def token(self, role: Role, sub: str) -> dict[str, str]:
         return {"authorization": f"Bearer {mint_token(self.settings, role, sub)}"}
+
+    def token_for_operator(self) -> dict[str, str]:
+        return self.token(Role.OPERATOR, "ops-test")
 
     async def publish(self, body: Any, source: str = "volunteer-platform", batch: bool = False) -> httpx.Response:
         media = "application/cloudevents-batch+json" if batch else "application/cloudevents+json"
@@ -135,6 +143,14 @@ def shift(rider: str, hours: Any, time: str = "2024-05-01T09:00:00+08:00", **ove
 
 async def to_kafka(producer: AIOKafkaProducer, settings: Settings, value: bytes, key: str) -> None:
     await producer.send_and_wait(settings.topic_activity_events, value, key=key.encode())
+
+
+def wait_for_log(path: Path, text: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in {path} after {timeout_s}s")
+        time.sleep(0.2)
 
 
 def shanghai(day: str, hour: int = 9) -> str:

@@ -94,19 +94,6 @@ async def test_the_daily_cap_of_40_clips_the_event_that_crosses_it_and_zeroes_th
     assert (await api.balance(rider))["available"] == 50
 
 
-async def test_an_event_of_a_category_without_rules_yet_stays_pending(api: Api, rider: str) -> None:
-    event = shift(rider, 1, type="civic.action.verified", source="community-centre-r29", data={"action": "bike_tidy"})
-    marker = shift(rider, 0.5)
-
-    await api.publish(event, source="community-centre-r29")
-    await api.publish(marker)
-
-    await api.wait_scored("volunteer-platform", marker["id"])
-    r = await api.status("community-centre-r29", event["id"])
-    assert r.json()["status"] == "pending"
-    assert r.json()["category"] == "civic_practice"
-
-
 async def test_poison_on_kafka_is_dead_lettered_and_the_partition_keeps_flowing(
     api: Api, kafka: AIOKafkaProducer, rider: str
 ) -> None:

@@ -8,11 +8,13 @@ Every event is scored exactly once, however often it arrives and by whichever wa
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 
+from libs.activity.model import ActivityEvent, load_schemas, validate_event
 from libs.activity.store import ActivityStore
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Database
@@ -282,23 +284,36 @@ async def test_an_event_id_reused_for_other_content_is_dead_lettered_and_the_fir
 # --- categories without rules, and status ----------------------------------------------------------
 
 
-async def test_an_event_of_a_category_without_rules_is_stored_and_stays_pending(
-    db: Database, scorer: Scorer, rider: str
-) -> None:
+async def test_a_civic_action_is_scored_by_its_own_category_rule(db: Database, scorer: Scorer, rider: str) -> None:
     document = civic_action(rider)
 
     outcome = await score(db, scorer, record(document, key=rider))
 
-    assert [e.event_id for e in outcome.pending] == [document["id"]]
-    assert await entry_count(db, rider) == 0
+    assert [(e.event_id, s.points) for e, s in outcome.scored] == [(document["id"], 5)]
     async with db.read() as conn:
-        stored = await conn.fetchval(
-            "SELECT category FROM activity_event WHERE source = $1 AND event_id = $2", "grid-office", document["id"]
-        )
         status = await ActivityStore(conn).status("grid-office", document["id"])
-    assert stored == "civic_practice"
     assert status is not None
-    assert (status.status, status.category, status.points) == ("pending", "civic_practice", None)
+    assert (status.status, status.category, status.points) == ("scored", "civic_practice", 5)
+
+
+async def test_an_event_recorded_but_never_delivered_is_pending_until_the_sweep_scores_it(
+    db: Database, scorer: Scorer, rider: str
+) -> None:
+    event = validate_event(civic_action(rider), load_schemas(), datetime.now(UTC))
+    assert isinstance(event, ActivityEvent)
+    await db.run(lambda conn: accept_events(conn, [event], "activity-events"))
+    async with db.read() as conn:
+        before = await ActivityStore(conn).status(event.source, event.event_id)
+
+    outcome = await db.run(lambda conn: scorer.score_pending(conn, datetime.now(UTC) + timedelta(seconds=1), 1000))
+
+    assert before is not None
+    assert before.status == "pending"
+    assert (event.event_id, 5) in [(e.event_id, s.points) for e, s in outcome.scored]
+    async with db.read() as conn:
+        after = await ActivityStore(conn).status(event.source, event.event_id)
+    assert after is not None
+    assert (after.status, after.points) == ("scored", 5)
 
 
 async def test_the_status_of_a_scored_event_gives_its_points_and_rule(db: Database, scorer: Scorer, rider: str) -> None:

@@ -27,8 +27,13 @@ MONTH = "volunteer_service:month:2024-05"
 # --- factories -------------------------------------------------------------------------------------
 
 
+def default_document() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    return document
+
+
 def default_rules() -> Rules:
-    return Rules.model_validate(yaml.safe_load(RULES_FILE.read_text(encoding="utf-8")))
+    return Rules.model_validate(default_document())
 
 
 def rules_document(
@@ -39,18 +44,19 @@ def rules_document(
     caps: dict[str, int] | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
+    """The default rules file's categories, with volunteer_service as given here."""
+    categories = default_document()["categories"]
+    categories["volunteer_service"] = {
+        "points_per_hour": points_per_hour,
+        "counted_in_minutes": counted_in_minutes,
+        "caps": {"day": 40, "month": 200} if caps is None else caps,
+    }
     return {
         "rules_id": "warmbee-default",
         "version": version,
         "effective_from": effective_from,
         "timezone": "Asia/Shanghai",
-        "categories": {
-            "volunteer_service": {
-                "points_per_hour": points_per_hour,
-                "counted_in_minutes": counted_in_minutes,
-                "caps": {"day": 40, "month": 200} if caps is None else caps,
-            }
-        },
+        "categories": categories,
         **overrides,
     }
 
@@ -108,7 +114,6 @@ def test_the_default_rules_file_holds_the_programme_numbers():
 
 def test_two_and_a_half_hours_earn_25_points():
     result = score(volunteer_event(hours=2.5), {}, BOOK)
-    assert result is not None
     assert result.points == 25
     assert result.category == "volunteer_service"
     assert "5 whole half-hours" in result.reason
@@ -121,13 +126,11 @@ def test_two_and_a_half_hours_earn_25_points():
 )
 def test_only_whole_half_hours_count_at_5_points_each(hours, points):
     result = score(volunteer_event(hours), {}, BOOK)
-    assert result is not None
     assert result.points == points
 
 
 def test_less_than_one_whole_half_hour_earns_nothing_and_says_why():
     result = score(volunteer_event(hours=0.4), {}, BOOK)
-    assert result is not None
     assert result.points == 0
     assert "less than one whole half-hour" in result.reason
     assert (result.rule_id, result.rule_version) == ("warmbee-default", 1)
@@ -135,7 +138,6 @@ def test_less_than_one_whole_half_hour_earns_nothing_and_says_why():
 
 def test_three_quarters_of_an_hour_earn_one_half_hour():
     result = score(volunteer_event(hours=0.75), {}, BOOK)
-    assert result is not None
     assert result.points == 5
 
 
@@ -144,7 +146,6 @@ def test_three_quarters_of_an_hour_earn_one_half_hour():
 
 def test_an_event_crossing_the_daily_cap_of_40_earns_what_is_left():
     result = score(volunteer_event(hours=2), {DAY: 30}, BOOK)
-    assert result is not None
     assert result.points == 10
     assert "daily cap of 40 points" in result.reason
     assert "10 of 20 awarded" in result.reason
@@ -152,7 +153,6 @@ def test_an_event_crossing_the_daily_cap_of_40_earns_what_is_left():
 
 def test_an_event_at_the_daily_cap_earns_nothing_and_says_the_cap_was_already_reached():
     result = score(volunteer_event(hours=2), {DAY: 40}, BOOK)
-    assert result is not None
     assert result.points == 0
     assert "daily cap of 40 points" in result.reason
     assert "already reached" in result.reason
@@ -160,20 +160,17 @@ def test_an_event_at_the_daily_cap_earns_nothing_and_says_the_cap_was_already_re
 
 def test_a_counter_already_over_the_cap_never_gives_negative_points():
     result = score(volunteer_event(hours=2), {DAY: 45}, BOOK)
-    assert result is not None
     assert result.points == 0
 
 
 def test_one_24_hour_shift_is_clipped_to_the_daily_cap_of_40():
     result = score(volunteer_event(hours=24), {}, BOOK)
-    assert result is not None
     assert result.points == 40
     assert "40 of 240 awarded" in result.reason
 
 
 def test_the_monthly_cap_of_200_wins_when_its_remainder_is_smaller():
     result = score(volunteer_event(hours=2), {DAY: 0, MONTH: 195}, BOOK)
-    assert result is not None
     assert result.points == 5
     assert "monthly cap of 200 points" in result.reason
     assert "5 of 20 awarded" in result.reason
@@ -181,14 +178,12 @@ def test_the_monthly_cap_of_200_wins_when_its_remainder_is_smaller():
 
 def test_the_daily_cap_wins_when_its_remainder_is_smaller():
     result = score(volunteer_event(hours=2), {DAY: 35, MONTH: 190}, BOOK)
-    assert result is not None
     assert result.points == 5
     assert "daily cap of 40 points" in result.reason
 
 
 def test_an_event_at_the_monthly_cap_earns_nothing():
     result = score(volunteer_event(hours=2), {MONTH: 200}, BOOK)
-    assert result is not None
     assert result.points == 0
     assert "monthly cap of 200 points" in result.reason
     assert "already reached" in result.reason
@@ -196,7 +191,6 @@ def test_an_event_at_the_monthly_cap_earns_nothing():
 
 def test_counters_of_another_day_do_not_count_toward_todays_cap():
     result = score(volunteer_event(hours=2), {"volunteer_service:day:2024-04-30": 40}, BOOK)
-    assert result is not None
     assert result.points == 20
 
 
@@ -205,20 +199,17 @@ def test_counters_of_another_day_do_not_count_toward_todays_cap():
 
 def test_the_awarded_points_are_added_to_each_cap_counter():
     result = score(volunteer_event(hours=2.5), {}, BOOK)
-    assert result is not None
     assert result.counters == {DAY: 25, MONTH: 25}
 
 
 def test_a_clipped_award_adds_only_the_awarded_points_to_each_cap_counter():
     result = score(volunteer_event(hours=2), {DAY: 30}, BOOK)
-    assert result is not None
     assert result.counters == {DAY: 10, MONTH: 10}
 
 
 @pytest.mark.parametrize(("hours", "counters"), [(0.4, {}), (2, {DAY: 40})], ids=["below-unit", "at-cap"])
 def test_an_award_of_0_points_adds_to_no_counter(hours, counters):
     result = score(volunteer_event(hours), counters, BOOK)
-    assert result is not None
     assert result.points == 0
     assert result.counters == {}
 
@@ -241,13 +232,11 @@ def test_just_before_shanghai_midnight_is_still_the_previous_day_and_month():
 
 def test_an_event_after_shanghai_midnight_is_capped_by_the_shanghai_day():
     result = score(volunteer_event(hours=2, time="2024-04-30T16:30:00Z"), {DAY: 40}, BOOK)
-    assert result is not None
     assert result.points == 0
 
 
 def test_the_cap_counters_follow_the_event_time_not_today():
     result = score(volunteer_event(hours=1, time="2024-02-29T10:00:00+08:00"), {}, BOOK)
-    assert result is not None
     assert result.counters == {"volunteer_service:day:2024-02-29": 10, "volunteer_service:month:2024-02": 10}
 
 
@@ -289,20 +278,17 @@ V2 = rules(version=2, effective_from="2025-01-01T00:00:00+08:00", points_per_hou
 
 def test_a_2024_event_is_scored_by_version_1():
     result = score(volunteer_event(hours=2, time="2024-12-31T23:59:59+08:00"), {}, RuleBook([V1, V2]))
-    assert result is not None
     assert (result.points, result.rule_version) == (20, 1)
 
 
 def test_a_2025_event_is_scored_by_version_2():
     result = score(volunteer_event(hours=2, time="2025-01-01T00:00:00+08:00"), {}, RuleBook([V1, V2]))
-    assert result is not None
     assert (result.points, result.rule_version) == (40, 2)
 
 
 def test_the_version_boundary_is_compared_as_an_instant():
     event = volunteer_event(hours=2, time="2024-12-31T16:00:00Z")  # 2025-01-01 00:00 in Shanghai
     result = score(event, {}, RuleBook([V1, V2]))
-    assert result is not None
     assert result.rule_version == 2
 
 
@@ -317,7 +303,6 @@ def test_in_force_at_before_the_first_version_is_none():
 
 def test_an_event_before_any_rules_earns_nothing_without_a_rule():
     result = score(volunteer_event(hours=2, time="2023-12-31T23:59:59+08:00"), {}, BOOK)
-    assert result is not None
     assert result.points == 0
     assert (result.rule_id, result.rule_version) == (None, None)
     assert "no rules" in result.reason
@@ -328,20 +313,24 @@ def test_an_event_before_any_rules_needs_no_counters():
     assert counters_needed(volunteer_event(hours=2, time="2023-12-31T23:59:59+08:00"), BOOK) == []
 
 
-# --- categories without rules ----------------------------------------------------------------------
+# --- other categories ------------------------------------------------------------------------------
 
 
-def test_a_category_without_rules_is_left_pending():
-    assert score(civic_event(), {}, BOOK) is None
+def test_civic_practice_now_has_rules_and_a_verified_action_earns_5_points():
+    result = score(civic_event(), {}, BOOK)
+    assert (result.category, result.points) == ("civic_practice", 5)
+    assert (result.rule_id, result.rule_version) == ("warmbee-default", 1)
 
 
-def test_a_category_without_rules_needs_no_counters():
-    assert counters_needed(civic_event(), BOOK) == []
+def test_civic_practice_reads_its_own_daily_cap_counter():
+    assert counters_needed(civic_event(), BOOK) == ["civic_practice:day:2024-05-01"]
 
 
-def test_volunteer_service_left_out_of_a_version_is_left_pending():
-    book = RuleBook([rules(categories={})])
-    assert score(volunteer_event(hours=2), {}, book) is None
+def test_rules_that_leave_volunteer_service_out_are_refused():
+    document = rules_document()
+    del document["categories"]["volunteer_service"]
+    with pytest.raises(ValidationError, match="volunteer_service"):
+        Rules.model_validate(document)
 
 
 # --- rules validation ------------------------------------------------------------------------------
@@ -410,7 +399,6 @@ def test_points_are_5_per_whole_half_hour_clipped_to_the_smallest_cap_remainder(
     minutes = half_hours * 30 + extra_minutes
     assume(minutes > 0)  # verified hours are > 0
     result = score(volunteer_event(hours=minutes / 60), {DAY: day_used, MONTH: month_used}, BOOK)
-    assert result is not None
     expected = min(half_hours * 5, max(40 - day_used, 0), max(200 - month_used, 0))
     assert result.points == expected
     assert result.counters == ({DAY: expected, MONTH: expected} if expected else {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import orjson
@@ -78,7 +78,7 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
             request.headers.get("content-type"),
             settings.max_batch_events,
         )
-        events = _validated(documents, schemas)
+        events = _validated(documents, schemas, timedelta(seconds=settings.event_future_slack_s))
         _check_sources(events, caller)
         try:
             result = await db.run(lambda conn: accept_events(conn, events, settings.topic_activity_events))
@@ -174,9 +174,9 @@ def _documents(body: bytes, content_type: str | None, max_batch: int) -> list[ob
     return [decoded]
 
 
-def _validated(documents: list[object], schemas: EventSchemas) -> list[ActivityEvent]:
+def _validated(documents: list[object], schemas: EventSchemas, future_slack: timedelta) -> list[ActivityEvent]:
     now = datetime.now(UTC)
-    results = [validate_event(d, schemas, now) for d in documents]
+    results = [validate_event(d, schemas, now, future_slack) for d in documents]
     errors = [
         {"index": i, "id": r.event_id, "reason": r.reason} for i, r in enumerate(results) if isinstance(r, Invalid)
     ]

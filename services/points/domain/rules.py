@@ -1,14 +1,17 @@
 """Rules: a versioned document of per-category parameters, and the pure scoring function.
 
-``score(event, counters, rules)`` decides what one event earns from the event, the rider's
-counters for the periods it falls in, and the rules in force at the event's time. No I/O.
+``score(event, counters, book)`` decides what one event earns from the event, the rider's counters
+(points per cap period, once-only and count limits) and the rules in force at the event's own time.
+No I/O: the caller loads the counters named by ``counters_needed`` and, for a hazard report, looks up
+an earlier report of the same hazard within ``hazard_search``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,35 +21,39 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from libs.activity.model import ActivityEvent
 
 Period = Literal["day", "week", "month", "year"]
+PERIODS: tuple[Period, ...] = ("day", "week", "month", "year")
 PERIOD_WORDS: Mapping[str, str] = {"day": "daily", "week": "weekly", "month": "monthly", "year": "yearly"}
+Points = Field(ge=0, le=100_000)
 
 
-class Caps(BaseModel):
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Caps(_Strict):
     """Most points a rider earns in one category per calendar period (absent: no cap)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     day: int | None = Field(default=None, gt=0)
     week: int | None = Field(default=None, gt=0)
     month: int | None = Field(default=None, gt=0)
     year: int | None = Field(default=None, gt=0)
 
     def items(self) -> list[tuple[Period, int]]:
-        periods: tuple[Period, ...] = ("day", "week", "month", "year")
-        return [(p, v) for p in periods if (v := getattr(self, p)) is not None]
+        return [(p, v) for p in PERIODS if (v := getattr(self, p)) is not None]
 
 
-class VolunteerServiceRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    points_per_hour: int = Field(gt=0)
-    counted_in_minutes: int = Field(default=30, gt=0, le=60)
+class _CategoryRule(_Strict):
     caps: Caps = Caps()
+
+
+class VolunteerServiceRule(_CategoryRule):
+    points_per_hour: int = Field(gt=0, le=10_000)
+    counted_in_minutes: int = Field(default=30, gt=0, le=60)
 
     @model_validator(mode="after")
     def _whole_points_per_unit(self) -> VolunteerServiceRule:
         if (self.points_per_hour * self.counted_in_minutes) % 60:
-            raise ValueError(
-                "points_per_hour × counted_in_minutes must be a multiple of 60 so each unit earns whole points"
-            )
+            raise ValueError("points_per_hour × counted_in_minutes must be a multiple of 60 (whole points per unit)")
         return self
 
     @property
@@ -54,15 +61,74 @@ class VolunteerServiceRule(BaseModel):
         return self.points_per_hour * self.counted_in_minutes // 60
 
 
-class CategoryRules(BaseModel):
-    """Parameters per category; a category left out has no rules yet and its events stay pending."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    volunteer_service: VolunteerServiceRule | None = None
+class CivicPracticeRule(_CategoryRule):
+    points_per_action: int = Points
 
 
-class Rules(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ActivityParticipationRule(_CategoryRule):
+    points_per_activity: int = Points
+    max_activities_per_week: int | None = Field(default=None, gt=0)
+
+
+class PointsBySeverity(_Strict):
+    low: int = Points
+    medium: int = Points
+    high: int = Points
+    rejected: int = Points
+
+
+class SameHazard(_Strict):
+    """Reports within ``radius_m`` and ``window_hours`` (by ``reported_at``) of one already paid in full."""
+
+    radius_m: float = Field(gt=0, le=5_000)
+    window_hours: float = Field(gt=0, le=24 * 30)
+    points: int = Points
+
+
+class GrassrootsGovernanceRule(_CategoryRule):
+    points_by_severity: PointsBySeverity
+    same_hazard: SameHazard
+
+
+class SafeRidingRule(_CategoryRule):
+    training: int = Points
+    quiz: int = Points  # once per quiz
+    clean_month: int = Points  # once per month
+
+
+class SkillDevelopmentRule(_CategoryRule):
+    course: int = Points
+    certificate: int = Points
+
+
+class PublicityOutreachRule(_CategoryRule):
+    points_per_session: int = Points
+
+
+class PointsByLevel(_Strict):
+    district: int = Points
+    street: int = Points
+    community: int = Points
+
+
+class HonorsRule(_CategoryRule):
+    points_by_level: PointsByLevel  # once per honour per year
+
+
+class CategoryRules(_Strict):
+    """Every category has rules in every version: a file that leaves one out is refused."""
+
+    volunteer_service: VolunteerServiceRule
+    civic_practice: CivicPracticeRule
+    activity_participation: ActivityParticipationRule
+    grassroots_governance: GrassrootsGovernanceRule
+    safe_riding: SafeRidingRule
+    skill_development: SkillDevelopmentRule
+    publicity_outreach: PublicityOutreachRule
+    honors: HonorsRule
+
+
+class Rules(_Strict):
     rules_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     version: int = Field(gt=0)
     effective_from: AwareDatetime
@@ -112,6 +178,59 @@ class Score:
     rule_id: str | None
     rule_version: int | None
     counters: Mapping[str, int] = field(default_factory=dict)  # increments to apply
+    paid_in_full_hazard: bool = False  # a hazard report that later reports of the same hazard defer to
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """Pays at most once: ``key`` counts how often it has paid."""
+
+    key: str
+    already: str  # the reason when it has paid before
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """Pays at most ``most`` times per key (e.g. activities per ISO week)."""
+
+    key: str
+    most: int
+    reached: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What an event would earn before caps and limits: ``base`` points, and how."""
+
+    base: int
+    earned: str
+    caps: Caps
+    once: tuple[Once, ...] = ()
+    limits: tuple[Limit, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HazardSearch:
+    """Where an earlier report of the same hazard would be: a box around the report, a time window."""
+
+    lat_min: float
+    lat_max: float
+    lon_min: float
+    lon_max: float
+    reported_from: datetime
+    reported_to: datetime
+    radius_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierReport:
+    """A report already paid in full, as the caller found it."""
+
+    report_id: str
+    rider_id: str
+    lat: float
+    lon: float
+    reported_at: datetime
 
 
 def counter_key(category: str, period: Period, local: datetime) -> str:
@@ -128,66 +247,261 @@ def counter_key(category: str, period: Period, local: datetime) -> str:
     return f"{category}:{period}:{label}"
 
 
+def claim(event: ActivityEvent, rules: Rules) -> Claim:
+    """The base award of an event under one version of the rules, with its once-only limits."""
+    c, data, local = rules.categories, event.data, event.time.astimezone(rules.zone)
+    match event.type:
+        case "volunteer.shift.completed":
+            return _volunteer(Decimal(repr(data["hours"])), c.volunteer_service)
+        case "civic.action.verified":
+            rule = c.civic_practice
+            action = str(data["action"]).replace("_", " ")
+            return Claim(
+                rule.points_per_action, f"verified civic action ({action}): {rule.points_per_action} points", rule.caps
+            )
+        case "activity.attended":
+            return _activity(str(data["activity_id"]), local, c.activity_participation)
+        case "hazard.report.verified":
+            severity = str(data["severity"])
+            points = getattr(c.grassroots_governance.points_by_severity, severity)
+            text = "rejected by the grid office" if severity == "rejected" else f"verified, severity {severity}"
+            return Claim(
+                points, f"hazard report {data['report_id']} {text}: {points} points", c.grassroots_governance.caps
+            )
+        case "safety.training.completed":
+            rule_sr = c.safe_riding
+            return Claim(rule_sr.training, f"safety training completed: {rule_sr.training} points", rule_sr.caps)
+        case "safety.quiz.passed":
+            rule_sr = c.safe_riding
+            quiz = str(data["quiz_id"])
+            return Claim(
+                rule_sr.quiz,
+                f"safety quiz {quiz} passed: {rule_sr.quiz} points",
+                rule_sr.caps,
+                once=(Once(f"safe_riding:once:quiz:{quiz}", f"safety quiz {quiz} was already rewarded"),),
+            )
+        case "safety.month.clean":
+            rule_sr = c.safe_riding
+            month = str(data["month"])
+            return Claim(
+                rule_sr.clean_month,
+                f"no traffic violation in {month}: {rule_sr.clean_month} points",
+                rule_sr.caps,
+                once=(Once(f"safe_riding:once:clean_month:{month}", f"the clean month {month} was already rewarded"),),
+            )
+        case "skill.course.completed":
+            rule_sd = c.skill_development
+            return Claim(rule_sd.course, f"course completed: {rule_sd.course} points", rule_sd.caps)
+        case "skill.certificate.obtained":
+            rule_sd = c.skill_development
+            return Claim(rule_sd.certificate, f"certificate obtained: {rule_sd.certificate} points", rule_sd.caps)
+        case "outreach.session.completed":
+            rule_po = c.publicity_outreach
+            topic = {"anti_fraud": "anti-fraud", "health": "health"}.get(str(data["topic"]), "outreach")
+            return Claim(
+                rule_po.points_per_session, f"{topic} session given: {rule_po.points_per_session} points", rule_po.caps
+            )
+        case "honor.awarded":
+            return _honour(str(data["honor_id"]), str(data["level"]), local, c.honors)
+    raise ValueError(f"no rule for event type {event.type!r}")  # validation lets no other type through
+
+
+def _volunteer(hours: Decimal, rule: VolunteerServiceRule) -> Claim:
+    units = int(hours * 60 // rule.counted_in_minutes)
+    unit = "half-hour" if rule.counted_in_minutes == 30 else f"{rule.counted_in_minutes}-minute unit"
+    if units == 0:
+        return Claim(0, f"{_fmt(hours)} verified hours is less than one whole {unit}: 0 points", rule.caps)
+    plural = "" if units == 1 else "s"
+    base = units * rule.points_per_unit
+    return Claim(
+        base,
+        f"{_fmt(hours)} verified hours = {units} whole {unit}{plural} × {rule.points_per_unit} points = {base} points",
+        rule.caps,
+    )
+
+
+def _activity(activity_id: str, local: datetime, rule: ActivityParticipationRule) -> Claim:
+    limits: tuple[Limit, ...] = ()
+    if rule.max_activities_per_week is not None:
+        iso = local.isocalendar()
+        week = f"{iso.year}-W{iso.week:02d}"
+        limits = (
+            Limit(
+                f"activity_participation:count:week:{week}",
+                rule.max_activities_per_week,
+                f"weekly limit of {rule.max_activities_per_week} activities reached in {week}",
+            ),
+        )
+    return Claim(
+        rule.points_per_activity,
+        f"activity {activity_id} attended: {rule.points_per_activity} points",
+        rule.caps,
+        once=(Once(f"activity_participation:once:{activity_id}", f"activity {activity_id} was already rewarded"),),
+        limits=limits,
+    )
+
+
+def _honour(honor_id: str, level: str, local: datetime, rule: HonorsRule) -> Claim:
+    points = getattr(rule.points_by_level, level)
+    year = local.strftime("%Y")
+    return Claim(
+        points,
+        f"{level} honour {honor_id}: {points} points",
+        rule.caps,
+        once=(Once(f"honors:once:{honor_id}:{year}", f"honour {honor_id} was already rewarded in {year}"),),
+    )
+
+
 def counters_needed(event: ActivityEvent, book: RuleBook) -> list[str]:
     """The counter keys ``score`` will read for this event, so the caller can load them first."""
     rules = book.in_force_at(event.time)
     if rules is None:
         return []
-    rule = getattr(rules.categories, event.category, None)
-    if rule is None:
-        return []
+    c = claim(event, rules)
     local = event.time.astimezone(rules.zone)
-    return [counter_key(event.category, period, local) for period, _ in rule.caps.items()]
+    return [
+        *(o.key for o in c.once),
+        *(lim.key for lim in c.limits),
+        *(counter_key(event.category, period, local) for period, _ in c.caps.items()),
+    ]
 
 
-def score(event: ActivityEvent, counters: Mapping[str, int], book: RuleBook) -> Score | None:
-    """What the event earns; None when its category has no rules yet (the event stays pending)."""
+def hazard_search(event: ActivityEvent, book: RuleBook) -> HazardSearch | None:
+    """Where to look for an earlier report of the same hazard; None when the event needs no look."""
     rules = book.in_force_at(event.time)
-    if rules is None:
-        return Score(event.category, 0, "no rules were in force at the time of this activity", None, None)
-    if event.category == "volunteer_service" and rules.categories.volunteer_service is not None:
-        return _volunteer_service(event, counters, rules, rules.categories.volunteer_service)
+    if rules is None or event.type != "hazard.report.verified" or event.data["severity"] == "rejected":
+        return None
+    same = rules.categories.grassroots_governance.same_hazard
+    lat, lon = float(event.data["lat"]), float(event.data["lon"])
+    reported_at = datetime.fromisoformat(str(event.data["reported_at"]).upper())
+    margin = 1.01  # the box must contain every point within the radius, whatever the rounding
+    dlat = margin * same.radius_m / METRES_PER_DEGREE
+    dlon = margin * same.radius_m / (METRES_PER_DEGREE * max(math.cos(math.radians(min(abs(lat), 89.0))), 0.01))
+    window = timedelta(hours=same.window_hours)
+    return HazardSearch(
+        lat - dlat, lat + dlat, lon - dlon, lon + dlon, reported_at - window, reported_at + window, same.radius_m
+    )
+
+
+METRES_PER_DEGREE = 111_320.0
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle (haversine) distance in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def same_hazard(
+    event: ActivityEvent, search: HazardSearch, candidates: Sequence[EarlierReport]
+) -> EarlierReport | None:
+    """The first candidate that really is within the radius and window (the box over-approximates)."""
+    lat, lon = float(event.data["lat"]), float(event.data["lon"])
+    for report in candidates:
+        within_time = search.reported_from <= report.reported_at <= search.reported_to
+        if within_time and distance_m(lat, lon, report.lat, report.lon) <= search.radius_m:
+            return report
     return None
 
 
-def _volunteer_service(
-    event: ActivityEvent, counters: Mapping[str, int], rules: Rules, rule: VolunteerServiceRule
-) -> Score:
-    hours = Decimal(repr(event.data["hours"]))
-    units = int(hours * 60 // rule.counted_in_minutes)
-    unit_name = "half-hour" if rule.counted_in_minutes == 30 else f"{rule.counted_in_minutes}-minute unit"
-    base = units * rule.points_per_unit
-    if units == 0:
-        reason = f"{_fmt(hours)} verified hours is less than one whole {unit_name}: 0 points"
-        return Score(event.category, 0, reason, rules.rules_id, rules.version)
-    plural = "" if units == 1 else "s"
-    earned = f"{_fmt(hours)} verified hours = {units} whole {unit_name}{plural} × {rule.points_per_unit} points"
-    return _capped(event, counters, rules, rule.caps, base, earned)
+def hazard_cells(search: HazardSearch) -> list[str]:
+    """Lock names of the grid cells a report's search box touches. The grid depends only on the radius,
+    and a report lies in its own box, so two reports of the same hazard always share a cell: workers
+    scoring them at the same moment take turns."""
+    side = 2 * search.radius_m / METRES_PER_DEGREE  # degrees, in both directions
+    rows = range(math.floor(search.lat_min / side), math.floor(search.lat_max / side) + 1)
+    cols = range(math.floor(search.lon_min / side), math.floor(search.lon_max / side) + 1)
+    return sorted(f"hazard-cell:{search.radius_m:g}:{r}:{c}" for r in rows for c in cols)
 
 
-def _capped(
-    event: ActivityEvent, counters: Mapping[str, int], rules: Rules, caps: Caps, base: int, earned: str
+def score(
+    event: ActivityEvent, counters: Mapping[str, int], book: RuleBook, earlier: EarlierReport | None = None
 ) -> Score:
-    """Clip ``base`` to what is left below every cap; the smallest remainder wins and is named."""
+    """What the event earns. ``earlier`` is a report of the same hazard already paid in full, if any."""
+    rules = book.in_force_at(event.time)
+    if rules is None:
+        return Score(event.category, 0, "no rules were in force at the time of this activity", None, None)
+    c = claim(event, rules)
+    for once in c.once:
+        if counters.get(once.key, 0) > 0:
+            return Score(event.category, 0, f"{once.already}: 0 points", rules.rules_id, rules.version)
+    for limit in c.limits:
+        if counters.get(limit.key, 0) >= limit.most:
+            return Score(event.category, 0, f"{limit.reached}: 0 of {c.base} awarded", rules.rules_id, rules.version)
+    if earlier is not None:
+        same = rules.categories.grassroots_governance.same_hazard
+        c = Claim(
+            min(same.points, c.base),
+            f"the same hazard (within {same.radius_m:g} m and {same.window_hours:g} h) was first reported in report "
+            f"{earlier.report_id}, paid in full: this later report earns {min(same.points, c.base)} points",
+            c.caps,
+            c.once,
+            c.limits,
+        )
+    result = _capped(event, counters, rules, c)
+    paid_in_full = earlier is None and hazard_search(event, book) is not None and result.points > 0
+    return Score(
+        result.category,
+        result.points,
+        result.reason,
+        result.rule_id,
+        result.rule_version,
+        result.counters,
+        paid_in_full,
+    )
+
+
+def _capped(event: ActivityEvent, counters: Mapping[str, int], rules: Rules, c: Claim) -> Score:
+    """Clip the base to what is left below every cap; the smallest remainder wins and is named."""
     local = event.time.astimezone(rules.zone)
-    points, binding = base, None
-    keys = {}
-    for period, cap in caps.items():
+    points, binding = c.base, None
+    cap_keys = []
+    for period, cap in c.caps.items():
         key = counter_key(event.category, period, local)
-        keys[key] = period
+        cap_keys.append(key)
         left = max(cap - counters.get(key, 0), 0)
         if left < points:
             points, binding = left, (period, cap)
     label = event.category.replace("_", " ")
     if binding is None:
-        reason = f"{earned} = {base} points"
+        reason = c.earned
     else:
         period, cap = binding
         state = "already reached" if points == 0 else "reached"
-        reason = f"{PERIOD_WORDS[period]} cap of {cap} points for {label} {state}: {points} of {base} awarded"
-    increments = {key: points for key in keys} if points else {}
+        reason = f"{PERIOD_WORDS[period]} cap of {cap} points for {label} {state}: {points} of {c.base} awarded"
+    increments: dict[str, int] = {}
+    if points > 0:  # a limit is used up only by an event that paid something
+        increments = {key: points for key in cap_keys}
+        increments |= {o.key: 1 for o in c.once} | {lim.key: 1 for lim in c.limits}
     return Score(event.category, points, reason, rules.rules_id, rules.version, increments)
 
 
 def _fmt(value: Decimal) -> str:
     return format(value.normalize(), "f")
+
+
+def publication_problems(candidate: Rules, stored: Sequence[Rules], now: datetime, slack: timedelta) -> list[str]:
+    """Why a version may not be published: it must be new, and take effect in the future, after every
+    stored version, so no event already scored is ever rescored by other rules (replay stays exact)."""
+    problems = []
+    same_id = [r.version for r in stored if r.rules_id == candidate.rules_id]
+    if same_id and candidate.version <= max(same_id):
+        problems.append(
+            f"version: {candidate.version} is not after the stored version {max(same_id)}; use {max(same_id) + 1}"
+        )
+    earliest = now + slack
+    if candidate.effective_from <= earliest:
+        problems.append(
+            f"effective_from: {candidate.effective_from.isoformat()} is not in the future; rules take "
+            f"effect after {earliest.isoformat()} so that no scored event is rescored"
+        )
+    latest = max((r.effective_from for r in stored), default=None)
+    if latest is not None and candidate.effective_from <= latest:
+        problems.append(
+            f"effective_from: {candidate.effective_from.isoformat()} is not after the latest stored "
+            f"version's {latest.isoformat()}"
+        )
+    return problems

@@ -4,10 +4,13 @@ transaction, then commits the offsets; relays its outbox (dead letters, ledger e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram, start_http_server
 
@@ -37,19 +40,53 @@ ARRIVAL_LAG = Histogram(
 
 def _observe(outcome: BatchOutcome, messages: Sequence[Message], started: float) -> None:
     now_ms = time.time() * 1000
-    BATCH_SIZE.observe(len(messages))
-    BATCH_SECONDS.observe(time.perf_counter() - started)
+    if messages:
+        BATCH_SIZE.observe(len(messages))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
     for m in messages:
         ARRIVAL_LAG.observe(max(now_ms - m.timestamp, 0) / 1000)
     for event, score in outcome.scored:
         outcome_label = "awarded" if score.points else "zero"
         EVENTS_SCORED.labels(event.category, outcome_label).inc()
         POINTS_ISSUED.labels(event.category).inc(score.points)
-    for event in outcome.pending:
-        EVENTS_SCORED.labels(event.category, "pending").inc()
     EVENTS_CONSUMED.labels("duplicate").inc(outcome.duplicates)
     EVENTS_CONSUMED.labels("dead_lettered").inc(len(outcome.dead_letters))
     DEAD_LETTERS.inc(len(outcome.dead_letters))
+
+
+class PendingSweep:
+    """Every few seconds, scores stored events that Kafka has not brought within ``pending_after_s``."""
+
+    def __init__(self, db: Database, scorer: Scorer, settings: Settings) -> None:
+        self._db = db
+        self._scorer = scorer
+        self._settings = settings
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._settings.pending_sweep_interval_s)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.sweep()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("sweep.failed", error=repr(exc))
+
+    async def sweep(self) -> None:
+        older_than = datetime.now(UTC) - timedelta(seconds=self._settings.pending_after_s)
+        while True:
+            started = time.perf_counter()
+            outcome = await self._db.run(lambda conn: self._scorer.score_pending(conn, older_than, 1000))
+            if outcome.scored:
+                log.info("sweep.scored", events=len(outcome.scored))
+                _observe(outcome, [], started)
+            if len(outcome.scored) < 1000:
+                return
+
+    def stop(self) -> None:
+        self._stopping.set()
 
 
 async def run_worker(settings: Settings) -> None:
@@ -77,18 +114,20 @@ async def run_worker(settings: Settings) -> None:
         settings.relay_batch_max,
         settings.relay_idle_ms / 1000,
     )
+    sweeper = PendingSweep(db, scorer, settings)
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
         consumer.stop()
         relay.stop()
+        sweeper.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     start_http_server(settings.worker_metrics_port, addr=settings.host)
     log.info("worker.started", topic=settings.topic_activity_events, group=settings.points_consumer_group)
     try:
-        await asyncio.gather(consumer.run(), relay.run())
+        await asyncio.gather(consumer.run(), relay.run(), sweeper.run())
     finally:
         await relay.close()
         await db.close()

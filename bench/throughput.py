@@ -26,7 +26,7 @@ from libs.platform.db import drop_database
 from libs.platform.kafka import make_producer
 from libs.platform.localstack import LocalStack
 from libs.platform.settings import Settings
-from services.cli import prepare_database
+from services.cli import SERVICES, prepare_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Settings(
@@ -109,9 +109,9 @@ async def main(n: int, riders: int) -> None:
     await drop_database(SETTINGS)
     try:
         await stack.start_infrastructure(prepare_database)
-        for name in ("events", "points-api", "points-worker"):
+        for name in SERVICES:
             stack.start_service(name)
-        await stack.wait_healthy(["events", "points-api", "points-worker"])
+        await stack.wait_healthy(list(SERVICES))
         conn = await asyncpg.connect(SETTINGS.database_url)
         await via_kafka(SETTINGS, conn, 2000, riders)  # warm-up: group join, caches, plans
         kafka_rate = await via_kafka(SETTINGS, conn, n, riders)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from services.points.domain.rules import Rules
     from services.points.replay import ReplayReport, WhatIfReport
 
+SERVICES = ("events", "points-api", "points-worker", "redemption")
+
 app = typer.Typer(
     help="warmbee: points and rewards for delivery riders.", no_args_is_help=True, pretty_exceptions_enable=False
 )
@@ -99,6 +101,14 @@ def _serve(build: object, name: str, port: int) -> None:
     )
 
 
+@serve_app.command("redemption")
+def serve_redemption() -> None:
+    """The redemption service (catalogue, holds, partner confirmations) with its expiry sweep."""
+    from services.redemption.bootstrap import build_app
+
+    _serve(build_app, "redemption", get_settings().redemption_port)
+
+
 @worker_app.command("points")
 def worker_points() -> None:
     """The points worker: scores activity-events into the ledger."""
@@ -144,9 +154,9 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
     try:
         typer.echo("starting PostgreSQL check, database, broker ...")
         await stack.start_infrastructure(prepare_database)
-        for name in ("events", "points-api", "points-worker"):
+        for name in SERVICES:
             stack.start_service(name)
-        await stack.wait_healthy(["events", "points-api", "points-worker"])
+        await stack.wait_healthy(list(SERVICES))
         typer.echo(f"services are up; logs in {log_dir}/")
         _print_access(settings)
         if with_demo:

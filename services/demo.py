@@ -19,6 +19,7 @@ from libs.platform.settings import Settings
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 VOLUNTEER = "volunteer-platform"
 CENTRE = "community-centre-r29"
+GRID = "grid-office"
 
 
 def _event(source: str, event_id: str, rider: str, at: datetime, type_: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -86,17 +87,16 @@ async def run_demo(settings: Settings) -> DemoReport:
     points_url = f"http://{settings.host}:{settings.points_port}"
     lines: list[str] = []
     volunteer = mint_token(settings, Role.SOURCE, VOLUNTEER)
-    centre = mint_token(settings, Role.SOURCE, CENTRE)
     operator = mint_token(settings, Role.OPERATOR, "ops-demo")
     rider_token = mint_token(settings, Role.RIDER, "rider-1001")
     async with httpx.AsyncClient(timeout=10) as http:
         batch_type = {"content-type": "application/cloudevents-batch+json"}
         single_type = {"content-type": "application/cloudevents+json"}
         by_source: dict[str, list[dict[str, Any]]] = {}
-        for e in ev["http_batch"]:
+        for e in [*ev["http_batch"], *ev["hazards"]]:
             by_source.setdefault(e["source"], []).append(e)
         for source, events in by_source.items():
-            token = volunteer if source == VOLUNTEER else centre
+            token = mint_token(settings, Role.SOURCE, source)
             r = await http.post(
                 f"{events_url}/v1/events",
                 content=orjson.dumps(events),
@@ -121,7 +121,7 @@ async def run_demo(settings: Settings) -> DemoReport:
         finally:
             await producer.stop()
         lines.append(f"Kafka {settings.topic_activity_events}: 1 valid event and 1 that is not JSON")
-        watched = [*ev["http_batch"][:4], ev["kafka"]]
+        watched = [*ev["http_batch"], *ev["hazards"], ev["kafka"]]
         await _wait_scored(http, points_url, operator, watched)
         for rider in ("rider-1001", "rider-1002", "rider-1003"):
             r = await http.get(

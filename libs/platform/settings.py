@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     relay_batch_max: int = Field(default=1000, ge=1)
     relay_idle_ms: int = Field(default=100, ge=1)
 
+    # Redemption: how long a hold waits for the partner, and how many wrong codes a partner may try.
+    redemption_hold_ttl_s: int = Field(default=24 * 3600, ge=1)
+    redemption_expiry_sweep_s: float = Field(default=5.0, gt=0)
+    confirm_failure_limit: int = Field(default=5, ge=1)
+    confirm_failure_window_s: int = Field(default=900, ge=1)
+
     # HTTP.
     host: str = "127.0.0.1"
     events_port: int = 8001

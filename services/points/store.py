@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from libs.platform.locks import lock
 from services.points.domain.rules import EarlierReport, HazardSearch, Rules
 
 CounterKey = tuple[str, str]  # (rider_id, counter)
@@ -19,14 +20,8 @@ class PointsStore:
         self._conn = conn
 
     async def lock(self, names: Sequence[str]) -> None:
-        """Transaction-scoped advisory locks, taken in the given order (callers sort, so workers never
-        deadlock): riders first, then hazard grid cells."""
-        if names:
-            await self._conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(n, 42))"
-                " FROM (SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) AS in_order",
-                list(names),
-            )
+        """Riders first, then hazard grid cells: the order every scorer uses."""
+        await lock(self._conn, names)
 
     async def hazard_reports_in(self, search: HazardSearch) -> list[EarlierReport]:
         """Reports paid in full inside the search box and window, first scored first."""

@@ -20,9 +20,10 @@ from libs.platform.db import drop_database
 from libs.platform.kafka import make_producer
 from libs.platform.localstack import LocalStack
 from libs.platform.settings import Settings
+from services.cli import SERVICES as ALL_SERVICES
 from services.cli import prepare_database
 
-SERVICES = ["events", "points-api", "points-worker"]
+SERVICES = list(ALL_SERVICES)
 LOG_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e-logs"
 T = TypeVar("T")
 
@@ -60,6 +61,7 @@ class Api:
         self.http = http
         self.events_url = f"http://{settings.host}:{settings.events_port}"
         self.points_url = f"http://{settings.host}:{settings.points_port}"
+        self.redemption_url = f"http://{settings.host}:{settings.redemption_port}"
 
     def token(self, role: Role, sub: str) -> dict[str, str]:
         return {"authorization": f"Bearer {mint_token(self.settings, role, sub)}"}

@@ -1,0 +1,351 @@
+"""HTTP entrypoint of the redemption service: catalogue, redemptions, partner counter, settlement."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, Header, Path, Query
+from pydantic import BaseModel, Field
+
+from libs.ledger.store import IdempotencyConflict, InsufficientBalance
+from libs.platform.auth import Principal, Role
+from libs.platform.db import Database
+from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.settings import Settings
+from services.redemption.domain.holds import SHANGHAI, month_of, normalise_code, qr_payload
+from services.redemption.handlers import Refused, add_partner, cancel, confirm, put_reward, reserve
+from services.redemption.store import Partner, Redemption, RedemptionStore, Reward
+
+ID = r"^[A-Za-z0-9_.\-]{1,64}$"
+RIDER_ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
+MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+class PartnerBody(BaseModel):
+    partner_id: str = Field(pattern=ID)
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["merchant", "hospital", "barber"]
+
+
+class RewardBody(BaseModel):
+    reward_id: str = Field(pattern=ID)
+    partner_id: str = Field(pattern=ID)
+    title: str = Field(min_length=1, max_length=200)
+    cost: int = Field(gt=0, le=1_000_000)
+    stock_per_month: int | None = Field(default=None, ge=0, le=1_000_000)
+    per_rider_monthly_limit: int | None = Field(default=None, gt=0, le=1000)
+    active: bool = True
+
+    def reward(self) -> Reward:
+        return Reward(**self.model_dump())
+
+
+class CatalogueItem(BaseModel):
+    reward_id: str
+    partner_id: str
+    partner_name: str
+    kind: str
+    title: str
+    cost: int
+    stock_per_month: int | None
+    stock_left: int | None
+    per_rider_monthly_limit: int | None
+
+
+class Catalogue(BaseModel):
+    items: list[CatalogueItem]
+    next_cursor: str | None = None
+
+
+class ReserveRequest(BaseModel):
+    reward_id: str = Field(pattern=ID)
+    expected_cost: int | None = Field(default=None, gt=0, description="the cost the rider saw; a change is reported")
+
+
+class RedemptionBody(BaseModel):
+    redemption_id: str
+    reward_id: str
+    rider_id: str
+    partner_id: str
+    title: str
+    cost: int
+    status: str
+    code: str | None = Field(description="shown to its rider (and operators) while held")
+    qr_payload: str | None = None
+    expires_at: datetime
+    created_at: datetime
+    resolved_at: datetime | None = None
+    notice: str | None = None
+
+    @classmethod
+    def of(cls, r: Redemption, show_code: bool) -> RedemptionBody:
+        live = show_code and r.status == "held"
+        return cls(
+            redemption_id=r.redemption_id,
+            reward_id=r.reward_id,
+            rider_id=r.rider_id,
+            partner_id=r.partner_id,
+            title=r.title,
+            cost=r.cost,
+            status=r.status,
+            code=r.code if live else None,
+            qr_payload=qr_payload(r.code) if live else None,
+            expires_at=r.expires_at,
+            created_at=r.created_at,
+            resolved_at=r.resolved_at,
+            notice=r.notice,
+        )
+
+
+class RedemptionPage(BaseModel):
+    items: list[RedemptionBody]
+    next_cursor: str | None
+
+
+class ConfirmRequest(BaseModel):
+    code: str = Field(min_length=1, max_length=64, description="the 8-character code, or the QR payload")
+
+
+class SettlementItem(BaseModel):
+    redemption_id: str
+    reward_id: str
+    title: str
+    points: int
+    confirmed_at: datetime
+
+
+class Settlement(BaseModel):
+    partner_id: str
+    month: str
+    redemptions: int
+    points_total: int
+    items: list[SettlementItem]
+
+
+def _refusal(exc: Refused) -> Problem:
+    return Problem(exc.status, exc.refusal.slug, exc.refusal.title, exc.refusal.detail)
+
+
+def _may_see(caller: Principal, r: Redemption) -> bool:
+    return (
+        caller.role is Role.OPERATOR
+        or (caller.role is Role.RIDER and caller.sub == r.rider_id)
+        or (caller.role is Role.PARTNER and caller.sub == r.partner_id)
+    )
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    year, number = (int(x) for x in month.split("-"))
+    start = datetime(year, number, 1, tzinfo=SHANGHAI)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=SHANGHAI)
+    return start, end
+
+
+def register(app: FastAPI, settings: Settings, db: Database) -> None:
+    @app.post(
+        "/v1/partners",
+        status_code=201,
+        response_model=PartnerBody,
+        tags=["catalogue"],
+        summary="Add a partner (operator)",
+        responses=problem_responses(401, 403, 409, 422),
+    )
+    async def create_partner(body: PartnerBody, caller: Caller) -> PartnerBody:
+        require(caller, Role.OPERATOR)
+        try:
+            partner, _ = await add_partner(db, Partner(body.partner_id, body.name, body.kind))
+        except Refused as exc:
+            raise _refusal(exc) from exc
+        return PartnerBody(partner_id=partner.partner_id, name=partner.name, kind=partner.kind)
+
+    @app.post(
+        "/v1/rewards",
+        status_code=201,
+        response_model=RewardBody,
+        tags=["catalogue"],
+        summary="Add a reward (operator)",
+        responses=problem_responses(401, 403, 409, 422),
+    )
+    async def create_reward(body: RewardBody, caller: Caller) -> RewardBody:
+        require(caller, Role.OPERATOR)
+        try:
+            await put_reward(db, body.reward(), create=True)
+        except Refused as exc:
+            raise _refusal(exc) from exc
+        return body
+
+    @app.put(
+        "/v1/rewards/{reward_id}",
+        response_model=RewardBody,
+        tags=["catalogue"],
+        summary="Replace a reward (operator; the whole body again)",
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update_reward(
+        reward_id: Annotated[str, Path(pattern=ID)], body: RewardBody, caller: Caller
+    ) -> RewardBody:
+        require(caller, Role.OPERATOR)
+        if body.reward_id != reward_id:
+            raise Problem(422, "invalid-request", "Invalid reward", "reward_id: must equal the reward_id of the path")
+        try:
+            await put_reward(db, body.reward(), create=False)
+        except Refused as exc:
+            raise _refusal(exc) from exc
+        return body
+
+    @app.get(
+        "/v1/rewards",
+        response_model=Catalogue,
+        tags=["catalogue"],
+        summary="The active catalogue, with this month's stock left",
+        responses=problem_responses(401),
+    )
+    async def catalogue(caller: Caller) -> Catalogue:
+        async with db.read() as conn:
+            rows = await RedemptionStore(conn).catalogue(month_of(datetime.now(UTC)))
+        return Catalogue(items=[CatalogueItem(**r) for r in rows])
+
+    @app.post(
+        "/v1/redemptions",
+        status_code=201,
+        response_model=RedemptionBody,
+        tags=["redemptions"],
+        summary="Reserve a reward: hold its cost and get a code (rider)",
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def create_redemption(
+        body: ReserveRequest,
+        caller: Caller,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    ) -> RedemptionBody:
+        require(caller, Role.RIDER)
+        if not idempotency_key:
+            raise Problem(
+                422,
+                "idempotency-key-required",
+                "Idempotency-Key required",
+                "Idempotency-Key: send a unique key per redemption, and the same key when retrying",
+            )
+        try:
+            reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
+        except Refused as exc:
+            raise _refusal(exc) from exc
+        except InsufficientBalance as exc:
+            raise Problem(
+                409,
+                "insufficient-points",
+                "Not enough points",
+                f"reward_id: {body.reward_id} costs more than your available points",
+            ) from exc
+        return RedemptionBody.of(reserved.redemption, show_code=True)
+
+    @app.get(
+        "/v1/redemptions/{redemption_id}",
+        response_model=RedemptionBody,
+        tags=["redemptions"],
+        summary="A redemption (its rider, its partner, operator)",
+        responses=problem_responses(401, 404),
+    )
+    async def get_redemption(redemption_id: Annotated[str, Path(max_length=64)], caller: Caller) -> RedemptionBody:
+        async with db.read() as conn:
+            r = await RedemptionStore(conn).get(redemption_id)
+        if r is None or not _may_see(caller, r):
+            raise Problem(404, "redemption-unknown", "Unknown redemption", f"no redemption {redemption_id!r} of yours")
+        return RedemptionBody.of(r, show_code=caller.role is not Role.PARTNER)
+
+    @app.post(
+        "/v1/redemptions/{redemption_id}/cancel",
+        response_model=RedemptionBody,
+        tags=["redemptions"],
+        summary="Cancel a hold: its points come back (its rider, operator)",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def cancel_redemption(redemption_id: Annotated[str, Path(max_length=64)], caller: Caller) -> RedemptionBody:
+        require(caller, Role.RIDER, Role.OPERATOR)
+        rider = caller.sub if caller.role is Role.RIDER else None
+        try:
+            r = await cancel(db, settings, redemption_id, caller.sub, rider)
+        except Refused as exc:
+            raise _refusal(exc) from exc
+        return RedemptionBody.of(r, show_code=False)
+
+    @app.post(
+        "/v1/partner/confirmations",
+        response_model=RedemptionBody,
+        tags=["partners"],
+        summary="Confirm a rider's code at the counter (partner)",
+        responses=problem_responses(401, 403, 404, 409, 422, 429),
+    )
+    async def confirm_code(body: ConfirmRequest, caller: Caller) -> RedemptionBody:
+        require(caller, Role.PARTNER)
+        code = normalise_code(body.code)
+        if not re.fullmatch(r"[A-Z0-9]{8}", code):
+            raise Problem(
+                422,
+                "invalid-code",
+                "Invalid code",
+                "code: a code is 8 letters and digits, as shown on the rider's phone",
+            )
+        try:
+            r = await confirm(db, settings, caller.sub, code)
+        except Refused as exc:
+            problem = _refusal(exc)
+            if exc.status == 429:
+                problem.extra["retry_after_s"] = int(re.findall(r"in (\d+) seconds", exc.refusal.detail)[0])
+            raise problem from exc
+        except IdempotencyConflict as exc:  # pragma: no cover - keys are derived from the redemption id
+            raise Problem(409, "conflict", "Conflict", str(exc)) from exc
+        return RedemptionBody.of(r, show_code=False)
+
+    @app.get(
+        "/v1/partner/redemptions",
+        response_model=RedemptionPage,
+        tags=["partners"],
+        summary="The partner's own redemptions, newest first",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def partner_redemptions(
+        caller: Caller,
+        status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
+        start: Annotated[datetime | None, Query(alias="from")] = None,
+        end: Annotated[datetime | None, Query(alias="to")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> RedemptionPage:
+        require(caller, Role.PARTNER)
+        before = decode_cursor(cursor)
+        before_at = datetime.fromtimestamp(before / 1_000_000, UTC) if before is not None else None
+        async with db.read() as conn:
+            rows = await RedemptionStore(conn).of_partner(caller.sub, status, start, end, limit, before_at)
+        next_cursor = encode_cursor(int(rows[-1].created_at.timestamp() * 1_000_000)) if len(rows) == limit else None
+        return RedemptionPage(items=[RedemptionBody.of(r, show_code=False) for r in rows], next_cursor=next_cursor)
+
+    @app.get(
+        "/v1/partner/settlement",
+        response_model=Settlement,
+        tags=["partners"],
+        summary="A month's confirmed redemptions and points, from the ledger (partner; operator with partner_id)",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def settlement(
+        caller: Caller,
+        month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM, by confirmation time in Asia/Shanghai")],
+        partner_id: Annotated[str | None, Query(pattern=ID)] = None,
+    ) -> Settlement:
+        require(caller, Role.PARTNER, Role.OPERATOR)
+        if caller.role is Role.PARTNER:
+            partner_id = caller.sub
+        elif partner_id is None:
+            raise Problem(422, "partner-required", "partner_id required", "partner_id: an operator names the partner")
+        async with db.read() as conn:
+            rows = await RedemptionStore(conn).settlement(partner_id, *_month_bounds(month))
+        items = [SettlementItem(**r) for r in rows]
+        return Settlement(
+            partner_id=partner_id,
+            month=month,
+            redemptions=len(items),
+            points_total=sum(i.points for i in items),
+            items=items,
+        )

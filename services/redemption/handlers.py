@@ -1,0 +1,322 @@
+"""Use cases of the redemption service. Each runs in one transaction: the redemption's state, the
+stock and limit counters, its ledger entry and its outbox message commit together or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from libs.ledger.store import LedgerStore
+from libs.platform.db import Connection, Database
+from libs.platform.locks import lock
+from libs.platform.outbox_store import OutboxMessage, OutboxStore
+from libs.platform.settings import Settings
+from services.redemption.domain.holds import (
+    RESULT_OF,
+    Refusal,
+    Resolution,
+    Status,
+    check_resolution,
+    hold_entry,
+    month_of,
+    new_code,
+    resolution_entry,
+)
+from services.redemption.store import ALL_RIDERS, Partner, Redemption, RedemptionStore, Reward
+
+
+class Refused(Exception):
+    """A request the rules of redemption do not allow; nothing was changed."""
+
+    def __init__(self, status: int, refusal: Refusal) -> None:
+        super().__init__(refusal.detail)
+        self.status = status
+        self.refusal = refusal
+
+
+def _refused(status: int, slug: str, title: str, detail: str) -> Refused:
+    return Refused(status, Refusal(slug, title, detail))
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    redemption: Redemption
+    replayed: bool  # the same Idempotency-Key again: the first answer, nothing more held
+
+
+def _request_hash(reward_id: str) -> str:
+    return hashlib.sha256(reward_id.encode()).hexdigest()
+
+
+async def reserve(
+    db: Database, settings: Settings, rider_id: str, reward_id: str, idempotency_key: str, expected_cost: int | None
+) -> Reserved:
+    async def work(conn: Connection) -> Reserved:
+        store = RedemptionStore(conn)
+        await lock(conn, [f"redemption-key:{rider_id}:{idempotency_key}"])  # the same key twice at once
+        earlier = await store.by_idempotency_key(rider_id, idempotency_key)
+        if earlier is not None:
+            if earlier.request_hash != _request_hash(reward_id):
+                raise _refused(
+                    409,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused",
+                    "Idempotency-Key: this key was used for another reward; use a new key per redemption",
+                )
+            return Reserved(earlier, replayed=True)
+        reward = await store.reward(reward_id, for_update=True)
+        if reward is None:
+            raise _refused(
+                404,
+                "reward-unknown",
+                "Unknown reward",
+                f"reward_id: no reward {reward_id!r}; pick one from GET /v1/rewards",
+            )
+        if not reward.active:
+            raise _refused(
+                409, "reward-inactive", "Reward not available", f"reward_id: {reward_id!r} is not offered at the moment"
+            )
+        partner = await store.partner(reward.partner_id)
+        assert partner is not None
+        now = datetime.now(UTC)
+        month = month_of(now)
+        await _take(store, reward, month, rider_id)
+        redemption = await _insert(
+            store, _new_redemption(reward, rider_id, idempotency_key, now, month, settings, expected_cost)
+        )
+        await LedgerStore(conn).append(
+            [hold_entry(redemption.redemption_id, rider_id, reward.cost, reward.title, partner.name, reward.reward_id)]
+        )
+        await OutboxStore(conn).add([state_message(settings, redemption)])
+        return Reserved(redemption, replayed=False)
+
+    return await db.run(work)
+
+
+async def _take(store: RedemptionStore, reward: Reward, month: str, rider_id: str) -> None:
+    if not await store.take(reward.reward_id, month, ALL_RIDERS, reward.stock_per_month):
+        raise _refused(
+            409,
+            "out-of-stock",
+            "Out of stock",
+            f"reward_id: all {reward.stock_per_month} of {reward.title} for {month} are taken; "
+            "try next month or another reward",
+        )
+    if not await store.take(reward.reward_id, month, rider_id, reward.per_rider_monthly_limit):
+        raise _refused(
+            409,
+            "monthly-limit-reached",
+            "Monthly limit reached",
+            f"reward_id: a rider may redeem {reward.title} {reward.per_rider_monthly_limit} time(s) a "
+            f"month, and {month}'s are used",
+        )
+
+
+def _new_redemption(
+    reward: Reward, rider_id: str, key: str, now: datetime, month: str, settings: Settings, expected_cost: int | None
+) -> Redemption:
+    notice = None
+    if expected_cost is not None and expected_cost != reward.cost:
+        notice = (
+            f"the price of {reward.title} is now {reward.cost} points (you saw {expected_cost}); "
+            f"{reward.cost} points were held"
+        )
+    return Redemption(
+        redemption_id=str(uuid.uuid4()),
+        reward_id=reward.reward_id,
+        partner_id=reward.partner_id,
+        rider_id=rider_id,
+        title=reward.title,
+        cost=reward.cost,
+        status=Status.HELD.value,
+        code=new_code(),
+        month=month,
+        idempotency_key=key,
+        request_hash=_request_hash(reward.reward_id),
+        notice=notice,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.redemption_hold_ttl_s),
+        resolved_at=None,
+        resolved_by=None,
+    )
+
+
+async def _insert(store: RedemptionStore, redemption: Redemption) -> Redemption:
+    for _ in range(10):  # a collision among live codes is rare (8.5e11 codes); draw again
+        if await store.add(redemption):
+            return redemption
+        redemption = replace(redemption, code=new_code())
+    raise RuntimeError("could not draw a free redemption code")
+
+
+async def _resolve(
+    conn: Connection, settings: Settings, r: Redemption, action: Resolution, actor: str | None
+) -> Redemption:
+    """Move a held redemption to its resolution: ledger entry, state, counters, outbox."""
+    store = RedemptionStore(conn)
+    await LedgerStore(conn).append(
+        [resolution_entry(r.redemption_id, r.rider_id, r.cost, r.title, r.partner_id, action, actor)]
+    )
+    await store.resolve(r.redemption_id, RESULT_OF[action].value, actor)
+    if action is not Resolution.CONFIRM:
+        await store.give_back(r.reward_id, r.month, [ALL_RIDERS, r.rider_id])
+    resolved = await store.get(r.redemption_id)
+    assert resolved is not None
+    await OutboxStore(conn).add([state_message(settings, resolved)])
+    return resolved
+
+
+async def cancel(db: Database, settings: Settings, redemption_id: str, actor: str, rider_id: str | None) -> Redemption:
+    """Cancel a hold; ``rider_id`` is the caller when a rider (an operator may cancel any)."""
+
+    async def work(conn: Connection) -> Redemption:
+        r = await RedemptionStore(conn).get(redemption_id, for_update=True)
+        if r is None or (rider_id is not None and r.rider_id != rider_id):
+            raise _refused(404, "redemption-unknown", "Unknown redemption", f"no redemption {redemption_id!r} of yours")
+        refusal = check_resolution(Status(r.status), Resolution.CANCEL, r.expires_at, datetime.now(UTC))
+        if refusal is not None:
+            raise Refused(409, refusal)
+        if r.status == Status.CANCELLED:
+            return r
+        return await _resolve(conn, settings, r, Resolution.CANCEL, actor)
+
+    return await db.run(work)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    redemption: Redemption | None
+    refusal: Refused | None
+
+
+async def confirm(db: Database, settings: Settings, partner_id: str, code: str) -> Redemption:
+    """A partner confirms a code at the counter. Unknown codes, and codes of other partners, count as
+    failures; past the limit in the window the partner must wait, so guessing codes does not pay."""
+    window = settings.confirm_failure_window_s
+
+    async def work(conn: Connection) -> Confirmation:
+        store = RedemptionStore(conn)
+        if await store.failures(partner_id, window) >= settings.confirm_failure_limit:
+            ends = await store.window_ends(partner_id, window)
+            wait = max(int(((ends or datetime.now(UTC)) - datetime.now(UTC)).total_seconds()), 1)
+            return Confirmation(
+                None,
+                _refused(
+                    429,
+                    "too-many-wrong-codes",
+                    "Too many wrong codes",
+                    f"code: {settings.confirm_failure_limit} wrong codes in a row; try "
+                    f"again in {wait} seconds and check the code with the rider",
+                ),
+            )
+        live = await store.live_by_code(code)
+        if live is not None and live.partner_id == partner_id:
+            now = datetime.now(UTC)
+            refusal = check_resolution(Status.HELD, Resolution.CONFIRM, live.expires_at, now)
+            if refusal is None:
+                return Confirmation(await _resolve(conn, settings, live, Resolution.CONFIRM, partner_id), None)
+            expired = await _resolve(conn, settings, live, Resolution.EXPIRE, "expiry")
+            return Confirmation(expired, Refused(409, refusal))
+        earlier = await store.latest_by_code(code, partner_id)
+        if earlier is not None:
+            refusal = check_resolution(
+                Status(earlier.status), Resolution.CONFIRM, earlier.expires_at, datetime.now(UTC)
+            )
+            assert refusal is not None  # only a held redemption may be confirmed, and it is not held
+            return Confirmation(earlier, Refused(409, refusal))
+        await store.count_failure(partner_id, window)
+        return Confirmation(
+            None,
+            _refused(
+                404,
+                "code-unknown",
+                "Unknown code",
+                "code: no live redemption of yours has this code; check it with the rider "
+                "(8 characters, no 0, O, 1, I or L)",
+            ),
+        )
+
+    outcome = await db.run(work)
+    if outcome.refusal is not None:
+        raise outcome.refusal
+    assert outcome.redemption is not None
+    return outcome.redemption
+
+
+async def expire_due(db: Database, settings: Settings, limit: int = 100) -> int:
+    """Expire holds past their time, exactly once even with several replicas sweeping."""
+
+    async def work(conn: Connection) -> int:
+        due = await RedemptionStore(conn).due_to_expire(limit)
+        for r in due:
+            await _resolve(conn, settings, r, Resolution.EXPIRE, "expiry")
+        return len(due)
+
+    return await db.run(work)
+
+
+async def add_partner(db: Database, partner: Partner) -> tuple[Partner, bool]:
+    async def work(conn: Connection) -> tuple[Partner, bool]:
+        store = RedemptionStore(conn)
+        created = await store.add_partner(partner)
+        stored = await store.partner(partner.partner_id)
+        assert stored is not None
+        if stored != partner:
+            raise _refused(
+                409, "partner-exists", "Partner exists", f"partner_id: {partner.partner_id!r} exists with other details"
+            )
+        return stored, created
+
+    return await db.run(work)
+
+
+async def put_reward(db: Database, reward: Reward, create: bool) -> Reward:
+    async def work(conn: Connection) -> Reward:
+        store = RedemptionStore(conn)
+        if await store.partner(reward.partner_id) is None:
+            raise _refused(
+                422,
+                "partner-unknown",
+                "Unknown partner",
+                f"partner_id: no partner {reward.partner_id!r}; create it with POST /v1/partners",
+            )
+        existing = await store.reward(reward.reward_id)
+        if create and existing is not None and existing != reward:
+            raise _refused(
+                409,
+                "reward-exists",
+                "Reward exists",
+                f"reward_id: {reward.reward_id!r} exists; change it with PUT /v1/rewards/{reward.reward_id}",
+            )
+        if not create and existing is None:
+            raise _refused(404, "reward-unknown", "Unknown reward", f"reward_id: no reward {reward.reward_id!r}")
+        await store.put_reward(reward)
+        return reward
+
+    return await db.run(work)
+
+
+def state_message(settings: Settings, r: Redemption) -> OutboxMessage:
+    body = {
+        "specversion": "1.0",
+        "id": f"redemption-{r.redemption_id}-{r.status}",
+        "source": "warmbee/redemption",
+        "type": f"redemption.{r.status}",
+        "subject": r.rider_id,
+        "time": (r.resolved_at or r.created_at).isoformat(),
+        "datacontenttype": "application/json",
+        "data": {
+            "redemption_id": r.redemption_id,
+            "reward_id": r.reward_id,
+            "partner_id": r.partner_id,
+            "rider_id": r.rider_id,
+            "cost": r.cost,
+            "status": r.status,
+            "expires_at": r.expires_at.isoformat(),
+        },
+    }
+    return OutboxMessage(settings.topic_points_ledger, r.rider_id.encode(), orjson.dumps(body))

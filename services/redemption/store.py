@@ -1,0 +1,305 @@
+"""SQL of the redemption service: partners, rewards, redemptions, stock and limit counters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+ALL_RIDERS = ""  # the reward_usage row that counts a reward's total for a month
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    partner_id: str
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    reward_id: str
+    partner_id: str
+    title: str
+    cost: int
+    stock_per_month: int | None
+    per_rider_monthly_limit: int | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    redemption_id: str
+    reward_id: str
+    partner_id: str
+    rider_id: str
+    title: str
+    cost: int
+    status: str
+    code: str
+    month: str
+    idempotency_key: str
+    request_hash: str
+    notice: str | None
+    created_at: datetime
+    expires_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+_REDEMPTION_COLUMNS = (
+    "redemption_id, reward_id, partner_id, rider_id, title, cost, status, code, month, idempotency_key,"
+    " request_hash, notice, created_at, expires_at, resolved_at, resolved_by"
+)
+
+
+def _redemption(row: asyncpg.Record) -> Redemption:
+    return Redemption(**dict(row))
+
+
+class RedemptionStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    # --- catalogue -----------------------------------------------------------------------------
+
+    async def partner(self, partner_id: str) -> Partner | None:
+        row = await self._conn.fetchrow("SELECT partner_id, name, kind FROM partner WHERE partner_id = $1", partner_id)
+        return Partner(**dict(row)) if row else None
+
+    async def add_partner(self, partner: Partner) -> bool:
+        status = await self._conn.execute(
+            "INSERT INTO partner (partner_id, name, kind) VALUES ($1, $2, $3) ON CONFLICT (partner_id) DO NOTHING",
+            partner.partner_id,
+            partner.name,
+            partner.kind,
+        )
+        return status.endswith(" 1")
+
+    async def reward(self, reward_id: str, *, for_update: bool = False) -> Reward | None:
+        lock = " FOR SHARE" if for_update else ""
+        row = await self._conn.fetchrow(
+            "SELECT reward_id, partner_id, title, cost, stock_per_month, per_rider_monthly_limit, active"
+            f" FROM reward WHERE reward_id = $1{lock}",
+            reward_id,
+        )
+        return Reward(**dict(row)) if row else None
+
+    async def put_reward(self, reward: Reward) -> None:
+        await self._conn.execute(
+            "INSERT INTO reward (reward_id, partner_id, title, cost, stock_per_month, per_rider_monthly_limit, active)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (reward_id) DO UPDATE SET partner_id = EXCLUDED.partner_id, title = EXCLUDED.title,"
+            " cost = EXCLUDED.cost, stock_per_month = EXCLUDED.stock_per_month,"
+            " per_rider_monthly_limit = EXCLUDED.per_rider_monthly_limit, active = EXCLUDED.active, updated_at = now()",
+            reward.reward_id,
+            reward.partner_id,
+            reward.title,
+            reward.cost,
+            reward.stock_per_month,
+            reward.per_rider_monthly_limit,
+            reward.active,
+        )
+
+    async def catalogue(self, month: str) -> list[dict[str, Any]]:
+        rows = await self._conn.fetch(
+            "SELECT r.reward_id, r.partner_id, p.name AS partner_name, p.kind, r.title, r.cost, r.stock_per_month,"
+            "       CASE WHEN r.stock_per_month IS NULL THEN NULL"
+            "            ELSE greatest(r.stock_per_month - coalesce(u.used, 0), 0) END AS stock_left,"
+            "       r.per_rider_monthly_limit"
+            "  FROM reward r JOIN partner p USING (partner_id)"
+            "  LEFT JOIN reward_usage u ON u.reward_id = r.reward_id AND u.month = $1 AND u.rider_id = ''"
+            " WHERE r.active ORDER BY p.kind, r.cost, r.reward_id",
+            month,
+        )
+        return [dict(r) for r in rows]
+
+    # --- stock and limits ----------------------------------------------------------------------
+
+    async def take(self, reward_id: str, month: str, rider_id: str, most: int | None) -> bool:
+        """Count one more hold against a limit, unless it is reached: one conditional UPDATE, so
+        concurrent reserves can never take more than ``most``."""
+        await self._conn.execute(
+            "INSERT INTO reward_usage (reward_id, month, rider_id, used) VALUES ($1, $2, $3, 0)"
+            " ON CONFLICT (reward_id, month, rider_id) DO NOTHING",
+            reward_id,
+            month,
+            rider_id,
+        )
+        status = await self._conn.execute(
+            "UPDATE reward_usage SET used = used + 1"
+            " WHERE reward_id = $1 AND month = $2 AND rider_id = $3 AND ($4::int IS NULL OR used < $4)",
+            reward_id,
+            month,
+            rider_id,
+            most,
+        )
+        return status.endswith(" 1")
+
+    async def give_back(self, reward_id: str, month: str, rider_ids: Sequence[str]) -> None:
+        await self._conn.execute(
+            "UPDATE reward_usage SET used = used - 1"
+            " WHERE reward_id = $1 AND month = $2 AND rider_id = ANY($3::text[])",
+            reward_id,
+            month,
+            list(rider_ids),
+        )
+
+    # --- redemptions ---------------------------------------------------------------------------
+
+    async def add(self, r: Redemption) -> bool:
+        """Insert a new hold; False when its code collides with a live hold (draw another)."""
+        try:
+            async with self._conn.transaction():  # a savepoint: a collision must not spoil the transaction
+                await self._conn.execute(
+                    f"INSERT INTO redemption ({_REDEMPTION_COLUMNS})"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                    r.redemption_id,
+                    r.reward_id,
+                    r.partner_id,
+                    r.rider_id,
+                    r.title,
+                    r.cost,
+                    r.status,
+                    r.code,
+                    r.month,
+                    r.idempotency_key,
+                    r.request_hash,
+                    r.notice,
+                    r.created_at,
+                    r.expires_at,
+                    r.resolved_at,
+                    r.resolved_by,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "redemption_live_code_unique":
+                return False
+            raise
+        return True
+
+    async def get(self, redemption_id: str, *, for_update: bool = False) -> Redemption | None:
+        lock = " FOR UPDATE" if for_update else ""
+        row = await self._conn.fetchrow(
+            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE redemption_id = $1{lock}", redemption_id
+        )
+        return _redemption(row) if row else None
+
+    async def by_idempotency_key(self, rider_id: str, key: str) -> Redemption | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE rider_id = $1 AND idempotency_key = $2",
+            rider_id,
+            key,
+        )
+        return _redemption(row) if row else None
+
+    async def live_by_code(self, code: str) -> Redemption | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE code = $1 AND status = 'held' FOR UPDATE", code
+        )
+        return _redemption(row) if row else None
+
+    async def latest_by_code(self, code: str, partner_id: str) -> Redemption | None:
+        """The partner's most recent redemption with this code, whatever its state (to explain a refusal)."""
+        row = await self._conn.fetchrow(
+            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE code = $1 AND partner_id = $2"
+            " ORDER BY created_at DESC LIMIT 1",
+            code,
+            partner_id,
+        )
+        return _redemption(row) if row else None
+
+    async def resolve(self, redemption_id: str, status: str, actor: str | None) -> None:
+        await self._conn.execute(
+            "UPDATE redemption SET status = $2, resolved_at = now(), resolved_by = $3"
+            " WHERE redemption_id = $1 AND status = 'held'",
+            redemption_id,
+            status,
+            actor,
+        )
+
+    async def due_to_expire(self, limit: int) -> list[Redemption]:
+        """Holds past their expiry, locked; other replicas skip them."""
+        rows = await self._conn.fetch(
+            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE status = 'held' AND expires_at <= now()"
+            " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+        return [_redemption(r) for r in rows]
+
+    async def of_partner(
+        self,
+        partner_id: str,
+        status: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        before: datetime | None,
+    ) -> list[Redemption]:
+        rows = await self._conn.fetch(
+            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE partner_id = $1"
+            " AND ($2::text IS NULL OR status = $2) AND ($3::timestamptz IS NULL OR created_at >= $3)"
+            " AND ($4::timestamptz IS NULL OR created_at < $4) AND ($5::timestamptz IS NULL OR created_at < $5)"
+            " ORDER BY created_at DESC LIMIT $6",
+            partner_id,
+            status,
+            start,
+            end,
+            before,
+            limit,
+        )
+        return [_redemption(r) for r in rows]
+
+    # --- guessing --------------------------------------------------------------------------------
+
+    async def failures(self, partner_id: str, window_s: int) -> int:
+        value = await self._conn.fetchval(
+            "SELECT failures FROM partner_confirm_failure"
+            " WHERE partner_id = $1 AND window_started_at > now() - make_interval(secs => $2)",
+            partner_id,
+            window_s,
+        )
+        return int(value or 0)
+
+    async def count_failure(self, partner_id: str, window_s: int) -> int:
+        value = await self._conn.fetchval(
+            "INSERT INTO partner_confirm_failure AS f (partner_id, failures, window_started_at)"
+            " VALUES ($1, 1, now())"
+            " ON CONFLICT (partner_id) DO UPDATE SET"
+            "   failures = CASE WHEN f.window_started_at > now() - make_interval(secs => $2)"
+            "                   THEN f.failures + 1 ELSE 1 END,"
+            "   window_started_at = CASE WHEN f.window_started_at > now() - make_interval(secs => $2)"
+            "                   THEN f.window_started_at ELSE now() END"
+            " RETURNING failures",
+            partner_id,
+            window_s,
+        )
+        return int(value)
+
+    async def window_ends(self, partner_id: str, window_s: int) -> datetime | None:
+        value: datetime | None = await self._conn.fetchval(
+            "SELECT window_started_at + make_interval(secs => $2) FROM partner_confirm_failure WHERE partner_id = $1",
+            partner_id,
+            window_s,
+        )
+        return value
+
+    # --- settlement ----------------------------------------------------------------------------
+
+    async def settlement(self, partner_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Confirmed redemptions of a month, read from the ledger's redeem entries to the partner."""
+        rows = await self._conn.fetch(
+            "SELECT t.event_id AS redemption_id, r.reward_id, r.title, p.amount AS points,"
+            "       t.recorded_at AS confirmed_at"
+            "  FROM ledger_transaction t"
+            "  JOIN ledger_posting p ON p.tx_id = t.tx_id AND p.account = 'partner:' || $1 || ':redeemed'"
+            "  JOIN redemption r ON r.redemption_id = t.event_id"
+            " WHERE t.kind = 'redeem' AND t.recorded_at >= $2 AND t.recorded_at < $3"
+            " ORDER BY t.tx_id",
+            partner_id,
+            start,
+            end,
+        )
+        return [dict(r) for r in rows]

@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import orjson
 
+from bench.redemption import redemption_latency
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
 from libs.platform.kafka import make_producer
@@ -117,6 +118,7 @@ async def main(n: int, riders: int) -> None:
         kafka_rate = await via_kafka(SETTINGS, conn, n, riders)
         http_rate = await via_http(SETTINGS, conn, n, riders)
         await conn.close()
+        redemption = await redemption_latency(SETTINGS)
     finally:
         await asyncio.to_thread(stack.stop_all)
     result = {
@@ -126,10 +128,19 @@ async def main(n: int, riders: int) -> None:
         "riders": riders,
         "kafka_events_per_s": round(kafka_rate),
         "http_events_per_s": round(http_rate),
+        "redemption": redemption,
     }
     print(f"{'path':<28}{'events/s':>10}")
     print(f"{'Kafka -> ledger':<28}{result['kafka_events_per_s']:>10}")
     print(f"{'HTTP -> outbox -> ledger':<28}{result['http_events_per_s']:>10}")
+    red = redemption
+    print(
+        f"\nredemption: {red['riders']} riders at once, {red['reserves']} reserves, {red['confirms']} confirms,"
+        f" {red['refused_for_points']} refused for lack of points, lowest balance {red['lowest_balance']}"
+    )
+    print(f"{'':<28}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'reserve':<28}{red['reserve_p50_ms']:>10}{red['reserve_p99_ms']:>10}")
+    print(f"{'confirm':<28}{red['confirm_p50_ms']:>10}{red['confirm_p99_ms']:>10}")
     out = ROOT / "bench" / "results" / "throughput.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")

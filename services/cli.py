@@ -179,9 +179,12 @@ def _print_access(settings: Settings) -> None:
     operator = mint_token(settings, Role.OPERATOR, "ops-demo")
     points = f"http://{settings.host}:{settings.points_port}"
     events = f"http://{settings.host}:{settings.events_port}"
+    redemption = f"http://{settings.host}:{settings.redemption_port}"
+    partner = mint_token(settings, Role.PARTNER, "laowang-noodles")
     typer.echo(f"""
   events service   {events}   (OpenAPI: {events}/docs)
   points API       {points}   (OpenAPI: {points}/docs)
+  redemption       {redemption}   (OpenAPI: {redemption}/docs)
   worker metrics   http://{settings.host}:{settings.worker_metrics_port}/metrics
   broker           {settings.kafka_bootstrap}   database {settings.database_url}
 
@@ -189,9 +192,15 @@ def _print_access(settings: Settings) -> None:
     export RIDER_TOKEN={rider}
   operator token:
     export OPERATOR_TOKEN={operator}
+  partner token (laowang-noodles):
+    export PARTNER_TOKEN={partner}
 
   curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/balance
-  curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/entries""")
+  curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/entries
+  curl -s -H "Authorization: Bearer $RIDER_TOKEN" {redemption}/v1/rewards
+  curl -s -H "Authorization: Bearer $PARTNER_TOKEN" \\
+       "{redemption}/v1/partner/settlement?month=$(TZ=Asia/Shanghai date +%Y-%m)"
+""")
 
 
 RulesFile = Annotated[Path, typer.Argument(help="a rules file (YAML), e.g. rules/warmbee-default.v1.yaml")]

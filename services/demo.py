@@ -138,7 +138,70 @@ async def run_demo(settings: Settings) -> DemoReport:
         items = r.json().get("items", [])
         if items:
             lines.append(f"dead letter: {items[0]['reason']}")
+        lines += await _redeem(http, settings, operator, rider_token, tag=yesterday.strftime("%Y%m%d"))
     return DemoReport(lines, rider_token)
+
+
+PARTNERS = [
+    {"partner_id": "laowang-noodles", "name": "老王面馆 Lao Wang Noodles", "kind": "merchant"},
+    {"partner_id": "chenglong-clinic", "name": "成龙路社区医院 Community Hospital", "kind": "hospital"},
+    {"partner_id": "quickcut-r29", "name": "快剪 QuickCut", "kind": "barber"},
+]
+REWARDS = [
+    {
+        "reward_id": "meal-set",
+        "partner_id": "laowang-noodles",
+        "title": "午餐套餐 lunch set",
+        "cost": 30,
+        "active": True,
+    },
+    {
+        "reward_id": "eye-exam",
+        "partner_id": "chenglong-clinic",
+        "title": "眼科检查 eye examination",
+        "cost": 60,
+        "stock_per_month": 20,
+        "active": True,
+    },
+    {
+        "reward_id": "off-peak-haircut",
+        "partner_id": "quickcut-r29",
+        "title": "错峰快剪 off-peak haircut",
+        "cost": 25,
+        "per_rider_monthly_limit": 2,
+        "active": True,
+    },
+]
+
+
+async def _redeem(http: httpx.AsyncClient, settings: Settings, operator: str, rider_token: str, tag: str) -> list[str]:
+    """Seed the partners and rewards, then rider-1001 redeems a lunch set and the noodle shop confirms."""
+    url = f"http://{settings.host}:{settings.redemption_port}"
+    as_operator = {"authorization": f"Bearer {operator}"}
+    for partner in PARTNERS:
+        (await http.post(f"{url}/v1/partners", json=partner, headers=as_operator)).raise_for_status()
+    for reward in REWARDS:
+        (await http.post(f"{url}/v1/rewards", json=reward, headers=as_operator)).raise_for_status()
+    catalogue = (await http.get(f"{url}/v1/rewards", headers={"authorization": f"Bearer {rider_token}"})).json()
+    lines = ["catalogue: " + "; ".join(f"{i['title']} ({i['kind']}) {i['cost']} pts" for i in catalogue["items"])]
+    r = await http.post(
+        f"{url}/v1/redemptions",
+        json={"reward_id": "meal-set"},
+        headers={"authorization": f"Bearer {rider_token}", "idempotency-key": f"demo-{tag}"},
+    )
+    lines.append(f"rider-1001 reserves the lunch set -> {r.status_code} {r.text}")
+    if r.status_code == 201 and r.json()["status"] == "held":
+        noodle_shop = mint_token(settings, Role.PARTNER, "laowang-noodles")
+        c = await http.post(
+            f"{url}/v1/partner/confirmations",
+            json={"code": r.json()["code"]},
+            headers={"authorization": f"Bearer {noodle_shop}"},
+        )
+        lines.append(f"the noodle shop confirms code {r.json()['code']} -> {c.status_code} status {c.json()['status']}")
+    points = f"http://{settings.host}:{settings.points_port}"
+    b = (await http.get(f"{points}/v1/riders/rider-1001/balance", headers=as_operator)).json()
+    lines.append(f"rider-1001 now: available {b['available']}, held {b['held']}, redeemed {b['redeemed_total']}")
+    return lines
 
 
 async def _wait_scored(

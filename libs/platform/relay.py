@@ -16,8 +16,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from libs.platform.db import Database
-from libs.platform.kafka import broker_reachable
+from libs.platform.kafka import broker_reachable, make_producer
 from libs.platform.outbox_store import OutboxStore, PendingMessage
+from libs.platform.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -122,3 +123,10 @@ class OutboxRelay:
 
     async def broker_reachable(self) -> bool:
         return self._producer is not None and await broker_reachable(self._producer)
+
+
+def relay_for(db: Database, settings: Settings, topics: Sequence[str]) -> OutboxRelay:
+    """The relay of one service's outbox topics, configured from settings."""
+    return OutboxRelay(
+        db, lambda: make_producer(settings), topics, settings.relay_batch_max, settings.relay_idle_ms / 1000
+    )

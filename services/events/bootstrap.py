@@ -11,8 +11,7 @@ from fastapi import FastAPI
 from libs.activity.model import load_schemas
 from libs.platform.db import Database
 from libs.platform.http import create_app
-from libs.platform.kafka import make_producer
-from libs.platform.relay import OutboxRelay
+from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
 from services.events.entrypoints import api
 
@@ -21,13 +20,7 @@ VERSION = "0.1.0"
 
 def build_app(settings: Settings) -> FastAPI:
     db = Database(settings)
-    relay = OutboxRelay(
-        db,
-        lambda: make_producer(settings),
-        [settings.topic_activity_events],
-        settings.relay_batch_max,
-        settings.relay_idle_ms / 1000,
-    )
+    relay = relay_for(db, settings, [settings.topic_activity_events])
 
     async def readiness() -> dict[str, bool]:
         return {"database": await db.ping(), "broker": await relay.broker_reachable()}

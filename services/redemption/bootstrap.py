@@ -13,8 +13,7 @@ from fastapi import FastAPI
 
 from libs.platform.db import Database
 from libs.platform.http import create_app
-from libs.platform.kafka import make_producer
-from libs.platform.relay import OutboxRelay
+from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
 from services.redemption.entrypoints import api
 from services.redemption.handlers import expire_due
@@ -47,13 +46,7 @@ class ExpirySweep:
 
 def build_app(settings: Settings) -> FastAPI:
     db = Database(settings)
-    relay = OutboxRelay(
-        db,
-        lambda: make_producer(settings),
-        [settings.topic_points_ledger],
-        settings.relay_batch_max,
-        settings.relay_idle_ms / 1000,
-    )
+    relay = relay_for(db, settings, [settings.topic_points_ledger])
     sweep = ExpirySweep(db, settings)
 
     async def readiness() -> dict[str, bool]:

@@ -156,14 +156,15 @@ async def _insert(store: RedemptionStore, redemption: Redemption) -> Redemption:
 async def _resolve(
     conn: Connection, settings: Settings, r: Redemption, action: Resolution, actor: str | None
 ) -> Redemption:
-    """Move a held redemption to its resolution: ledger entry, state, counters, outbox."""
+    """Move a held redemption to its resolution: state, counters, ledger entry, outbox. Counters come
+    before the balance, the order reserve takes them in, so the two never deadlock."""
     store = RedemptionStore(conn)
-    await LedgerStore(conn).append(
-        [resolution_entry(r.redemption_id, r.rider_id, r.cost, r.title, r.partner_id, action, actor)]
-    )
     await store.resolve(r.redemption_id, RESULT_OF[action].value, actor)
     if action is not Resolution.CONFIRM:
         await store.give_back(r.reward_id, r.month, [ALL_RIDERS, r.rider_id])
+    await LedgerStore(conn).append(
+        [resolution_entry(r.redemption_id, r.rider_id, r.cost, r.title, r.partner_id, action, actor)]
+    )
     resolved = await store.get(r.redemption_id)
     assert resolved is not None
     await OutboxStore(conn).add([state_message(settings, resolved)])
@@ -209,7 +210,7 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
                     429,
                     "too-many-wrong-codes",
                     "Too many wrong codes",
-                    f"code: {settings.confirm_failure_limit} wrong codes in a row; try "
+                    f"code: {settings.confirm_failure_limit} wrong codes within {window // 60} minutes; try "
                     f"again in {wait} seconds and check the code with the rider",
                 ),
             )

@@ -32,6 +32,22 @@ CASES: dict[str, tuple[Any, str, int, str]] = {
     "wrong content type": ({}, "text/plain", 415, "Content-Type"),
     "array without batch type": ("array", CE, 422, "application/cloudevents-batch+json"),
     "token of another source": ({"source": "grid-office"}, CE, 403, "source"),
+    "latitude out of range": (
+        {
+            "type": "hazard.report.verified",
+            "data": {"report_id": "r", "severity": "low", "lat": 91, "lon": 104, "reported_at": "2024-05-01T08:00:00Z"},
+        },
+        CE,
+        422,
+        "data.lat: must be at most 90",
+    ),
+    "month not YYYY-MM": ({"type": "safety.month.clean", "data": {"month": "2024-13"}}, CE, 422, "data.month"),
+    "unknown honour level": (
+        {"type": "honor.awarded", "data": {"honor_id": "h", "level": "national"}},
+        CE,
+        422,
+        "data.level",
+    ),
 }
 
 

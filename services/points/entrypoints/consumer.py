@@ -16,8 +16,8 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 from libs.activity.model import load_schemas
 from libs.platform.db import Database
-from libs.platform.kafka import BatchConsumer, Message, make_producer
-from libs.platform.relay import OutboxRelay
+from libs.platform.kafka import BatchConsumer, Message
+from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
 
@@ -107,13 +107,7 @@ async def run_worker(settings: Settings) -> None:
         )
 
     consumer = BatchConsumer(settings, settings.topic_activity_events, settings.points_consumer_group, handle)
-    relay = OutboxRelay(
-        db,
-        lambda: make_producer(settings),
-        [settings.topic_activity_events_dlq, settings.topic_points_ledger],
-        settings.relay_batch_max,
-        settings.relay_idle_ms / 1000,
-    )
+    relay = relay_for(db, settings, [settings.topic_activity_events_dlq, settings.topic_points_ledger])
     sweeper = PendingSweep(db, scorer, settings)
     loop = asyncio.get_running_loop()
 

@@ -83,8 +83,9 @@ def check_resolution(status: Status, action: Resolution, expires_at: datetime, n
         if action is Resolution.EXPIRE and now < expires_at:
             return Refusal("not-expired", "Not expired yet", f"the hold runs until {expires_at.isoformat()}")
         return None
-    if status is RESULT_OF[action]:
-        return None  # already done: the same request again changes nothing
+    if status is RESULT_OF[action] and action is not Resolution.CONFIRM:
+        return None  # already done: the same cancel or expiry again changes nothing
+    # A code pays once: confirming a confirmed code again is refused (already-confirmed), not replayed.
     words = {
         Status.CONFIRMED: ("already-confirmed", "Already confirmed", "code: this code was already used at the counter"),
         Status.CANCELLED: ("already-cancelled", "Already cancelled", "the rider cancelled this redemption"),

@@ -12,18 +12,25 @@ import pytest
 
 from libs.platform.settings import Settings
 
+# Another checkout's test run on the same machine picks other ports and databases with these two.
+PORT_BASE = int(os.environ.get("WARMBEE_TEST_PORT_BASE", "18000"))
+DB_SUFFIX = os.environ.get("WARMBEE_TEST_DB_SUFFIX", "")
+
 TEST_ENV = {
     "WARMBEE_ENV": "test",
-    "WARMBEE_PG_DATABASE": os.environ.get("WARMBEE_TEST_DATABASE", "warmbee_test"),
-    "WARMBEE_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
-    "WARMBEE_EVENTS_PORT": "18001",
-    "WARMBEE_POINTS_PORT": "18002",
-    "WARMBEE_REDEMPTION_PORT": "18003",
-    "WARMBEE_WORKER_METRICS_PORT": "18012",
+    "WARMBEE_PG_DATABASE": f"warmbee_test{DB_SUFFIX}",
+    "WARMBEE_KAFKA_BOOTSTRAP": f"127.0.0.1:{PORT_BASE + 1092}",
+    "WARMBEE_EVENTS_PORT": str(PORT_BASE + 1),
+    "WARMBEE_POINTS_PORT": str(PORT_BASE + 2),
+    "WARMBEE_REDEMPTION_PORT": str(PORT_BASE + 3),
+    "WARMBEE_WORKER_METRICS_PORT": str(PORT_BASE + 12),
     "WARMBEE_WORKER_BATCH_WAIT_MS": "50",
     "WARMBEE_RELAY_IDLE_MS": "20",
     "WARMBEE_EVENT_FUTURE_SLACK_S": "2",
 }
+
+# Ports a test may give a further replica it starts.
+SPARE_PORTS = [PORT_BASE + n for n in (13, 14, 23, 24)]
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from libs.platform.localstack import LocalStack
 from libs.platform.settings import Settings
 from services.cli import SERVICES as ALL_SERVICES
 from services.cli import prepare_database
+from tests.conftest import DB_SUFFIX
 
 SERVICES = list(ALL_SERVICES)
 LOG_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e-logs"
@@ -35,7 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def e2e_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"pg_database": "warmbee_e2e"})
+    return settings.model_copy(update={"pg_database": f"warmbee_e2e{DB_SUFFIX}"})
 
 
 @pytest.fixture(scope="session")

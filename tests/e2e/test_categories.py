@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from libs.platform.localstack import LocalStack
+from tests.conftest import SPARE_PORTS
 from tests.e2e.conftest import LOG_DIR, Api, shift, to_kafka, wait_for_log
 
 pytestmark = pytest.mark.e2e
@@ -76,7 +77,9 @@ async def test_two_workers_scoring_reports_of_one_hazard_pay_exactly_one_in_full
 ) -> None:
     log = LOG_DIR / "points-worker-2.log"
     log.unlink(missing_ok=True)
-    stack.start_service("points-worker", {"WARMBEE_WORKER_METRICS_PORT": "18013"}, instance="points-worker-2")
+    stack.start_service(
+        "points-worker", {"WARMBEE_WORKER_METRICS_PORT": str(SPARE_PORTS[0])}, instance="points-worker-2"
+    )
     try:
         await asyncio.to_thread(wait_for_log, log, "activity-events', partition=")  # it holds partitions
         lat, lon = 31.0 + uuid.uuid4().int % 10_000 / 10_000, 121.0
@@ -84,7 +87,7 @@ async def test_two_workers_scoring_reports_of_one_hazard_pay_exactly_one_in_full
         await asyncio.gather(*(to_kafka(kafka, api.settings, orjson.dumps(r), r["subject"]) for r in reports))
 
         scored = [(await api.wait_scored("grid-office", r["id"], timeout_s=60))["points"] for r in reports]
-        second_worker_scored = await hazards_scored("http://127.0.0.1:18013/metrics")
+        second_worker_scored = await hazards_scored(f"http://127.0.0.1:{SPARE_PORTS[0]}/metrics")
     finally:
         first_log = LOG_DIR / "points-worker.log"
         seen = first_log.stat().st_size

@@ -15,6 +15,7 @@ from httpx import Response
 from libs.platform.auth import Role
 from libs.platform.localstack import LocalStack
 from services.redemption.domain.holds import month_of
+from tests.conftest import SPARE_PORTS
 from tests.e2e.conftest import Api, eventually
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +86,7 @@ async def test_a_rider_reserves_and_the_partner_confirms_at_the_counter(api: Api
 
 # --- helpers of the tests below ---------------------------------------------------------------------
 
-SHORT_TTL_PORT = 18023
+SHORT_TTL_PORT = SPARE_PORTS[2]
 
 
 async def reserve(api: Api, rider: str, reward_id: str, key: str | None = None, url: str | None = None) -> Response:

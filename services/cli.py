@@ -17,8 +17,10 @@ from libs.platform.logging import configure_logging
 from libs.platform.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from libs.platform.localstack import LocalStack
     from services.points.domain.rules import Rules
     from services.points.replay import ReplayReport, WhatIfReport
+    from services.reconcile.domain import Report
 
 SERVICES = ("events", "points-api", "points-worker", "redemption")
 
@@ -157,8 +159,9 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
         for name in SERVICES:
             stack.start_service(name)
         await stack.wait_healthy(list(SERVICES))
+        prometheus = await _start_prometheus(stack)
         typer.echo(f"services are up; logs in {log_dir}/")
-        _print_access(settings)
+        _print_access(settings, prometheus)
         if with_demo:
             from services.demo import run_demo
 
@@ -174,7 +177,16 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
         typer.echo("stopped.")
 
 
-def _print_access(settings: Settings) -> None:
+async def _start_prometheus(stack: LocalStack) -> str:
+    """Prometheus scraping the services (deploy/prometheus/); without the binary the rest still runs."""
+    try:
+        url = await stack.start_prometheus()
+    except FileNotFoundError as exc:
+        return f"not started: {exc}"
+    return f"{url}   (graph: {url}/graph, alerts: {url}/alerts)"
+
+
+def _print_access(settings: Settings, prometheus: str) -> None:
     rider = mint_token(settings, Role.RIDER, "rider-1001")
     operator = mint_token(settings, Role.OPERATOR, "ops-demo")
     points = f"http://{settings.host}:{settings.points_port}"
@@ -186,6 +198,7 @@ def _print_access(settings: Settings) -> None:
   points API       {points}   (OpenAPI: {points}/docs)
   redemption       {redemption}   (OpenAPI: {redemption}/docs)
   worker metrics   http://{settings.host}:{settings.worker_metrics_port}/metrics
+  Prometheus       {prometheus}
   broker           {settings.kafka_bootstrap}   database {settings.database_url}
 
   rider token (rider-1001):
@@ -325,6 +338,33 @@ def replay() -> None:
         typer.echo(f"replay: {len(report.differences)} of {report.compared} awards differ", err=True)
         raise typer.Exit(1)
     typer.echo(f"replay: {report.compared} awards rebuilt from the stored events, identical to the live ledger")
+
+
+@app.command()
+def reconcile(
+    stuck_after: Annotated[int, typer.Option(help="seconds after which an accepted, unscored event is stuck")] = 300,
+) -> None:
+    """Check the whole database: balanced entries, balances equal to postings, never negative, awards
+    grounded in events and rules, redemptions matching their entries, no accepted event left unscored.
+    Exits 1 on any mismatch."""
+    from services.reconcile.handlers import reconcile as run_reconcile
+
+    settings = get_settings()
+    configure_logging("WARNING", "reconcile")
+
+    async def go() -> Report:
+        db = Database(settings)
+        await db.open()
+        try:
+            return await run_reconcile(db, stuck_after)
+        finally:
+            await db.close()
+
+    report = asyncio.run(go())
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

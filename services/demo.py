@@ -67,6 +67,23 @@ def demo_events(day: datetime) -> dict[str, Any]:
                 {"action": "litter_pickup"},
             ),  # its category has no rules yet: pending
         ],
+        "hazards": [  # two reports of one hazard: the first scored is paid in full, the later one earns 1
+            _event(
+                GRID,
+                f"demo-{tag}-hazard-{n}",
+                rider,
+                at(12, n),
+                "hazard.report.verified",
+                {
+                    "report_id": f"hz-{tag}-{n}",
+                    "severity": "medium",
+                    "lat": 31.2304 + n / 100_000,
+                    "lon": 121.4737,
+                    "reported_at": at(11, 30 + n).isoformat(),
+                },
+            )
+            for n, rider in ((1, "rider-1002"), (2, "rider-1003"))
+        ],
         "duplicate": shift(1, "rider-1001", 9, 3.0),
         "invalid": shift(9, "rider-1002", 16, -1),
         "kafka": shift(5, "rider-1003", 8, 2.0),  # 20 points, published straight to Kafka

@@ -79,6 +79,10 @@ INSERT INTO rider_balance (rider_id) SELECT r FROM unnest($1::text[]) AS t(r) OR
 ON CONFLICT (rider_id) DO NOTHING
 """
 
+_LOCK_BALANCES = """
+SELECT rider_id FROM rider_balance WHERE rider_id = ANY($1::text[]) ORDER BY rider_id FOR UPDATE
+"""
+
 _UPDATE_BALANCES = """
 UPDATE rider_balance AS b
    SET available = b.available + t.a,
@@ -109,6 +113,7 @@ class LedgerStore:
         batch = list(unique.values())
         if not batch:
             return AppendResult({}, {})
+        await self._lock_balances(batch)
         rows = await self._conn.fetch(_INSERT_TRANSACTIONS, *_transaction_columns(batch))
         recorded = {r["idempotency_key"]: r["tx_id"] for r in rows}
         existing = await self._check_existing([tx for tx in batch if tx.idempotency_key not in recorded])
@@ -116,6 +121,15 @@ class LedgerStore:
         await self._insert_postings(new, recorded)
         await self._apply_balances(new)
         return AppendResult(recorded, existing)
+
+    async def _lock_balances(self, txs: list[LedgerTransaction]) -> None:
+        """Lock the balance rows the entries move, in rider order, before the entries get their ids:
+        concurrent writers never deadlock, and a rider's entries are numbered in the order they
+        commit, so a running sum over tx_id is the balance as it really was at every moment."""
+        riders = sorted(r for r, d in rider_deltas(txs).items() if d != type(d)())
+        if riders:
+            await self._conn.execute(_ENSURE_BALANCES, riders)
+            await self._conn.execute(_LOCK_BALANCES, riders)
 
     async def _check_existing(self, txs: list[LedgerTransaction]) -> dict[str, int]:
         if not txs:
@@ -149,7 +163,6 @@ class LedgerStore:
         if not deltas:
             return
         riders = list(deltas)
-        await self._conn.execute(_ENSURE_BALANCES, riders)
         try:
             await self._conn.execute(
                 _UPDATE_BALANCES,

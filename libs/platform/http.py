@@ -1,38 +1,43 @@
 """The HTTP app factory shared by the services: RFC 9457 problem details, bearer auth,
-/healthz, /readyz, /metrics, request metrics, and the one place domain errors become statuses."""
+/healthz, /readyz, /metrics, request metrics, request ids, and the one place domain errors become statuses."""
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
+import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libs.platform.auth import InvalidToken, Principal, Role, verify_token
+from libs.platform.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.platform.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 PROBLEM_BASE = "https://warmbee.dev/problems/"
+DATABASE_UNAVAILABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionFailureError,
+    asyncpg.AdminShutdownError,
+)
 PROBLEM_JSON = "application/problem+json"
 
-HTTP_REQUESTS = Counter(
-    "warmbee_http_requests_total", "HTTP requests answered", ["service", "route", "method", "status"]
-)
-HTTP_LATENCY = Histogram(
-    "warmbee_http_request_duration_seconds",
-    "HTTP request latency",
-    ["service", "route", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is logged as sent only when it is short and plain; otherwise we issue our own.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -109,6 +114,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's own word for a body that is not JSON: the contract answers 422 and names the body.
+            return problem_response(
+                Problem(422, "malformed-json", "Malformed JSON", "body: is not valid JSON; send a JSON object"),
+                request.url.path,
+            )
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem_response(
             Problem(exc.status_code, slug, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"),
@@ -117,11 +128,28 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DATABASE_UNAVAILABLE):
+            # The database restarts or fails over: nothing was accepted; the caller retries shortly.
+            log.warning("http.database_unavailable", path=request.url.path, error=type(exc).__name__)
+            response = problem_response(
+                Problem(
+                    503,
+                    "database-unavailable",
+                    "Temporarily unavailable",
+                    "the database is not reachable at the moment; nothing was done, retry in a few seconds",
+                ),
+                request.url.path,
+            )
+            response.headers["Retry-After"] = "2"
+            return response
         log.exception("http.unhandled", path=request.url.path)
-        return problem_response(
-            Problem(500, "internal", "Internal error", "something failed on our side; retry later"),
-            request.url.path,
-        )
+        return _internal_error(request)
+
+
+def _internal_error(request: Request) -> JSONResponse:
+    return problem_response(
+        Problem(500, "internal", "Internal error", "something failed on our side; retry later"), request.url.path
+    )
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -183,11 +211,20 @@ def create_app(
     @app.middleware("http")
     async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        request_id = request_id_of(request.headers.get(REQUEST_ID_HEADER))
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                response = await call_next(request)
+            except Exception:
+                # Answered here rather than by the outermost error handler, so a 500 is counted,
+                # logged with its request id, and carries the id back to the caller.
+                log.exception("http.unhandled", path=request.url.path)
+                response = _internal_error(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         HTTP_LATENCY.labels(service, template, request.method).observe(time.perf_counter() - started)
         HTTP_REQUESTS.labels(service, template, request.method, str(response.status_code)).inc()
+        response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
@@ -209,11 +246,45 @@ def create_app(
             Problem(503, "not-ready", "Not ready", f"not reachable: {failing}", checks=checks), "/readyz"
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
+    _validation_errors_are_problems(app)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def request_id_of(sent: str | None) -> str:
+    """The caller's X-Request-ID when it is a plain id (so logs can be joined with the caller's), else a new one."""
+    if sent is not None and _REQUEST_ID.match(sent):
+        return sent
+    return uuid.uuid4().hex
+
+
+def _validation_errors_are_problems(app: FastAPI) -> None:
+    """FastAPI documents its 422 as plain JSON; warmbee answers every error as problem+json, so the
+    OpenAPI document says so too (clients and schemathesis hold us to it)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    for status, response in operation.get("responses", {}).items():
+                        if status.startswith("4") or status.startswith("5"):
+                            response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def encode_cursor(value: int) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -15,8 +16,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from libs.platform import failpoints
+from libs.platform.metrics import CONSUMER_LAG
 from libs.platform.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -47,6 +50,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context()  # the system's trusted CAs
     if settings.kafka_sasl_mechanism:
         options |= {
             "sasl_mechanism": settings.kafka_sasl_mechanism,
@@ -114,6 +119,9 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._lock:
             log.info("consumer.partitions_revoked", partitions=sorted(str(tp) for tp in revoked))
+            for tp in revoked:  # their new owner reports their lag now
+                with contextlib.suppress(KeyError):
+                    CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("consumer.partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
@@ -133,9 +141,12 @@ class BatchConsumer:
             max_poll_records=settings.worker_batch_max,
             fetch_max_wait_ms=settings.worker_batch_wait_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=max(settings.consumer_session_timeout_ms // 3, 300),
         )
         self._stopping = asyncio.Event()
         self._failures = 0
+        self._lag_measured_at = float("-inf")
 
     async def run(self) -> None:
         self._consumer.subscribe([self._topic], listener=_FinishBatchOnRevoke(self._lock))
@@ -146,12 +157,36 @@ class BatchConsumer:
                     timeout_ms=self._settings.worker_batch_wait_ms,
                     max_records=self._settings.worker_batch_max,
                 )
+                await self._measure_lag()
                 if not batches:
                     continue
                 async with self._lock:
                     await self._process(batches)
         finally:
             await self._consumer.stop()
+
+    async def _measure_lag(self, every_s: float = 1.0) -> None:
+        """Per assigned partition, the messages this consumer has not fetched yet: the partition's
+        high-water mark (from the last fetch response) minus the consumer's position."""
+        if time.monotonic() - self._lag_measured_at < every_s:
+            return
+        self._lag_measured_at = time.monotonic()
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:  # nothing fetched from it yet
+                continue
+            try:
+                position = await asyncio.wait_for(self._consumer.position(tp), timeout=1)
+            except (KafkaError, TimeoutError):  # revoked meanwhile, or its offset is being reset
+                continue
+            if position > highwater:
+                # The partition's log is shorter than where we are: the broker lost it (the local broker
+                # keeps topics in memory) or truncated it. Read it again from the start, as
+                # auto_offset_reset=earliest would; scoring is idempotent, so nothing counts twice.
+                log.warning("consumer.log_truncated", partition=str(tp), position=position, highwater=highwater)
+                await self._consumer.seek_to_beginning(tp)
+                continue
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
     async def _process(self, batches: dict[TopicPartition, list[Message]]) -> None:
         messages = [m for tp in sorted(batches, key=lambda t: t.partition) for m in batches[tp]]

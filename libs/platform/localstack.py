@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from libs.platform.settings import Settings
 log = structlog.get_logger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,21 @@ def service_specs(settings: Settings) -> dict[str, ServiceSpec]:
             "points-worker", ("worker", "points"), f"{base}:{settings.worker_metrics_port}/metrics"
         ),
     }
+
+
+def prometheus_config(settings: Settings, scrape_interval_s: float = 5.0) -> str:
+    """deploy/prometheus/prometheus.local.yml filled in with the ports of ``settings``."""
+    template = string.Template((PROMETHEUS_DIR / "prometheus.local.yml").read_text())
+    return template.substitute(
+        host=settings.host,
+        events_port=settings.events_port,
+        points_port=settings.points_port,
+        redemption_port=settings.redemption_port,
+        worker_metrics_port=settings.worker_metrics_port,
+        prometheus_port=settings.prometheus_port,
+        scrape_interval=f"{round(scrape_interval_s * 1000)}ms",
+        alerts_file=PROMETHEUS_DIR / "alerts.yml",
+    )
 
 
 def ensure_postgres_running(settings: Settings) -> None:
@@ -147,6 +164,49 @@ class LocalStack:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{name} not ready at {url}; see {self.log_dir}/{name}.log")
                 await asyncio.sleep(0.2)
+
+    async def start_prometheus(
+        self, data_dir: Path | None = None, scrape_interval_s: float = 5.0, timeout_s: float = 30.0
+    ) -> str:
+        """Start Prometheus (Debian's package, from `make install`) on WARMBEE_PROMETHEUS_PORT, scraping
+        this stack's services with the alert rules of deploy/prometheus/; returns its URL once ready.
+        Its configuration is written next to the logs (.run/prometheus/ for `warmbee run`)."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise FileNotFoundError("prometheus is not installed; `make install` installs Debian's prometheus package")
+        host, port = self.settings.host, self.settings.prometheus_port
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                raise RuntimeError(
+                    f"port {port} on {host} is in use (another Prometheus?); "
+                    "choose another with WARMBEE_PROMETHEUS_PORT"
+                )
+        run_dir = self.log_dir.parent / "prometheus"
+        data_dir = data_dir or run_dir / f"data-{port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = run_dir / f"prometheus-{port}.yml"  # by port: two stacks on one machine keep theirs
+        config.write_text(prometheus_config(self.settings, scrape_interval_s))
+        process = self._spawn(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data_dir}",
+                f"--web.listen-address={host}:{port}",
+                "--storage.tsdb.retention.time=7d",
+            ],
+        )
+        url = f"http://{host}:{port}"
+        deadline = time.monotonic() + timeout_s
+        while not await asyncio.to_thread(_http_ok, f"{url}/-/ready"):
+            if process.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {process.returncode}; see {self.log_dir}/prometheus.log")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"prometheus not ready at {url}; see {self.log_dir}/prometheus.log")
+            await asyncio.sleep(0.2)
+        log.info("prometheus.ready", url=url, config=str(config))
+        return url
 
     def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
         process = self.processes.pop(name, None)

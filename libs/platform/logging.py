@@ -1,4 +1,5 @@
-"""Structured JSON logs on stderr. Tokens are never logged; callers log ids, not secrets."""
+"""Structured JSON logs on stderr, one object a line, also for the libraries' standard-library logs.
+Tokens are never logged; callers log ids (request, event ``(source, id)``, rider), not secrets."""
 
 from __future__ import annotations
 
@@ -15,7 +16,24 @@ def _refused_connections(record: logging.LogRecord) -> bool:
 
 
 def configure_logging(level: str = "INFO", service: str = "warmbee") -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.stdlib.add_logger_name,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.EventRenamer("msg"),
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    logging.basicConfig(handlers=[handler], level=level, force=True)
     for noisy in ("aiokafka", "kafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("aiokafka").addFilter(_refused_connections)

@@ -70,6 +70,18 @@ class OutboxStore:
         assert row is not None
         return int(row["n"]), float(row["age"])
 
+    async def backlog_by_topic(self, topics: Sequence[str]) -> dict[str, tuple[int, float]]:
+        """Per topic (each of ``topics``, 0 when none waits): unrelayed messages and the oldest one's age in seconds."""
+        rows = await self._conn.fetch(
+            "SELECT t.topic, count(o.outbox_id) AS n,"
+            " coalesce(extract(epoch FROM clock_timestamp() - min(o.created_at)), 0) AS age"
+            " FROM unnest($1::text[]) AS t(topic)"
+            " LEFT JOIN outbox o ON o.topic = t.topic AND o.relayed_at IS NULL"
+            " GROUP BY t.topic",
+            list(topics),
+        )
+        return {r["topic"]: (int(r["n"]), max(float(r["age"]), 0.0)) for r in rows}
+
     async def purge_relayed(self, older_than_s: int) -> int:
         status = await self._conn.execute(
             "DELETE FROM outbox WHERE relayed_at < now() - make_interval(secs => $1)", older_than_s

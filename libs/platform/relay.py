@@ -7,7 +7,9 @@ by event ``(source, id)`` or entry key, so delivery is at least once and the eff
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 
 import asyncpg
@@ -17,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from libs.platform.db import Database
 from libs.platform.kafka import broker_reachable, make_producer
+from libs.platform.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from libs.platform.outbox_store import OutboxStore, PendingMessage
 from libs.platform.settings import Settings
 
@@ -32,6 +35,7 @@ class OutboxRelay:
         batch_max: int = 1000,
         idle_s: float = 0.1,
         publish_timeout_s: float = 30.0,
+        backlog_every_s: float = 5.0,
     ) -> None:
         self._db = db
         self._make_producer = make_producer
@@ -42,19 +46,40 @@ class OutboxRelay:
         self._publish_timeout_s = publish_timeout_s
         self._stopping = asyncio.Event()
         self.relayed_total = 0
+        self._backlog_every_s = backlog_every_s
+        self._backlog_measured_at = float("-inf")
 
     async def relay_once(self) -> int:
-        async def work(conn: asyncpg.Connection) -> int:
+        async def work(conn: asyncpg.Connection) -> list[PendingMessage]:
             store = OutboxStore(conn)
             pending = await store.claim(self._topics, self._batch_max)
             if pending:
                 await self._publish(pending)
                 await store.mark_relayed([p.outbox_id for p in pending])
-            return len(pending)
+            return pending
 
         relayed = await self._db.run(work)
-        self.relayed_total += relayed
-        return relayed
+        for topic, count in collections.Counter(p.message.topic for p in relayed).items():
+            OUTBOX_RELAYED.labels(topic).inc(count)
+        self.relayed_total += len(relayed)
+        return len(relayed)
+
+    async def measure_backlog(self) -> None:
+        """Export the backlog of this relay's topics and the age of the oldest message waiting."""
+        async with self._db.read() as conn:
+            backlog = await OutboxStore(conn).backlog_by_topic(self._topics)
+        for topic, (waiting, age) in backlog.items():
+            OUTBOX_BACKLOG.labels(topic).set(waiting)
+            OUTBOX_OLDEST_AGE.labels(topic).set(age)
+
+    async def _measure_backlog_now_and_then(self) -> None:
+        if time.monotonic() - self._backlog_measured_at < self._backlog_every_s:
+            return
+        self._backlog_measured_at = time.monotonic()
+        try:
+            await self.measure_backlog()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.debug("relay.backlog_unmeasured", error=repr(exc))
 
     async def _publish(self, pending: list[PendingMessage]) -> None:
         assert self._producer is not None, "run() starts the producer"
@@ -76,6 +101,7 @@ class OutboxRelay:
         await self._start_producer()
         failures = 0
         while not self._stopping.is_set():
+            await self._measure_backlog_now_and_then()
             try:
                 relayed = await self.relay_once()
                 failures = 0
@@ -107,6 +133,7 @@ class OutboxRelay:
                 failures += 1
                 delay = min(0.2 * 2**failures, 5.0)
                 log.warning("relay.broker_unreachable", error=repr(exc), retry_in_s=delay)
+                await self._measure_backlog_now_and_then()  # the backlog grows while the broker is away
                 await self._sleep(delay)
 
     async def _sleep(self, seconds: float) -> None:

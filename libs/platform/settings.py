@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # Stored events without an award after this long are scored from the database (a lost Kafka copy).
     pending_after_s: float = Field(default=30.0, gt=0)
     pending_sweep_interval_s: float = Field(default=10.0, gt=0)
+    # The worker reconciles the whole database this often (seconds), and calls an accepted event
+    # stuck when it is still unscored after reconcile_stuck_after_s.
+    reconcile_interval_s: float = Field(default=300.0, gt=0)
+    reconcile_stuck_after_s: int = Field(default=300, ge=1)
+    # Consumer group liveness: a worker that dies is replaced after this long.
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1000)
     # How far ahead of the clock an event's time may be (clock skew at the source).
     event_future_slack_s: int = Field(default=300, ge=0)
 
@@ -60,6 +66,8 @@ class Settings(BaseSettings):
     events_port: int = 8001
     points_port: int = 8002
     redemption_port: int = 8003
+    # Prometheus that `warmbee run` starts, scraping the services above.
+    prometheus_port: int = 9090
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1)
 

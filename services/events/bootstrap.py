@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from libs.activity.model import load_schemas
 from libs.platform.db import Database
 from libs.platform.http import create_app
+from libs.platform.metrics import watch_pool
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
 from services.events.entrypoints import api
@@ -20,6 +21,7 @@ VERSION = "0.1.0"
 
 def build_app(settings: Settings) -> FastAPI:
     db = Database(settings)
+    watch_pool("events", db)
     relay = relay_for(db, settings, [settings.topic_activity_events])
 
     async def readiness() -> dict[str, bool]:

@@ -4,7 +4,7 @@ rows commit together, so an accepted event is always relayed, even if the broker
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -18,6 +18,8 @@ from libs.platform.outbox_store import OutboxMessage, OutboxStore
 class Accepted:
     accepted: int
     duplicates: int
+    new: tuple[ActivityEvent, ...] = field(default=(), compare=False)  # which they were, for metrics and logs
+    duplicate: tuple[ActivityEvent, ...] = field(default=(), compare=False)
 
 
 class ReusedEventId(Exception):
@@ -42,4 +44,4 @@ async def accept_events(conn: Connection, events: Sequence[ActivityEvent], topic
     if recorded.conflicts:
         raise ReusedEventId(recorded.conflicts)
     await OutboxStore(conn).add([relay_message(e, topic) for e in recorded.new])
-    return Accepted(accepted=len(recorded.new), duplicates=len(recorded.duplicates))
+    return Accepted(len(recorded.new), len(recorded.duplicates), tuple(recorded.new), tuple(recorded.duplicates))

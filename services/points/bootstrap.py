@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from libs.platform.db import Database
 from libs.platform.http import create_app
+from libs.platform.metrics import watch_pool
 from libs.platform.settings import Settings
 from services.points.entrypoints import api
 
@@ -17,6 +18,7 @@ VERSION = "0.1.0"
 
 def build_app(settings: Settings) -> FastAPI:
     db = Database(settings)
+    watch_pool("points", db)
 
     async def readiness() -> dict[str, bool]:
         return {"database": await db.ping()}

@@ -39,6 +39,9 @@ from services.points.domain.rules import (
 )
 from services.points.store import CounterKey, PointsStore
 
+DLQ_VALUE_MAX = 512 * 1024
+MAX_EVENT_BYTES = 1024 * 1024  # an activity event is a few hundred bytes; a megabyte is a mistake
+
 
 def award_key(source: str, event_id: str) -> str:
     return f"award:{source}:{event_id}"
@@ -74,6 +77,13 @@ def parse_messages(
     events: list[tuple[ActivityEvent, Message]] = []
     dead: list[DeadLetterInput] = []
     for m in messages:
+        if m.value is not None and len(m.value) > MAX_EVENT_BYTES:
+            dead.append(
+                _dead_letter(
+                    m, f"value: is {len(m.value)} bytes; an event may be at most {MAX_EVENT_BYTES} bytes", None, None
+                )
+            )
+            continue
         decoded = decode_message(m.value)
         result = decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, now, future_slack)
         if isinstance(result, Invalid):
@@ -172,17 +182,19 @@ class Scorer:
         )
 
     def _dlq_message(self, d: DeadLetterInput) -> OutboxMessage:
-        return OutboxMessage(
-            topic=self._settings.topic_activity_events_dlq,
-            key=d.key,
-            value=d.value or b"",
-            headers=(
-                ("warmbee-dead-letter-reason", d.reason),
-                ("warmbee-original-topic", d.topic),
-                ("warmbee-original-partition", str(d.partition)),
-                ("warmbee-original-offset", str(d.offset)),
-            ),
-        )
+        value = d.value or b""
+        headers = [
+            ("warmbee-dead-letter-reason", d.reason),
+            ("warmbee-original-topic", d.topic),
+            ("warmbee-original-partition", str(d.partition)),
+            ("warmbee-original-offset", str(d.offset)),
+        ]
+        if len(value) > DLQ_VALUE_MAX:
+            # A broker refuses messages over its size limit (1 MB by default): the topic gets the head of
+            # the value, the dead_letter table keeps all of it.
+            headers.append(("warmbee-truncated-from-bytes", str(len(value))))
+            value = value[:DLQ_VALUE_MAX]
+        return OutboxMessage(self._settings.topic_activity_events_dlq, d.key, value, tuple(headers))
 
 
 def _report_of(event: ActivityEvent) -> EarlierReport:

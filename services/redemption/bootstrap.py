@@ -13,10 +13,11 @@ from fastapi import FastAPI
 
 from libs.platform.db import Database
 from libs.platform.http import create_app
+from libs.platform.metrics import watch_pool
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
 from services.redemption.entrypoints import api
-from services.redemption.handlers import expire_due
+from services.redemption.handlers import expire_due, measure_open_holds
 
 VERSION = "0.1.0"
 log = structlog.get_logger(__name__)
@@ -35,6 +36,7 @@ class ExpirySweep:
             try:
                 while await expire_due(self._db, self._settings) == 100:
                     pass
+                await measure_open_holds(self._db)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("expiry.failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
@@ -46,6 +48,7 @@ class ExpirySweep:
 
 def build_app(settings: Settings) -> FastAPI:
     db = Database(settings)
+    watch_pool("redemption", db)
     relay = relay_for(db, settings, [settings.topic_points_ledger])
     sweep = ExpirySweep(db, settings)
 

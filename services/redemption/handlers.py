@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import structlog
+from prometheus_client import Counter, Gauge
 
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
@@ -27,6 +29,61 @@ from services.redemption.domain.holds import (
     resolution_entry,
 )
 from services.redemption.store import ALL_RIDERS, Partner, Redemption, RedemptionStore, Reward
+
+log = structlog.get_logger(__name__)
+
+PARTNER_KINDS = ("merchant", "hospital", "barber")
+REDEMPTIONS = Counter(
+    "warmbee_redemptions_total",
+    "Redemption state changes by partner kind and new status: held (a hold placed), confirmed, cancelled, expired",
+    ["kind", "status"],
+)
+POINTS_HELD = Counter("warmbee_points_held_total", "Points held for redemptions", ["kind"])
+POINTS_REDEEMED = Counter("warmbee_points_redeemed_total", "Held points redeemed at partners (confirmed)", ["kind"])
+POINTS_RELEASED = Counter(
+    "warmbee_points_released_total",
+    "Held points given back to riders, by reason: cancelled, expired",
+    ["kind", "reason"],
+)
+HOLDS_OPEN = Gauge("warmbee_redemption_holds_open", "Holds waiting for their partner's confirmation", ["kind"])
+for _kind in PARTNER_KINDS:  # every series from the start, so rates and alerts see 0 rather than nothing
+    POINTS_HELD.labels(_kind)
+    POINTS_REDEEMED.labels(_kind)
+    for _status in Status:
+        REDEMPTIONS.labels(_kind, _status.value)
+    for _reason in (Status.CANCELLED, Status.EXPIRED):
+        POINTS_RELEASED.labels(_kind, _reason.value)
+
+# What a unit of work changed, (partner kind, redemption as changed); counted once it has committed.
+Changes = list[tuple[str, Redemption]]
+
+
+def _record(changes: Changes) -> None:
+    for kind, r in changes:
+        REDEMPTIONS.labels(kind, r.status).inc()
+        if r.status == Status.HELD:
+            POINTS_HELD.labels(kind).inc(r.cost)
+        elif r.status == Status.CONFIRMED:
+            POINTS_REDEEMED.labels(kind).inc(r.cost)
+        else:
+            POINTS_RELEASED.labels(kind, r.status).inc(r.cost)
+        log.info(
+            f"redemption.{r.status}",
+            redemption_id=r.redemption_id,
+            rider_id=r.rider_id,
+            partner_id=r.partner_id,
+            kind=kind,
+            reward_id=r.reward_id,
+            cost=r.cost,
+        )
+
+
+async def measure_open_holds(db: Database) -> None:
+    """Export the holds waiting for their partner, per partner kind (every replica reports the same)."""
+    async with db.read() as conn:
+        counts = await RedemptionStore(conn).open_holds_by_kind()
+    for kind in {*PARTNER_KINDS, *counts}:
+        HOLDS_OPEN.labels(kind).set(counts.get(kind, 0))
 
 
 class Refused(Exception):
@@ -55,7 +112,10 @@ def _request_hash(reward_id: str) -> str:
 async def reserve(
     db: Database, settings: Settings, rider_id: str, reward_id: str, idempotency_key: str, expected_cost: int | None
 ) -> Reserved:
+    changes: Changes = []
+
     async def work(conn: Connection) -> Reserved:
+        changes.clear()  # a retried unit of work starts again
         store = RedemptionStore(conn)
         await lock(conn, [f"redemption-key:{rider_id}:{idempotency_key}"])  # the same key twice at once
         earlier = await store.by_idempotency_key(rider_id, idempotency_key)
@@ -92,9 +152,12 @@ async def reserve(
             [hold_entry(redemption.redemption_id, rider_id, reward.cost, reward.title, partner.name, reward.reward_id)]
         )
         await OutboxStore(conn).add([state_message(settings, redemption)])
+        changes.append((partner.kind, redemption))
         return Reserved(redemption, replayed=False)
 
-    return await db.run(work)
+    reserved = await db.run(work)
+    _record(changes)
+    return reserved
 
 
 async def _take(store: RedemptionStore, reward: Reward, month: str, rider_id: str) -> None:
@@ -154,7 +217,7 @@ async def _insert(store: RedemptionStore, redemption: Redemption) -> Redemption:
 
 
 async def _resolve(
-    conn: Connection, settings: Settings, r: Redemption, action: Resolution, actor: str | None
+    conn: Connection, settings: Settings, r: Redemption, action: Resolution, actor: str | None, changes: Changes
 ) -> Redemption:
     """Move a held redemption to its resolution: state, counters, ledger entry, outbox. Counters come
     before the balance, the order reserve takes them in, so the two never deadlock."""
@@ -168,13 +231,17 @@ async def _resolve(
     resolved = await store.get(r.redemption_id)
     assert resolved is not None
     await OutboxStore(conn).add([state_message(settings, resolved)])
+    partner = await store.partner(r.partner_id)
+    changes.append((partner.kind if partner else "unknown", resolved))
     return resolved
 
 
 async def cancel(db: Database, settings: Settings, redemption_id: str, actor: str, rider_id: str | None) -> Redemption:
     """Cancel a hold; ``rider_id`` is the caller when a rider (an operator may cancel any)."""
+    changes: Changes = []
 
     async def work(conn: Connection) -> Redemption:
+        changes.clear()
         r = await RedemptionStore(conn).get(redemption_id, for_update=True)
         if r is None or (rider_id is not None and r.rider_id != rider_id):
             raise _refused(404, "redemption-unknown", "Unknown redemption", f"no redemption {redemption_id!r} of yours")
@@ -183,9 +250,11 @@ async def cancel(db: Database, settings: Settings, redemption_id: str, actor: st
             raise Refused(409, refusal)
         if r.status == Status.CANCELLED:
             return r
-        return await _resolve(conn, settings, r, Resolution.CANCEL, actor)
+        return await _resolve(conn, settings, r, Resolution.CANCEL, actor, changes)
 
-    return await db.run(work)
+    cancelled = await db.run(work)
+    _record(changes)
+    return cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +267,10 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
     """A partner confirms a code at the counter. Unknown codes, and codes of other partners, count as
     failures; past the limit in the window the partner must wait, so guessing codes does not pay."""
     window = settings.confirm_failure_window_s
+    changes: Changes = []
 
     async def work(conn: Connection) -> Confirmation:
+        changes.clear()
         store = RedemptionStore(conn)
         if await store.failures(partner_id, window) >= settings.confirm_failure_limit:
             ends = await store.window_ends(partner_id, window)
@@ -219,8 +290,8 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
             now = datetime.now(UTC)
             refusal = check_resolution(Status.HELD, Resolution.CONFIRM, live.expires_at, now)
             if refusal is None:
-                return Confirmation(await _resolve(conn, settings, live, Resolution.CONFIRM, partner_id), None)
-            expired = await _resolve(conn, settings, live, Resolution.EXPIRE, "expiry")
+                return Confirmation(await _resolve(conn, settings, live, Resolution.CONFIRM, partner_id, changes), None)
+            expired = await _resolve(conn, settings, live, Resolution.EXPIRE, "expiry", changes)
             return Confirmation(expired, Refused(409, refusal))
         earlier = await store.latest_by_code(code, partner_id)
         if earlier is not None:
@@ -242,6 +313,7 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
         )
 
     outcome = await db.run(work)
+    _record(changes)
     if outcome.refusal is not None:
         raise outcome.refusal
     assert outcome.redemption is not None
@@ -250,14 +322,18 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
 
 async def expire_due(db: Database, settings: Settings, limit: int = 100) -> int:
     """Expire holds past their time, exactly once even with several replicas sweeping."""
+    changes: Changes = []
 
     async def work(conn: Connection) -> int:
+        changes.clear()
         due = await RedemptionStore(conn).due_to_expire(limit)
         for r in due:
-            await _resolve(conn, settings, r, Resolution.EXPIRE, "expiry")
+            await _resolve(conn, settings, r, Resolution.EXPIRE, "expiry", changes)
         return len(due)
 
-    return await db.run(work)
+    expired = await db.run(work)
+    _record(changes)
+    return expired
 
 
 async def add_partner(db: Database, partner: Partner) -> tuple[Partner, bool]:

@@ -220,6 +220,13 @@ class RedemptionStore:
             actor,
         )
 
+    async def open_holds_by_kind(self) -> dict[str, int]:
+        rows = await self._conn.fetch(
+            "SELECT p.kind, count(*) AS n FROM redemption r JOIN partner p USING (partner_id)"
+            " WHERE r.status = 'held' GROUP BY p.kind"
+        )
+        return {r["kind"]: int(r["n"]) for r in rows}
+
     async def due_to_expire(self, limit: int) -> list[Redemption]:
         """Holds past their expiry, locked; other replicas skip them."""
         rows = await self._conn.fetch(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import orjson
+import structlog
 from fastapi import FastAPI, Query, Request
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from libs.activity.model import ActivityEvent, EventSchemas, Invalid, validate_event
@@ -15,11 +19,21 @@ from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
 from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
 from libs.platform.settings import Settings
-from services.events.handlers import ReusedEventId, accept_events
+from services.events.handlers import Accepted, ReusedEventId, accept_events
 
 SINGLE_TYPES = ("application/cloudevents+json", "application/json")
 BATCH_TYPE = "application/cloudevents-batch+json"
 EVENT_OBJECT = {"type": "object", "description": "a CloudEvent; see schemas/events/<type>.schema.json"}
+
+log = structlog.get_logger(__name__)
+
+# source: the token's sub (bounded by the tokens issued); type: a known type or "unknown".
+EVENTS_RECEIVED = Counter(
+    "warmbee_events_received_total",
+    "Activity events received over HTTP, by outcome: accepted, duplicate, invalid (failed validation, "
+    "another source's, or an id reused), refused (valid, but in a request refused for another event)",
+    ["source", "type", "outcome"],
+)
 
 
 class AcceptedBody(BaseModel):
@@ -78,10 +92,27 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
             request.headers.get("content-type"),
             settings.max_batch_events,
         )
+        with structlog.contextvars.bound_contextvars(source=caller.sub):
+            try:
+                result = await _accept(documents, caller)
+            except Problem as problem:
+                _count_refused(caller.sub, documents, problem, schemas)
+                log.info("events.refused", status=problem.status, events=len(documents), detail=problem.detail)
+                raise
+            _count(caller.sub, ((e.type, "accepted") for e in result.new))
+            _count(caller.sub, ((e.type, "duplicate") for e in result.duplicate))
+            for e in (*result.new, *result.duplicate):
+                log.debug("event.received", event_id=e.event_id, rider_id=e.rider_id, type=e.type)
+            single = result.new or result.duplicate
+            ids = {"event_id": single[0].event_id, "rider_id": single[0].rider_id} if len(documents) == 1 else {}
+            log.info("events.accepted", accepted=result.accepted, duplicates=result.duplicates, **ids)
+        return AcceptedBody(accepted=result.accepted, duplicates=result.duplicates)
+
+    async def _accept(documents: list[object], caller: Principal) -> Accepted:
         events = _validated(documents, schemas, timedelta(seconds=settings.event_future_slack_s))
         _check_sources(events, caller)
         try:
-            result = await db.run(lambda conn: accept_events(conn, events, settings.topic_activity_events))
+            return await db.run(lambda conn: accept_events(conn, events, settings.topic_activity_events))
         except ReusedEventId as exc:
             raise Problem(
                 409,
@@ -97,7 +128,6 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
                     for e in exc.events
                 ],
             ) from exc
-        return AcceptedBody(accepted=result.accepted, duplicates=result.duplicates)
 
     @app.get(
         "/v1/dead-letters",
@@ -116,6 +146,26 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
             rows = await ActivityStore(conn).dead_letters(limit, decode_cursor(cursor))
         next_cursor = encode_cursor(rows[-1]["dead_letter_id"]) if len(rows) == limit else None
         return DeadLetterPage(items=[DeadLetter(**r) for r in rows], next_cursor=next_cursor)
+
+
+def _count(source: str, outcomes: Iterable[tuple[str, str]]) -> None:
+    for (event_type, outcome), n in Tally(outcomes).items():
+        EVENTS_RECEIVED.labels(source, event_type, outcome).inc(n)
+
+
+def _count_refused(source: str, documents: list[object], problem: Problem, schemas: EventSchemas) -> None:
+    """Each event of a refused request: ``invalid`` if the problem names it, else ``refused``."""
+    faulty = {e.get("index") for e in problem.extra.get("errors", []) if isinstance(e, dict)}
+    _count(
+        source,
+        ((_type_of(d, schemas), "invalid" if i in faulty else "refused") for i, d in enumerate(documents)),
+    )
+
+
+def _type_of(document: object, schemas: EventSchemas) -> str:
+    """The event's type as a label value: one of the known types, or "unknown" (label values stay bounded)."""
+    value = document.get("type") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and value in schemas.by_type else "unknown"
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -179,6 +179,7 @@ class Score:
     rule_version: int | None
     counters: Mapping[str, int] = field(default_factory=dict)  # increments to apply
     paid_in_full_hazard: bool = False  # a hazard report that later reports of the same hazard defer to
+    duplicate_hazard: bool = False  # a later report of a hazard already paid in full
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +452,7 @@ def score(
         result.rule_version,
         result.counters,
         paid_in_full,
+        earlier is not None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import structlog
 from fastapi import FastAPI, Header, Path, Query
 from pydantic import BaseModel, Field
 
@@ -17,6 +18,8 @@ from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, pr
 from libs.platform.settings import Settings
 from services.points.handlers import adjust
 from services.points.store import PointsStore
+
+log = structlog.get_logger(__name__)
 
 RiderId = Annotated[str, Path(pattern=RIDER_ID_PATTERN.pattern, description="the rider id")]
 
@@ -207,6 +210,13 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
                 "Idempotency-Key reused",
                 "Idempotency-Key: this key was used for a different adjustment; use a new key",
             ) from exc
+        log.info(
+            "adjustment.posted",
+            operator=caller.sub,
+            rider_id=body.rider_id,
+            amount=body.amount,
+            entry_id=entry.entry_id,
+        )
         return EntryBody.of(entry)
 
     @app.get(

@@ -14,17 +14,26 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram, start_http_server
 
-from libs.activity.model import load_schemas
+from libs.activity.model import CATEGORIES, load_schemas
 from libs.platform.db import Database
 from libs.platform.kafka import BatchConsumer, Message
+from libs.platform.metrics import watch_pool
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
+from services.points.domain.rules import Score
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
+from services.reconcile.loop import ReconcileLoop
 
 log = structlog.get_logger(__name__)
 
-EVENTS_SCORED = Counter("warmbee_events_scored_total", "Events scored", ["category", "outcome"])
+EVENTS_SCORED = Counter(
+    "warmbee_events_scored_total",
+    "Events scored, by outcome: awarded (points > 0), zero (a cap, a limit, rejected), duplicate_hazard "
+    "(a later report of a hazard already paid in full)",
+    ["category", "outcome"],
+)
 POINTS_ISSUED = Counter("warmbee_points_issued_total", "Points awarded", ["category"])
+SCORED_OUTCOMES = ("awarded", "zero", "duplicate_hazard")
 EVENTS_CONSUMED = Counter("warmbee_events_consumed_total", "Kafka messages consumed", ["outcome"])
 DEAD_LETTERS = Counter("warmbee_dead_letters_total", "Messages dead-lettered")
 BATCH_SIZE = Histogram(
@@ -36,6 +45,21 @@ ARRIVAL_LAG = Histogram(
     "From the event's arrival on the broker to its scoring commit",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+EVENT_TIME_LAG = Histogram(
+    "warmbee_scoring_delay_from_event_time_seconds",
+    "From the event's own time (when the activity happened) to its scoring commit; sources may send late",
+    buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400, 90 * 86400),
+)
+for _category in CATEGORIES:  # every series from the start, so rates and alerts see 0 rather than nothing
+    POINTS_ISSUED.labels(_category)
+    for _outcome in SCORED_OUTCOMES:
+        EVENTS_SCORED.labels(_category, _outcome)
+
+
+def scored_outcome(score: Score) -> str:
+    if score.duplicate_hazard:
+        return "duplicate_hazard"
+    return "awarded" if score.points > 0 else "zero"
 
 
 def _observe(outcome: BatchOutcome, messages: Sequence[Message], started: float) -> None:
@@ -45,10 +69,30 @@ def _observe(outcome: BatchOutcome, messages: Sequence[Message], started: float)
         BATCH_SECONDS.observe(time.perf_counter() - started)
     for m in messages:
         ARRIVAL_LAG.observe(max(now_ms - m.timestamp, 0) / 1000)
+    now = time.time()
     for event, score in outcome.scored:
-        outcome_label = "awarded" if score.points else "zero"
-        EVENTS_SCORED.labels(event.category, outcome_label).inc()
+        EVENTS_SCORED.labels(event.category, scored_outcome(score)).inc()
         POINTS_ISSUED.labels(event.category).inc(score.points)
+        EVENT_TIME_LAG.observe(max(now - event.time.timestamp(), 0))
+        log.debug(
+            "event.scored",
+            source=event.source,
+            event_id=event.event_id,
+            rider_id=event.rider_id,
+            category=event.category,
+            points=score.points,
+            outcome=scored_outcome(score),
+        )
+    for d in outcome.dead_letters:
+        log.warning(
+            "event.dead_lettered",
+            source=d.source and d.source[:128],  # as sent, so bounded here
+            event_id=d.event_id and d.event_id[:128],
+            topic=d.topic,
+            partition=d.partition,
+            offset=d.offset,
+            reason=d.reason,
+        )
     EVENTS_CONSUMED.labels("duplicate").inc(outcome.duplicates)
     EVENTS_CONSUMED.labels("dead_lettered").inc(len(outcome.dead_letters))
     DEAD_LETTERS.inc(len(outcome.dead_letters))
@@ -91,6 +135,7 @@ class PendingSweep:
 
 async def run_worker(settings: Settings) -> None:
     db = Database(settings)
+    watch_pool("points-worker", db)
     await db.open()
     scorer = Scorer(settings, load_schemas(), RulesCache())
 
@@ -109,19 +154,21 @@ async def run_worker(settings: Settings) -> None:
     consumer = BatchConsumer(settings, settings.topic_activity_events, settings.points_consumer_group, handle)
     relay = relay_for(db, settings, [settings.topic_activity_events_dlq, settings.topic_points_ledger])
     sweeper = PendingSweep(db, scorer, settings)
+    reconciler = ReconcileLoop(db, settings.reconcile_interval_s, settings.reconcile_stuck_after_s)
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
         consumer.stop()
         relay.stop()
         sweeper.stop()
+        reconciler.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     start_http_server(settings.worker_metrics_port, addr=settings.host)
     log.info("worker.started", topic=settings.topic_activity_events, group=settings.points_consumer_group)
     try:
-        await asyncio.gather(consumer.run(), relay.run(), sweeper.run())
+        await asyncio.gather(consumer.run(), relay.run(), sweeper.run(), reconciler.run())
     finally:
         await relay.close()
         await db.close()

@@ -20,7 +20,7 @@ from services.redemption.store import Partner, Redemption, RedemptionStore, Rewa
 
 ID = r"^[A-Za-z0-9_.\-]{1,64}$"
 RIDER_ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
-MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+MONTH = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
 
 
 class PartnerBody(BaseModel):

@@ -1,0 +1,85 @@
+"""Prometheus metrics shared by every warmbee process: HTTP, outbox, Kafka consumer, database pool.
+
+Conventions: ``warmbee_`` prefix, base units in the name (``_seconds``, ``_messages``, ``_connections``),
+``_total`` for counters, and only bounded label values (services, routes, topics, partitions, categories,
+partner kinds; never a rider id, an event id or a code). Metrics that belong to one service are defined
+next to the code that counts them (the events API, the points worker, the redemption handlers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from libs.platform.db import Database
+
+HTTP_REQUESTS = Counter(
+    "warmbee_http_requests_total", "HTTP requests answered", ["service", "route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "warmbee_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+OUTBOX_BACKLOG = Gauge("warmbee_outbox_backlog_messages", "Outbox messages not yet relayed to Kafka", ["topic"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "warmbee_outbox_oldest_age_seconds",
+    "Age of the oldest outbox message not yet relayed (0 when none is waiting)",
+    ["topic"],
+)
+OUTBOX_RELAYED = Counter("warmbee_outbox_relayed_messages_total", "Outbox messages published to Kafka", ["topic"])
+
+CONSUMER_LAG = Gauge(
+    "warmbee_consumer_lag_messages",
+    "Messages in a partition not yet fetched by this consumer (high-water mark minus position)",
+    ["topic", "partition"],
+)
+
+
+class _PoolCollector(Collector):
+    """Database pool use of this process, read at scrape time (no refresh loop to fall behind)."""
+
+    def __init__(self) -> None:
+        self._databases: dict[str, Database] = {}
+
+    def watch(self, service: str, db: Database) -> None:
+        self._databases[service] = db  # the newest wins: a test may build an app twice in one process
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return self._families()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return self._families(list(self._databases.items()))
+
+    @staticmethod
+    def _families(databases: list[tuple[str, Database]] | None = None) -> list[GaugeMetricFamily]:
+        size = GaugeMetricFamily(
+            "warmbee_db_pool_connections", "Connections open in the database pool", labels=["service"]
+        )
+        idle = GaugeMetricFamily("warmbee_db_pool_idle_connections", "Open connections not in use", labels=["service"])
+        most = GaugeMetricFamily(
+            "warmbee_db_pool_max_connections", "Most connections the pool may open", labels=["service"]
+        )
+        for service, db in databases or []:
+            try:
+                pool = db.pool
+            except RuntimeError:  # not open yet, or closed
+                continue
+            size.add_metric([service], pool.get_size())
+            idle.add_metric([service], pool.get_idle_size())
+            most.add_metric([service], pool.get_max_size())
+        return [size, idle, most]
+
+
+_POOLS = _PoolCollector()
+REGISTRY.register(_POOLS)
+
+
+def watch_pool(service: str, db: Database) -> None:
+    """Export the pool use of ``db`` as ``warmbee_db_pool_*{service=...}``."""
+    _POOLS.watch(service, db)

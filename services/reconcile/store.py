@@ -1,0 +1,110 @@
+"""The reconciliation queries: each returns how much it examined and what does not add up."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.reconcile.domain import Check, redemption_problems
+
+RIDER_ACCOUNT = r"^rider:(.*):(available|held)$"
+
+
+class ReconcileStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def balanced_transactions(self) -> Check:
+        examined = await self._conn.fetchval("SELECT count(*) FROM ledger_transaction")
+        rows = await self._conn.fetch(
+            "SELECT tx_id, sum(amount) AS total FROM ledger_posting GROUP BY tx_id HAVING sum(amount) <> 0"
+            " ORDER BY tx_id LIMIT 1000"
+        )
+        return Check(
+            "every transaction's postings sum to zero",
+            examined,
+            [f"transaction {r['tx_id']} sums to {r['total']}" for r in rows],
+        )
+
+    async def projection_matches_postings(self) -> Check:
+        rows = await self._conn.fetch(
+            "WITH posted AS ("
+            "  SELECT substring(account FROM $1) AS rider_id,"
+            "         sum(amount) FILTER (WHERE account LIKE '%:available') AS available,"
+            "         sum(amount) FILTER (WHERE account LIKE '%:held') AS held"
+            "    FROM ledger_posting WHERE account LIKE 'rider:%' GROUP BY 1),"
+            " listed AS (SELECT rider_id, sum(available_delta) AS available FROM ledger_transaction GROUP BY 1)"
+            " SELECT coalesce(b.rider_id, p.rider_id) AS rider_id,"
+            "        coalesce(b.available, 0) AS b_available, coalesce(p.available, 0) AS p_available,"
+            "        coalesce(b.held, 0) AS b_held, coalesce(p.held, 0) AS p_held,"
+            "        coalesce(l.available, 0) AS l_available"
+            "   FROM rider_balance b FULL JOIN posted p ON p.rider_id = b.rider_id"
+            "   LEFT JOIN listed l ON l.rider_id = coalesce(b.rider_id, p.rider_id)",
+            RIDER_ACCOUNT,
+        )
+        problems = [
+            f"rider {r['rider_id']}: balance says available {r['b_available']} held {r['b_held']}, postings say "
+            f"{r['p_available']} and {r['p_held']}, history amounts sum to {r['l_available']}"
+            for r in rows
+            if (r["b_available"], r["b_held"]) != (r["p_available"], r["p_held"])
+            or r["l_available"] != r["p_available"]
+        ]
+        return Check("every rider's postings sum to the projected balance and the history", len(rows), problems)
+
+    async def never_negative(self) -> Check:
+        rows = await self._conn.fetch(
+            "SELECT account, min(running) AS lowest FROM ("
+            "  SELECT account, sum(amount) OVER (PARTITION BY account ORDER BY tx_id, posting_no) AS running"
+            "    FROM ledger_posting WHERE account LIKE 'rider:%') AS history"
+            " GROUP BY account"
+        )
+        problems = [f"{r['account']} went down to {r['lowest']}" for r in rows if r["lowest"] < 0]
+        return Check("no rider account is ever negative at any point of its history", len(rows), problems)
+
+    async def awards_are_grounded(self) -> Check:
+        examined = await self._conn.fetchval("SELECT count(*) FROM ledger_transaction WHERE kind = 'award'")
+        rows = await self._conn.fetch(
+            "SELECT t.tx_id, t.source, t.event_id, t.rule_id, t.rule_version, a.source IS NULL AS no_event,"
+            "       (t.rule_id IS NOT NULL AND r.rules_id IS NULL) AS no_rule"
+            "  FROM ledger_transaction t"
+            "  LEFT JOIN activity_event a ON a.source = t.source AND a.event_id = t.event_id"
+            "  LEFT JOIN rules_version r ON r.rules_id = t.rule_id AND r.version = t.rule_version"
+            " WHERE t.kind = 'award' AND (a.source IS NULL OR (t.rule_id IS NOT NULL AND r.rules_id IS NULL)"
+            "       OR (t.rule_id IS NULL AND t.available_delta <> 0))"
+            " ORDER BY t.tx_id LIMIT 1000"
+        )
+        problems = []
+        for r in rows:
+            what = "no stored event" if r["no_event"] else f"unknown rules {r['rule_id']} v{r['rule_version']}"
+            if not r["no_event"] and not r["no_rule"]:
+                what = "points awarded without a rule"
+            problems.append(f"award {r['tx_id']} for {r['source']}/{r['event_id']}: {what}")
+        return Check("every award links to a stored event and a rules version", examined, problems)
+
+    async def redemptions_match_entries(self) -> Check:
+        rows = await self._conn.fetch(
+            "SELECT r.redemption_id, r.status,"
+            "       array_agg(split_part(t.idempotency_key, ':', 3) ORDER BY t.tx_id) AS steps"
+            "  FROM redemption r LEFT JOIN ledger_transaction t"
+            "    ON t.event_id = r.redemption_id AND t.source = 'warmbee/redemption'"
+            " GROUP BY r.redemption_id, r.status"
+        )
+        return Check(
+            "every redemption's status matches its ledger entries",
+            len(rows),
+            redemption_problems([(r["redemption_id"], r["status"], r["steps"]) for r in rows]),
+        )
+
+    async def accepted_events_settled(self, stuck_after_s: int) -> Check:
+        examined = await self._conn.fetchval("SELECT count(*) FROM activity_event")
+        rows = await self._conn.fetch(
+            "SELECT a.source, a.event_id, a.received_at FROM activity_event a"
+            " WHERE a.received_at < now() - make_interval(secs => $1) AND NOT EXISTS ("
+            "   SELECT 1 FROM ledger_transaction t WHERE t.idempotency_key = 'award:' || a.source || ':' || a.event_id)"
+            " ORDER BY a.received_at LIMIT 1000",
+            stuck_after_s,
+        )
+        return Check(
+            f"every accepted event is scored within {stuck_after_s} s",
+            examined,
+            [f"{r['source']}/{r['event_id']} accepted {r['received_at'].isoformat()} is not scored" for r in rows],
+        )

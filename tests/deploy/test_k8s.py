@@ -1,0 +1,216 @@
+"""deploy/k8s/: every manifest valid against the Kubernetes JSON schemas of the target version, strict
+(an unknown or misspelt field is an error), and the project's rules on top: probes and resources on
+every container, secrets by reference only, WARMBEE_* names that are real settings, selectors that
+select something, topics with replication 3 and min.insync.replicas 2.
+
+The schemas are those shipped in the kubernetes-validate wheel, so this runs offline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.files import K8S, SETTING_VARIABLES, TOPICS
+
+KUBERNETES_VERSION = "1.33"
+NAMESPACE = "warmbee"
+SECRET_KEYS = {
+    "warmbee-secrets": {"jwt-secret", "pg-server", "kafka-sasl-username", "kafka-sasl-password"},
+    "warmbee-kafka-admin": {"client.properties"},
+}
+API_SERVICES = {"events": 8001, "points": 8002, "redemption": 8003}
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+RESOURCES = [(p.name, d) for p in MANIFESTS for d in documents(p)]
+
+
+def by_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for _, d in RESOURCES if d["kind"] == kind}
+
+
+def pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
+    for _, d in RESOURCES:
+        if d["kind"] in ("Deployment", "Job"):
+            yield f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]
+
+
+def test_there_are_manifests_for_every_part():
+    kinds = {(d["kind"], d["metadata"]["name"]) for _, d in RESOURCES}
+    assert {
+        ("Namespace", "warmbee"),
+        ("ConfigMap", "warmbee-config"),
+        ("Deployment", "events"),
+        ("Deployment", "points"),
+        ("Deployment", "redemption"),
+        ("Deployment", "points-worker"),
+        ("Service", "events"),
+        ("Service", "points"),
+        ("Service", "redemption"),
+        ("Service", "points-worker"),
+        ("PodDisruptionBudget", "points-worker"),
+        ("HorizontalPodAutoscaler", "points-worker"),
+        ("Job", "warmbee-migrate"),
+        ("Job", "warmbee-kafka-topics"),
+    } <= kinds
+
+
+@pytest.mark.parametrize(
+    "resource", [d for _, d in RESOURCES], ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in RESOURCES]
+)
+def test_manifest_is_valid_against_the_kubernetes_schema(resource):
+    kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_schema_check_rejects_a_misspelt_field():
+    deployment = documents(K8S / "30-events.yaml")[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_schema_check_rejects_a_wrong_type_and_an_unknown_kind():
+    pdb = documents(K8S / "60-points-worker.yaml")[2]
+    pdb["spec"]["selector"] = "points-worker"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(pdb, KUBERNETES_VERSION, strict=True)
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        kubernetes_validate.validate({**pdb, "kind": "PodDisruptionBudjet"}, KUBERNETES_VERSION, strict=True)
+
+
+def test_everything_lives_in_the_warmbee_namespace():
+    for name, d in RESOURCES:
+        if d["kind"] != "Namespace":
+            assert d["metadata"]["namespace"] == NAMESPACE, f"{name}: {d['kind']}/{d['metadata']['name']}"
+
+
+def secret_problems(resources: list[dict[str, Any]]) -> list[str]:
+    """Secrets are referenced by name and key, never written into the manifests."""
+    found = [
+        f"Secret/{d['metadata']['name']} holds values in the repository" for d in resources if d["kind"] == "Secret"
+    ]
+    for d in resources:
+        if d["kind"] not in ("Deployment", "Job"):
+            continue
+        spec = d["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                if "value" in env and any(word in env["name"].upper() for word in ("SECRET", "PASSWORD", "PG_SERVER")):
+                    found.append(f"{d['metadata']['name']}: {env['name']} is written in, not referenced")
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ref["key"] not in SECRET_KEYS.get(ref["name"], set()):
+                    found.append(f"{d['metadata']['name']}: unknown secret key {ref['name']}/{ref['key']}")
+        for volume in spec.get("volumes", []):
+            if "secret" in volume and volume["secret"]["secretName"] not in SECRET_KEYS:
+                found.append(f"{d['metadata']['name']}: unknown secret {volume['secret']['secretName']}")
+    return found
+
+
+def test_secrets_are_only_referenced():
+    assert secret_problems([d for _, d in RESOURCES]) == []
+
+
+def test_the_secret_check_finds_a_written_in_password():
+    job = documents(K8S / "20-jobs.yaml")[1]
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[0] = {"name": "WARMBEE_PG_SERVER", "value": "postgresql://warmbee:hunter2@db:5432"}
+    secret = {"kind": "Secret", "metadata": {"name": "warmbee-secrets"}, "stringData": {"jwt-secret": "x"}}
+    assert secret_problems([job, secret]) == [
+        "Secret/warmbee-secrets holds values in the repository",
+        "warmbee-migrate: WARMBEE_PG_SERVER is written in, not referenced",
+    ]
+
+
+def test_configuration_names_only_real_settings():
+    config = by_kind("ConfigMap")["warmbee-config"]["data"]
+    assert set(config) <= SETTING_VARIABLES, set(config) - SETTING_VARIABLES
+    for where, spec in pod_specs():
+        for container in spec["containers"]:
+            names = {e["name"] for e in container.get("env", []) if e["name"].startswith("WARMBEE_")}
+            assert names <= SETTING_VARIABLES, f"{where}: {names - SETTING_VARIABLES}"
+
+
+def test_production_settings_for_apache_kafka():
+    config = by_kind("ConfigMap")["warmbee-config"]["data"]
+    assert config["WARMBEE_ENV"] == "production"
+    assert config["WARMBEE_KAFKA_ENABLE_IDEMPOTENCE"] == "true"
+    assert config["WARMBEE_KAFKA_SECURITY_PROTOCOL"] in ("SASL_SSL", "SASL_PLAINTEXT", "SSL")
+    assert config["WARMBEE_HOST"] == "0.0.0.0"  # noqa: S104 - in a pod, listen on the pod address
+
+
+@pytest.mark.parametrize("name", ["events", "points", "redemption", "points-worker"])
+def test_every_deployment_has_probes_resources_and_runs_unprivileged(name):
+    spec = by_kind("Deployment")[name]["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    (container,) = spec["containers"]
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not container["image"].endswith(":latest")
+    ready, alive = container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]
+    if name == "points-worker":  # no HTTP API: the metrics endpoint it serves
+        assert (ready["path"], alive["path"]) == ("/metrics", "/metrics")
+        assert container["ports"] == [{"name": "metrics", "containerPort": 8012}]
+        assert container["args"] == ["worker", "points"]
+    else:
+        assert (ready["path"], alive["path"]) == ("/readyz", "/healthz")
+        assert container["ports"] == [{"name": "http", "containerPort": API_SERVICES[name]}]
+        assert container["args"] == ["serve", name]
+    assert {ready["port"], alive["port"]} == {container["ports"][0]["name"]}
+
+
+def test_services_select_pods_and_name_their_ports():
+    deployments = by_kind("Deployment")
+    for name, service in by_kind("Service").items():
+        pod = deployments[name]["spec"]["template"]
+        assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        port_names = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+
+
+def test_the_worker_has_a_disruption_budget_and_an_autoscaler_on_its_deployment():
+    worker = by_kind("Deployment")["points-worker"]
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    pdb = by_kind("PodDisruptionBudget")["points-worker"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["maxUnavailable"] == 1
+    hpa = by_kind("HorizontalPodAutoscaler")["points-worker"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "points-worker"}
+    partitions = int(by_kind("ConfigMap")["warmbee-topics"]["data"]["PARTITIONS"])
+    assert worker["spec"]["replicas"] == hpa["minReplicas"] >= 2
+    assert hpa["maxReplicas"] <= partitions, "workers beyond the partition count sit idle"
+
+
+def test_the_topic_job_creates_the_topics_with_replication_three_and_two_in_sync():
+    topics = by_kind("ConfigMap")["warmbee-topics"]["data"]
+    assert set(topics["TOPICS"].split()) == TOPICS
+    assert topics["REPLICATION_FACTOR"] == "3"
+    assert topics["MIN_INSYNC_REPLICAS"] == "2"
+    job = by_kind("Job")["warmbee-kafka-topics"]["spec"]["template"]["spec"]
+    (container,) = job["containers"]
+    assert container["image"].startswith("apache/kafka:")
+    script = container["args"][0]
+    assert '--replication-factor "$REPLICATION_FACTOR"' in script
+    assert 'min.insync.replicas="$MIN_INSYNC_REPLICAS"' in script
+    assert "--if-not-exists" in script
+    assert container["envFrom"] == [{"configMapRef": {"name": "warmbee-topics"}}]
+
+
+def test_the_migration_job_runs_warmbee_migrate_from_the_same_image():
+    job = by_kind("Job")["warmbee-migrate"]["spec"]["template"]["spec"]
+    (container,) = job["containers"]
+    images = {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in by_kind("Deployment").values()}
+    assert images == {container["image"]}
+    assert container["args"] == ["migrate"]
+    assert job["restartPolicy"] == "OnFailure"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from referencing import Registry, Resource
@@ -83,6 +84,26 @@ class EventSchemas:
         self.by_type = {
             t: Draft202012Validator(by_title[t], registry=registry, format_checker=checker) for t in CATEGORY_OF_TYPE
         }
+        # The fast path: the same schemas compiled to Python by fastjsonschema, about ten times quicker.
+        # It only says yes or no; a "no" is explained by the validators above, field by field.
+        self.is_valid = {t: _compiled(by_title[t], envelope) for t in CATEGORY_OF_TYPE}
+
+
+def _compiled(schema: Mapping[str, Any], envelope: Mapping[str, Any]) -> Callable[[object], bool]:
+    """One type's schema with its envelope reference inlined, compiled (draft 7 has every keyword used)."""
+    inlined = {k: v for k, v in schema.items() if k not in ("$schema", "$id", "allOf")}
+    inlined["allOf"] = [{k: v for k, v in envelope.items() if k not in ("$schema", "$id")}]
+    inlined["$schema"] = "http://json-schema.org/draft-07/schema#"
+    validate = fastjsonschema.compile(inlined)
+
+    def is_valid(document: object) -> bool:
+        try:
+            validate(document)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return is_valid
 
 
 def load_schemas(root: Path = SCHEMAS_DIR) -> EventSchemas:
@@ -102,8 +123,14 @@ def validate_event(
         return Invalid(f"event: must be a JSON object (a CloudEvent), got {_json_type(document)}")
     source = document.get("source") if isinstance(document.get("source"), str) else None
     event_id = document.get("id") if isinstance(document.get("id"), str) else None
-    validator = schemas.by_type.get(document.get("type"))  # type: ignore[arg-type]
-    errors = sorted((validator or schemas.envelope).iter_errors(document), key=_error_order)
+    event_type = document.get("type")
+    fast = schemas.is_valid.get(event_type) if isinstance(event_type, str) else None
+    validator = schemas.by_type.get(event_type) if isinstance(event_type, str) else None
+    errors = (
+        []
+        if fast is not None and fast(document)
+        else sorted((validator or schemas.envelope).iter_errors(document), key=_error_order)
+    )
     if errors:
         return Invalid("; ".join(dict.fromkeys(_describe(e) for e in errors)), source, event_id)
     assert source is not None

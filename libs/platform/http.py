@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -247,6 +248,17 @@ def create_app(
         )
 
     _validation_errors_are_problems(app)
+
+    # The rider's and the partner's pages call the APIs from their own origin, with a bearer token
+    # (no cookies, so no credentials mode). Added last, so it is the outermost layer and answers preflights.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "PUT"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", REQUEST_ID_HEADER],
+        expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+        max_age=600,
+    )
 
     @app.get(
         "/metrics",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Literal
 
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     events_port: int = 8001
     points_port: int = 8002
     redemption_port: int = 8003
+    # The rider's and the partner's pages (services/pages), which call the APIs above from the browser.
+    pages_port: int = 8004
+    # Browser origins allowed to call the APIs (CORS); unset: the pages service's own origin
+    # (http://{host}:{pages_port} and http://localhost:{pages_port}). Set as JSON, e.g. '["https://a.example"]'.
+    cors_origins: list[str] | None = None
     # Prometheus that `warmbee run` starts, scraping the services above.
     prometheus_port: int = 9090
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -91,8 +97,18 @@ class Settings(BaseSettings):
         env = {}
         for name, value in self.model_dump().items():
             if value is not None:
-                env[f"WARMBEE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+                if isinstance(value, list):
+                    env[f"WARMBEE_{name.upper()}"] = json.dumps(value)  # how pydantic-settings reads a list
+                else:
+                    env[f"WARMBEE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """The browser origins that may call the APIs: ``cors_origins``, or the pages service's own."""
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return [f"http://{self.host}:{self.pages_port}", f"http://localhost:{self.pages_port}"]
 
     @property
     def database_url(self) -> str:

@@ -272,19 +272,9 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
     async def work(conn: Connection) -> Confirmation:
         changes.clear()
         store = RedemptionStore(conn)
-        if await store.failures(partner_id, window) >= settings.confirm_failure_limit:
-            ends = await store.window_ends(partner_id, window)
-            wait = max(int(((ends or datetime.now(UTC)) - datetime.now(UTC)).total_seconds()), 1)
-            return Confirmation(
-                None,
-                _refused(
-                    429,
-                    "too-many-wrong-codes",
-                    "Too many wrong codes",
-                    f"code: {settings.confirm_failure_limit} wrong codes within {window // 60} minutes; try "
-                    f"again in {wait} seconds and check the code with the rider",
-                ),
-            )
+        too_many = await _too_many_wrong_codes(store, settings, partner_id)
+        if too_many is not None:
+            return Confirmation(None, too_many)
         live = await store.live_by_code(code)
         if live is not None and live.partner_id == partner_id:
             now = datetime.now(UTC)
@@ -314,6 +304,63 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
 
     outcome = await db.run(work)
     _record(changes)
+    if outcome.refusal is not None:
+        raise outcome.refusal
+    assert outcome.redemption is not None
+    return outcome.redemption
+
+
+async def _too_many_wrong_codes(store: RedemptionStore, settings: Settings, partner_id: str) -> Refused | None:
+    """The partner's wrong codes in the window have reached the limit: it waits before trying any code."""
+    window = settings.confirm_failure_window_s
+    if await store.failures(partner_id, window) < settings.confirm_failure_limit:
+        return None
+    ends = await store.window_ends(partner_id, window)
+    wait = max(int(((ends or datetime.now(UTC)) - datetime.now(UTC)).total_seconds()), 1)
+    return _refused(
+        429,
+        "too-many-wrong-codes",
+        "Too many wrong codes",
+        f"code: {settings.confirm_failure_limit} wrong codes within {window // 60} minutes; try "
+        f"again in {wait} seconds and check the code with the rider",
+    )
+
+
+async def look_up(db: Database, settings: Settings, partner_id: str, code: str) -> Redemption:
+    """What a code stands for, before the partner confirms it: the partner's own live hold. Held by the
+    same rules as a confirmation: an unknown code, or another partner's, counts as a wrong code, and past
+    the limit the partner must wait; a code of its own that is no longer held is explained (409)."""
+
+    async def work(conn: Connection) -> Confirmation:
+        store = RedemptionStore(conn)
+        too_many = await _too_many_wrong_codes(store, settings, partner_id)
+        if too_many is not None:
+            return Confirmation(None, too_many)
+        live = await store.live_by_code(code)
+        if live is not None and live.partner_id == partner_id:
+            refusal = check_resolution(Status.HELD, Resolution.CONFIRM, live.expires_at, datetime.now(UTC))
+            # An expired hold is left to the expiry sweep (or the confirmation): looking changes nothing.
+            return Confirmation(live, Refused(409, refusal) if refusal is not None else None)
+        earlier = await store.latest_by_code(code, partner_id)
+        if earlier is not None:
+            refusal = check_resolution(
+                Status(earlier.status), Resolution.CONFIRM, earlier.expires_at, datetime.now(UTC)
+            )
+            assert refusal is not None  # only a held redemption may be confirmed, and it is not held
+            return Confirmation(earlier, Refused(409, refusal))
+        await store.count_failure(partner_id, settings.confirm_failure_window_s)
+        return Confirmation(
+            None,
+            _refused(
+                404,
+                "code-unknown",
+                "Unknown code",
+                "code: no live redemption of yours has this code; check it with the rider "
+                "(8 characters, no 0, O, 1, I or L)",
+            ),
+        )
+
+    outcome = await db.run(work)
     if outcome.refusal is not None:
         raise outcome.refusal
     assert outcome.redemption is not None

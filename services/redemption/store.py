@@ -259,6 +259,18 @@ class RedemptionStore:
         )
         return [_redemption(r) for r in rows]
 
+    async def of_rider(self, rider_id: str, status: str | None, limit: int, before: datetime | None) -> list[Redemption]:
+        rows = await self._conn.fetch(
+            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE rider_id = $1"
+            " AND ($2::text IS NULL OR status = $2) AND ($3::timestamptz IS NULL OR created_at < $3)"
+            " ORDER BY created_at DESC LIMIT $4",
+            rider_id,
+            status,
+            before,
+            limit,
+        )
+        return [_redemption(r) for r in rows]
+
     # --- guessing --------------------------------------------------------------------------------
 
     async def failures(self, partner_id: str, window_s: int) -> int:

@@ -15,7 +15,7 @@ from libs.platform.db import Database
 from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
 from libs.platform.settings import Settings
 from services.redemption.domain.holds import SHANGHAI, month_of, normalise_code, qr_payload
-from services.redemption.handlers import Refused, add_partner, cancel, confirm, put_reward, reserve
+from services.redemption.handlers import Refused, add_partner, cancel, confirm, look_up, put_reward, reserve
 from services.redemption.store import Partner, Redemption, RedemptionStore, Reward
 
 ID = r"^[A-Za-z0-9_.\-]{1,64}$"
@@ -242,6 +242,27 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         return RedemptionBody.of(reserved.redemption, show_code=True)
 
     @app.get(
+        "/v1/redemptions",
+        response_model=RedemptionPage,
+        tags=["redemptions"],
+        summary="The rider's own redemptions, newest first, with the code of each live hold (rider)",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def rider_redemptions(
+        caller: Caller,
+        status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> RedemptionPage:
+        require(caller, Role.RIDER)
+        before = decode_cursor(cursor)
+        before_at = datetime.fromtimestamp(before / 1_000_000, UTC) if before is not None else None
+        async with db.read() as conn:
+            rows = await RedemptionStore(conn).of_rider(caller.sub, status, limit, before_at)
+        next_cursor = encode_cursor(int(rows[-1].created_at.timestamp() * 1_000_000)) if len(rows) == limit else None
+        return RedemptionPage(items=[RedemptionBody.of(r, show_code=True) for r in rows], next_cursor=next_cursor)
+
+    @app.get(
         "/v1/redemptions/{redemption_id}",
         response_model=RedemptionBody,
         tags=["redemptions"],
@@ -297,6 +318,36 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
             raise problem from exc
         except IdempotencyConflict as exc:  # pragma: no cover - keys are derived from the redemption id
             raise Problem(409, "conflict", "Conflict", str(exc)) from exc
+        return RedemptionBody.of(r, show_code=False)
+
+    @app.get(
+        "/v1/partner/codes/{code}",
+        response_model=RedemptionBody,
+        tags=["partners"],
+        summary="What a rider's code stands for, before confirming it (partner)",
+        description="The partner's own live hold with this code (the 8 characters or the QR payload). "
+        "An unknown code, or another partner's, is 404 and counts as a wrong code like a confirmation: "
+        "past the limit the partner gets 429. A code of its own that is no longer held is 409 saying why "
+        "(code-expired, already-confirmed, already-cancelled). Looking changes nothing else.",
+        responses=problem_responses(401, 403, 404, 409, 422, 429),
+    )
+    async def look_up_code(code: Annotated[str, Path(min_length=1, max_length=64)], caller: Caller) -> RedemptionBody:
+        require(caller, Role.PARTNER)
+        normalised = normalise_code(code)
+        if not re.fullmatch(r"[A-Z0-9]{8}", normalised):
+            raise Problem(
+                422,
+                "invalid-code",
+                "Invalid code",
+                "code: a code is 8 letters and digits, as shown on the rider's phone",
+            )
+        try:
+            r = await look_up(db, settings, caller.sub, normalised)
+        except Refused as exc:
+            problem = _refusal(exc)
+            if exc.status == 429:
+                problem.extra["retry_after_s"] = int(re.findall(r"in (\d+) seconds", exc.refusal.detail)[0])
+            raise problem from exc
         return RedemptionBody.of(r, show_code=False)
 
     @app.get(

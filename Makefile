@@ -26,6 +26,9 @@ install: $(UV)
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@# The browser tests (tests/e2e/test_pages.py) drive Debian's chromium; a CJK font so Chinese is not boxes.
+	@command -v chromium >/dev/null && fc-list | grep -qi "noto sans cjk" || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 
 run: install
@@ -51,6 +54,7 @@ test: lint
 
 # Throughput of the points path on a stack of its own; figures also go to bench/results/.
 bench: install
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.throughput
 
 # Scale-out of the points worker: 1, 2 and 4 processes in one consumer group on a 16-partition topic,

@@ -2,7 +2,7 @@
 
 Publishes N valid volunteer shifts across R riders, over Kafka and over HTTP (batches of 500),
 and times each run from the first publish until the last award entry is committed.
-Usage: python -m bench.throughput [--events 20000] [--riders 1000]
+Usage: python -m bench.throughput [--events 200000] [--riders 10000] [--read-seconds 30]
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ import asyncpg
 import httpx
 import orjson
 
+from bench.ceiling import ceiling
 from bench.redemption import redemption_latency
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
@@ -37,23 +40,55 @@ SETTINGS = Settings(
     points_port=28002,
     redemption_port=28003,
     worker_metrics_port=28012,
+    pages_port=28004,
 )
 
 
+def _payload(kind: int, i: int, tag: str) -> tuple[str, dict[str, Any]]:
+    """One event of each of the 8 categories in turn (11 types), with unique ids."""
+    match kind:
+        case 0:
+            return "volunteer.shift.completed", {"shift_id": f"s-{tag}-{i}", "hours": 0.5}
+        case 1:
+            return "civic.action.verified", {"action": "litter_pickup"}
+        case 2:
+            return "activity.attended", {"activity_id": f"a-{tag}-{i}"}
+        case 3:
+            return "hazard.report.verified", {
+                "report_id": f"h-{tag}-{i}",
+                "severity": "low",
+                "lat": 30 + (i % 9973) / 1000,
+                "lon": 104 + (i % 7919) / 1000,
+                "reported_at": "2024-03-01T08:00:00+08:00",
+            }
+        case 4:
+            return "safety.quiz.passed", {"quiz_id": f"q-{tag}-{i}"}
+        case 5:
+            return "skill.course.completed", {"course_id": f"c-{tag}-{i}"}
+        case 6:
+            return "outreach.session.completed", {"session_id": f"o-{tag}-{i}", "topic": "anti_fraud"}
+        case _:
+            return "honor.awarded", {"honor_id": f"h-{tag}-{i}", "level": "community"}
+
+
 def events(n: int, riders: int, tag: str) -> list[dict[str, Any]]:
+    """n valid events across riders and all 8 categories (the source's token is "bench")."""
     start = datetime(2024, 3, 1, 9, tzinfo=UTC)
-    return [
-        {
-            "specversion": "1.0",
-            "id": f"bench-{tag}-{i}",
-            "source": "volunteer-platform",
-            "type": "volunteer.shift.completed",
-            "subject": f"rider-{i % riders}",
-            "time": (start + timedelta(hours=i // riders)).isoformat(),
-            "data": {"shift_id": f"s-{tag}-{i}", "hours": 0.5},
-        }
-        for i in range(n)
-    ]
+    out = []
+    for i in range(n):
+        type_, data = _payload(i % 8, i, tag)
+        out.append(
+            {
+                "specversion": "1.0",
+                "id": f"bench-{tag}-{i}",
+                "source": "bench",
+                "type": type_,
+                "subject": f"rider-{i % riders}",
+                "time": (start + timedelta(minutes=i // riders)).isoformat(),
+                "data": data,
+            }
+        )
+    return out
 
 
 async def awards(conn: asyncpg.Connection, tag: str) -> int:
@@ -91,7 +126,7 @@ async def via_http(settings: Settings, conn: asyncpg.Connection, n: int, riders:
     tag = uuid.uuid4().hex[:8]
     batch = events(n, riders, tag)
     headers = {
-        "authorization": f"Bearer {mint_token(settings, Role.SOURCE, 'volunteer-platform')}",
+        "authorization": f"Bearer {mint_token(settings, Role.SOURCE, 'bench')}",
         "content-type": "application/cloudevents-batch+json",
     }
     url = f"http://{settings.host}:{settings.events_port}/v1/events"
@@ -104,51 +139,130 @@ async def via_http(settings: Settings, conn: asyncpg.Connection, n: int, riders:
     return n / (time.perf_counter() - started)
 
 
-async def main(n: int, riders: int) -> None:
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def balance_reads(settings: Settings, seconds: int, connections: int = 8) -> dict[str, Any]:
+    """wrk (a separate load process) reads one rider's balance as fast as `connections` keep-alive
+    connections allow; its own latency distribution is reported."""
+    token = mint_token(settings, Role.RIDER, "bench-rider-1")
+    url = f"http://{settings.host}:{settings.points_port}/v1/riders/bench-rider-1/balance"
+    proc = await asyncio.create_subprocess_exec(
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {token}",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    return parse_wrk(out.decode(), connections)
+
+
+def parse_wrk(text: str, connections: int) -> dict[str, Any]:
+    def ms(value: str) -> float:
+        for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+            if value.endswith(unit):
+                return float(value[: -len(unit)]) * factor
+        return float(value)
+
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", text, re.MULTILINE))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "connections": connections,
+        "achieved_rate": round(float(rate.group(1))) if rate else 0,
+        "p50_ms": round(ms(percentiles.get("50", "0ms")), 2),
+        "p99_ms": round(ms(percentiles.get("99", "0ms")), 2),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+async def main(n: int, riders: int, read_seconds: int) -> None:
     stack = LocalStack(SETTINGS, ROOT / ".run" / "bench-logs")
     stack.check_ports_free()
     await drop_database(SETTINGS)
     try:
         await stack.start_infrastructure(prepare_database)
+        ceiling_result = await ceiling(SETTINGS.database_url)
         for name in SERVICES:
             stack.start_service(name)
         await stack.wait_healthy(list(SERVICES))
         conn = await asyncpg.connect(SETTINGS.database_url)
         await via_kafka(SETTINGS, conn, 2000, riders)  # warm-up: group join, caches, plans
         kafka_rate = await via_kafka(SETTINGS, conn, n, riders)
-        http_rate = await via_http(SETTINGS, conn, n, riders)
+        http_rate = await via_http(SETTINGS, conn, min(n, 50_000), riders)
         await conn.close()
+        reads = await balance_reads(SETTINGS, read_seconds)
         redemption = await redemption_latency(SETTINGS)
+        memory = {name: peak_rss_mb(p.pid) for name, p in stack.processes.items() if name != "broker"}
     finally:
         await asyncio.to_thread(stack.stop_all)
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "events": n,
         "riders": riders,
+        "ceiling": ceiling_result,
         "kafka_events_per_s": round(kafka_rate),
+        "kafka_ratio_to_ceiling": round(kafka_rate / ceiling_result["batched_events_per_s"], 2),
         "http_events_per_s": round(http_rate),
+        "balance_reads": reads,
         "redemption": redemption,
+        "peak_rss_mb": memory,
     }
-    print(f"{'path':<28}{'events/s':>10}")
-    print(f"{'Kafka -> ledger':<28}{result['kafka_events_per_s']:>10}")
-    print(f"{'HTTP -> outbox -> ledger':<28}{result['http_events_per_s']:>10}")
-    red = redemption
-    print(
-        f"\nredemption: {red['riders']} riders at once, {red['reserves']} reserves, {red['confirms']} confirms,"
-        f" {red['refused_for_points']} refused for lack of points, lowest balance {red['lowest_balance']}"
-    )
-    print(f"{'':<28}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'reserve':<28}{red['reserve_p50_ms']:>10}{red['reserve_p99_ms']:>10}")
-    print(f"{'confirm':<28}{red['confirm_p50_ms']:>10}{red['confirm_p99_ms']:>10}")
-    out = ROOT / "bench" / "results" / "throughput.json"
+    report(result)
+    out = ROOT / "bench" / "results" / "latest.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+def report(r: dict[str, Any]) -> None:
+    c, red, reads = r["ceiling"], r["redemption"], r["balance_reads"]
+    rows = [
+        ("ceiling: raw PostgreSQL, 1,000 events a transaction", f"{c['batched_events_per_s']} events/s", ""),
+        ("ceiling: raw PostgreSQL, one event a transaction", f"{c['one_per_tx_events_per_s']} events/s", ""),
+        (
+            f"end to end: {r['events']} events over Kafka -> ledger",
+            f"{r['kafka_events_per_s']} events/s",
+            f"{r['kafka_ratio_to_ceiling']} of the ceiling",
+        ),
+        ("end to end: HTTP batches -> outbox -> ledger", f"{r['http_events_per_s']} events/s", ""),
+        (
+            f"balance reads, wrk with {reads['connections']} connections: {reads['achieved_rate']} req/s",
+            f"p50 {reads['p50_ms']} ms, p99 {reads['p99_ms']} ms",
+            f"{reads['errors']} errors",
+        ),
+        (
+            f"reserve, {red['riders']} riders at once",
+            f"p50 {red['reserve_p50_ms']} ms, p99 {red['reserve_p99_ms']} ms",
+            f"lowest balance {red['lowest_balance']}",
+        ),
+        (
+            f"confirm, {red['riders']} riders at once",
+            f"p50 {red['confirm_p50_ms']} ms, p99 {red['confirm_p99_ms']} ms",
+            "",
+        ),
+    ]
+    rows += [(f"peak RSS {name}", f"{mb} MB", "") for name, mb in r["peak_rss_mb"].items()]
+    width = max(len(a) for a, _, _ in rows)
+    print(f"\nwarmbee bench, {r['when']}, {r['machine']}")
+    for a, b, c2 in rows:
+        print(f"  {a:<{width}}  {b:<32}{c2}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--riders", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--riders", type=int, default=10_000)
+    parser.add_argument("--read-seconds", type=int, default=30)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.riders))
+    asyncio.run(main(args.events, args.riders, args.read_seconds))

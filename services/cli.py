@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from services.points.replay import ReplayReport, WhatIfReport
     from services.reconcile.domain import Report
 
-SERVICES = ("events", "points-api", "points-worker", "redemption")
+SERVICES = ("events", "points-api", "points-worker", "redemption", "pages")
 
 app = typer.Typer(
     help="warmbee: points and rewards for delivery riders.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -111,6 +111,14 @@ def serve_redemption() -> None:
     _serve(build_app, "redemption", get_settings().redemption_port)
 
 
+@serve_app.command("pages")
+def serve_pages() -> None:
+    """The rider's phone page (/rider) and the partner's counter page (/partner)."""
+    from services.pages.bootstrap import build_app
+
+    _serve(build_app, "pages", get_settings().pages_port)
+
+
 @worker_app.command("points")
 def worker_points() -> None:
     """The points worker: scores activity-events into the ledger."""
@@ -193,6 +201,7 @@ def _print_access(settings: Settings, prometheus: str) -> None:
     events = f"http://{settings.host}:{settings.events_port}"
     redemption = f"http://{settings.host}:{settings.redemption_port}"
     partner = mint_token(settings, Role.PARTNER, "laowang-noodles")
+    pages = f"http://{settings.host}:{settings.pages_port}"
     typer.echo(f"""
   events service   {events}   (OpenAPI: {events}/docs)
   points API       {points}   (OpenAPI: {points}/docs)
@@ -207,6 +216,10 @@ def _print_access(settings: Settings, prometheus: str) -> None:
     export OPERATOR_TOKEN={operator}
   partner token (laowang-noodles):
     export PARTNER_TOKEN={partner}
+
+  rider's page (rider-1001)        {pages}/rider#token={rider}
+  partner's page (laowang-noodles) {pages}/partner#token={partner}
+  (English: add ?lang=en before the #)
 
   curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/balance
   curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/entries

@@ -46,6 +46,7 @@ def service_specs(settings: Settings) -> dict[str, ServiceSpec]:
         "events": ServiceSpec("events", ("serve", "events"), f"{base}:{settings.events_port}/readyz"),
         "points-api": ServiceSpec("points-api", ("serve", "points"), f"{base}:{settings.points_port}/readyz"),
         "redemption": ServiceSpec("redemption", ("serve", "redemption"), f"{base}:{settings.redemption_port}/readyz"),
+        "pages": ServiceSpec("pages", ("serve", "pages"), f"{base}:{settings.pages_port}/healthz"),
         "points-worker": ServiceSpec(
             "points-worker", ("worker", "points"), f"{base}:{settings.worker_metrics_port}/metrics"
         ),
@@ -100,6 +101,7 @@ class LocalStack:
             "WARMBEE_EVENTS_PORT": s.events_port,
             "WARMBEE_POINTS_PORT": s.points_port,
             "WARMBEE_REDEMPTION_PORT": s.redemption_port,
+            "WARMBEE_PAGES_PORT": s.pages_port,
             "WARMBEE_WORKER_METRICS_PORT": s.worker_metrics_port,
         }
         for variable, port in ports.items():

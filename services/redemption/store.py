@@ -259,7 +259,9 @@ class RedemptionStore:
         )
         return [_redemption(r) for r in rows]
 
-    async def of_rider(self, rider_id: str, status: str | None, limit: int, before: datetime | None) -> list[Redemption]:
+    async def of_rider(
+        self, rider_id: str, status: str | None, limit: int, before: datetime | None
+    ) -> list[Redemption]:
         rows = await self._conn.fetch(
             f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE rider_id = $1"
             " AND ($2::text IS NULL OR status = $2) AND ($3::timestamptz IS NULL OR created_at < $3)"

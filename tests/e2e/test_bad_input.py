@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -120,3 +121,20 @@ async def test_no_token_is_401_and_a_rider_token_cannot_publish(api: Api, rider:
 
     assert anonymous.status_code == 401
     assert as_rider.status_code == 403
+
+
+async def test_slow_clients_holding_connections_open_do_not_take_the_service_down(api: Api, rider: str) -> None:
+    host, port = api.settings.host, api.settings.events_port
+    slow = []
+    for _ in range(200):  # each sends half a request and then nothing
+        _, writer = await asyncio.open_connection(host, port)
+        writer.write(b"POST /v1/events HTTP/1.1\r\nHost: warmbee\r\nContent-Length: 100000\r\n\r\n{")
+        await writer.drain()
+        slow.append(writer)
+    try:
+        r = await api.publish(shift(rider, 1))  # the client's own timeout bounds the wait
+    finally:
+        for writer in slow:
+            writer.close()
+
+    assert r.status_code == 202

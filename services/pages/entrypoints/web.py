@@ -1,0 +1,100 @@
+"""HTTP entrypoint of the pages service: the rider's page, the partner's page, QR codes, static files."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path as FilePath
+from typing import Annotated
+
+import segno
+from fastapi import FastAPI, Path, Query, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from libs.platform.http import Problem, problem_responses
+from libs.platform.settings import Settings
+from services.pages.i18n import HTML_LANG, Lang, words
+
+HERE = FilePath(__file__).resolve().parents[1]
+QR_PAYLOAD = re.compile(r"^WARMBEE1:[0-9A-Z]{8}$")
+LanguageQuery = Annotated[str, Query(max_length=8, description="zh (the default) or en; anything else is zh")]
+
+
+def language(asked: str) -> Lang:
+    return "en" if asked.lower().startswith("en") else "zh"
+
+
+def api_urls(settings: Settings) -> dict[str, str]:
+    """Where the browser finds the APIs: the same host as the pages, the services' ports."""
+    return {
+        "points": f"http://{settings.host}:{settings.points_port}",
+        "redemption": f"http://{settings.host}:{settings.redemption_port}",
+    }
+
+
+def register(app: FastAPI, settings: Settings) -> None:
+    templates = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+    )
+    urls = api_urls(settings)
+    # Scripts and styles only from here, and the browser may talk to the two APIs and nothing else.
+    security_headers = {
+        "Content-Security-Policy": (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            f"connect-src {urls['points']} {urls['redemption']}; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    def page(name: str, lang: Lang, role: str) -> HTMLResponse:
+        html = templates.get_template(f"{name}.html").render(
+            t=words(lang),
+            lang=lang,
+            html_lang=HTML_LANG[lang],
+            other_lang="en" if lang == "zh" else "zh",
+            config={"role": role, "lang": lang, "api": urls, "words": words(lang)},
+        )
+        return HTMLResponse(html, headers={**security_headers, "Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/rider", status_code=307)
+
+    @app.get(
+        "/rider",
+        response_class=HTMLResponse,
+        tags=["pages"],
+        summary="The rider's phone page (token in the fragment: /rider#token=...)",
+    )
+    async def rider_page(lang: LanguageQuery = "zh") -> HTMLResponse:
+        return page("rider", language(lang), "rider")
+
+    @app.get(
+        "/partner",
+        response_class=HTMLResponse,
+        tags=["pages"],
+        summary="The partner's counter page (token in the fragment: /partner#token=...)",
+    )
+    async def partner_page(lang: LanguageQuery = "zh") -> HTMLResponse:
+        return page("partner", language(lang), "partner")
+
+    @app.get(
+        "/qr/{payload}.svg",
+        tags=["pages"],
+        summary="The QR code of a redemption's payload (WARMBEE1:<code>) as SVG",
+        response_class=Response,
+        responses={200: {"description": "SVG", "content": {"image/svg+xml": {}}}, **problem_responses(422)},
+    )
+    async def qr(payload: Annotated[str, Path(max_length=17)]) -> Response:
+        if not QR_PAYLOAD.match(payload):
+            raise Problem(422, "invalid-payload", "Invalid QR payload", "payload: WARMBEE1: and an 8-character code")
+        out = io.BytesIO()
+        segno.make(payload, error="m", micro=False).save(out, kind="svg", scale=8, border=2, xmldecl=False)
+        # A live code is a bearer of points: not kept by caches.
+        return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -1,0 +1,143 @@
+// Shared by the rider's and the partner's page: words, the token, calls to the APIs, messages.
+"use strict";
+(function () {
+  const config = JSON.parse(document.getElementById("config").textContent);
+  const words = config.words;
+  const KEY = "warmbee." + config.role + ".token";
+
+  function t(key, vars) {
+    let text = words[key] || key;
+    for (const [name, value] of Object.entries(vars || {})) text = text.split("{" + name + "}").join(String(value));
+    return text;
+  }
+
+  // A token in the fragment (#token=...) never reaches a server; keep it for this tab and clear the address bar.
+  function tokenFromFragment() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const token = params.get("token");
+    if (token) {
+      sessionStorage.setItem(KEY, token.trim());
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+  }
+
+  function claims(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(decodeURIComponent(escape(atob(part))));
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "text") node.textContent = value;
+      else if (name === "class") node.className = value;
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children) if (child !== null && child !== undefined) node.append(child);
+    return node;
+  }
+
+  function say(text) {
+    $("status").textContent = text || "";
+  }
+
+  function fail(text) {
+    const box = $("error");
+    box.textContent = text || "";
+    box.hidden = !text;
+  }
+
+  // The problem's slug: the last part of its type URL (https://warmbee.dev/problems/code-unknown).
+  function slugOf(body) {
+    return body && typeof body.type === "string" ? body.type.split("/").pop() : "";
+  }
+
+  // Plain words for a refused call: the page's own for the problems it knows, the API's detail otherwise.
+  function explain(result) {
+    if (result.status === 0) return t("network_error");
+    if (result.status === 401) return t("unauthenticated");
+    const slug = slugOf(result.body);
+    if (words["err_" + slug]) return t("err_" + slug, { n: (result.body && result.body.retry_after_s) || "" });
+    if (result.status === 403) return t("forbidden");
+    return (result.body && result.body.detail) || t("unexpected");
+  }
+
+  async function call(service, path, options) {
+    const token = sessionStorage.getItem(KEY);
+    const headers = Object.assign({ Accept: "application/json" }, (options && options.headers) || {});
+    if (token) headers.Authorization = "Bearer " + token;
+    const init = { method: (options && options.method) || "GET", headers: headers };
+    if (options && options.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(options.json);
+    }
+    let response;
+    try {
+      response = await fetch(config.api[service] + path, init);
+    } catch (e) {
+      return { ok: false, status: 0, body: null };
+    }
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (response.status === 401) signOut(t("unauthenticated"));
+    return { ok: response.ok, status: response.status, body: body };
+  }
+
+  const when = new Intl.DateTimeFormat(config.lang === "zh" ? "zh-CN" : "en-GB", {
+    timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  });
+  function at(iso) { return iso ? when.format(new Date(iso)) : ""; }
+
+  function statusBadge(status) {
+    return el("span", { class: "badge badge-" + status, text: t("status_" + status) });
+  }
+
+  let started = null;
+  function signOut(message) {
+    sessionStorage.removeItem(KEY);
+    $("app").hidden = true;
+    $("who").hidden = true;
+    $("signin").hidden = false;
+    fail(message || "");
+  }
+
+  function signIn(start) {
+    const token = sessionStorage.getItem(KEY);
+    const who = token ? claims(token) : null;
+    if (!who || who.role !== config.role) {
+      signOut(token ? t("forbidden") : "");
+      $("token").focus();
+      return;
+    }
+    fail("");
+    $("signin").hidden = true;
+    $("who").hidden = false;
+    $("who-sub").textContent = who.sub;
+    $("app").hidden = false;
+    start(who.sub);
+  }
+
+  function boot(start) {
+    started = start;
+    tokenFromFragment();
+    // The language switch keeps the page where it is; the token stays in this tab's storage.
+    $("signin-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      sessionStorage.setItem(KEY, $("token").value.trim());
+      $("token").value = "";
+      signIn(started);
+    });
+    $("sign-out").addEventListener("click", () => signOut(""));
+    signIn(start);
+  }
+
+  window.WB = { config, t, $, el, say, fail, explain, slugOf, call, at, statusBadge, boot };
+})();

@@ -154,6 +154,7 @@ class Scorer:
         done = await ledger.recorded_keys([award_key(*e.key) for e in candidates])
         to_score = [e for e in candidates if award_key(*e.key) not in done]
         needed = {e.key: counters_needed(e, book) for e in to_score}
+        paid_before = await points.hazard_reports_in([x for e in to_score if (x := searches[e.key]) is not None])
         counters = await points.counters((e.rider_id, c) for e in to_score for c in needed[e.key])
         increments: dict[CounterKey, int] = {}
         in_full: list[tuple[str, str, EarlierReport]] = []
@@ -163,8 +164,7 @@ class Scorer:
             search = searches[event.key]
             earlier = None
             if search is not None:
-                found = await points.hazard_reports_in(search)
-                earlier = same_hazard(event, search, [*found, *(r for _, _, r in in_full)])
+                earlier = same_hazard(event, search, [*paid_before, *(r for _, _, r in in_full)])
             result = score(event, view, book, earlier)
             if result.paid_in_full_hazard:
                 in_full.append((event.source, event.event_id, _report_of(event)))

@@ -23,18 +23,24 @@ class PointsStore:
         """Riders first, then hazard grid cells: the order every scorer uses."""
         await lock(self._conn, names)
 
-    async def hazard_reports_in(self, search: HazardSearch) -> list[EarlierReport]:
-        """Reports paid in full inside the search box and window, first scored first."""
+    async def hazard_reports_in(self, searches: Sequence[HazardSearch]) -> list[EarlierReport]:
+        """Reports paid in full inside any of the search boxes and windows, first scored first: one
+        query for a whole batch (the caller picks, per report, those really within its radius)."""
+        if not searches:
+            return []
         rows = await self._conn.fetch(
-            "SELECT report_id, rider_id, lat, lon, reported_at FROM hazard_report"
-            " WHERE reported_at BETWEEN $1 AND $2 AND lat BETWEEN $3 AND $4 AND lon BETWEEN $5 AND $6"
-            " ORDER BY seq",
-            search.reported_from,
-            search.reported_to,
-            search.lat_min,
-            search.lat_max,
-            search.lon_min,
-            search.lon_max,
+            "SELECT DISTINCT h.seq, h.report_id, h.rider_id, h.lat, h.lon, h.reported_at FROM hazard_report h"
+            " JOIN unnest($1::float8[], $2::float8[], $3::float8[], $4::float8[], $5::timestamptz[],"
+            "             $6::timestamptz[]) AS b(lat0, lat1, lon0, lon1, t0, t1)"
+            "   ON h.lat BETWEEN b.lat0 AND b.lat1 AND h.lon BETWEEN b.lon0 AND b.lon1"
+            "  AND h.reported_at BETWEEN b.t0 AND b.t1"
+            " ORDER BY h.seq",
+            [x.lat_min for x in searches],
+            [x.lat_max for x in searches],
+            [x.lon_min for x in searches],
+            [x.lon_max for x in searches],
+            [x.reported_from for x in searches],
+            [x.reported_to for x in searches],
         )
         return [EarlierReport(r["report_id"], r["rider_id"], r["lat"], r["lon"], r["reported_at"]) for r in rows]
 

@@ -402,8 +402,9 @@ def same_hazard(
     """The first candidate that really is within the radius and window (the box over-approximates)."""
     lat, lon = float(event.data["lat"]), float(event.data["lon"])
     for report in candidates:
+        in_box = search.lat_min <= report.lat <= search.lat_max and search.lon_min <= report.lon <= search.lon_max
         within_time = search.reported_from <= report.reported_at <= search.reported_to
-        if within_time and distance_m(lat, lon, report.lat, report.lon) <= search.radius_m:
+        if in_box and within_time and distance_m(lat, lon, report.lat, report.lon) <= search.radius_m:
             return report
     return None
 

@@ -65,7 +65,7 @@ def demo_events(day: datetime) -> dict[str, Any]:
                 at(11),
                 "civic.action.verified",
                 {"action": "litter_pickup"},
-            ),  # its category has no rules yet: pending
+            ),  # 随手清 litter pick-up: 5 points
         ],
         "hazards": [  # two reports of one hazard: the first scored is paid in full, the later one earns 1
             _event(
@@ -146,11 +146,11 @@ async def run_demo(settings: Settings) -> DemoReport:
             )
             b = r.json()
             lines.append(f"{rider}: available {b['available']}, earned {b['earned_total']}")
-        civic = ev["http_batch"][4]
-        r = await http.get(
-            f"{points_url}/v1/events/{civic['source']}/{civic['id']}", headers={"authorization": f"Bearer {operator}"}
-        )
-        lines.append(f"rider-1002's litter pick-up: {r.json()['status']} (civic_practice has no rules yet)")
+        for e in [ev["http_batch"][4], *ev["hazards"]]:
+            r = await http.get(
+                f"{points_url}/v1/events/{e['source']}/{e['id']}", headers={"authorization": f"Bearer {operator}"}
+            )
+            lines.append(f"{e['subject']}, {e['type']}: {r.json()['points']} points ({r.json()['reason']})")
         r = await http.get(f"{events_url}/v1/dead-letters?limit=1", headers={"authorization": f"Bearer {operator}"})
         items = r.json().get("items", [])
         if items:

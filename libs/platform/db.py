@@ -22,6 +22,10 @@ log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+# What a database restart or failover looks like to a client: background loops log these and retry.
+# InternalClientError too: a connection cut mid-query can come back from the pool in a broken state
+# (MagicStack/asyncpg#784).
+TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 T = TypeVar("T")
 Connection = asyncpg.Connection  # re-exported so handlers need not import asyncpg
@@ -149,5 +153,5 @@ class Database:
         try:
             async with self.read() as conn:
                 return bool(await conn.fetchval("SELECT true", timeout=2))
-        except (OSError, RuntimeError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (RuntimeError, *TRANSIENT):
             return False

@@ -33,6 +33,7 @@ DATABASE_UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionFailureError,
     asyncpg.AdminShutdownError,
+    asyncpg.InternalClientError,
 )
 PROBLEM_JSON = "application/problem+json"
 

@@ -17,7 +17,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from libs.platform.db import Database
+from libs.platform.db import TRANSIENT, Database
 from libs.platform.kafka import broker_reachable, make_producer
 from libs.platform.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from libs.platform.outbox_store import OutboxStore, PendingMessage
@@ -78,7 +78,7 @@ class OutboxRelay:
         self._backlog_measured_at = time.monotonic()
         try:
             await self.measure_backlog()
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except TRANSIENT as exc:
             log.debug("relay.backlog_unmeasured", error=repr(exc))
 
     async def _publish(self, pending: list[PendingMessage]) -> None:
@@ -105,7 +105,7 @@ class OutboxRelay:
             try:
                 relayed = await self.relay_once()
                 failures = 0
-            except (KafkaError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (KafkaError, *TRANSIENT) as exc:
                 failures += 1
                 delay = min(0.2 * 2**failures, 5.0)
                 log.warning("relay.failed", error=repr(exc), retry_in_s=delay)

@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import time
 
-import asyncpg
 import structlog
 from prometheus_client import Gauge
 
-from libs.platform.db import Database
+from libs.platform.db import TRANSIENT, Database
 from services.reconcile.handlers import reconcile
 
 log = structlog.get_logger(__name__)
@@ -34,7 +33,7 @@ class ReconcileLoop:
                 return
             try:
                 report = await reconcile(self._db, self._stuck_after_s)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT as exc:
                 log.warning("reconcile.failed", error=repr(exc))
                 continue
             MISMATCHES.set(report.mismatches)

@@ -7,11 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg
 import structlog
 from fastapi import FastAPI
 
-from libs.platform.db import Database
+from libs.platform.db import TRANSIENT, Database
 from libs.platform.http import create_app
 from libs.platform.metrics import watch_pool
 from libs.platform.relay import relay_for
@@ -37,7 +36,7 @@ class ExpirySweep:
                 while await expire_due(self._db, self._settings) == 100:
                     pass
                 await measure_open_holds(self._db)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT as exc:
                 log.warning("expiry.failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._settings.redemption_expiry_sweep_s)

@@ -10,12 +10,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram, start_http_server
 
 from libs.activity.model import CATEGORIES, load_schemas
-from libs.platform.db import Database
+from libs.platform.db import TRANSIENT, Database
 from libs.platform.kafka import BatchConsumer, Message
 from libs.platform.metrics import watch_pool
 from libs.platform.relay import relay_for
@@ -115,7 +114,7 @@ class PendingSweep:
                 return
             try:
                 await self.sweep()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT as exc:
                 log.warning("sweep.failed", error=repr(exc))
 
     async def sweep(self) -> None:

@@ -266,7 +266,6 @@ class Confirmation:
 async def confirm(db: Database, settings: Settings, partner_id: str, code: str) -> Redemption:
     """A partner confirms a code at the counter. Unknown codes, and codes of other partners, count as
     failures; past the limit in the window the partner must wait, so guessing codes does not pay."""
-    window = settings.confirm_failure_window_s
     changes: Changes = []
 
     async def work(conn: Connection) -> Confirmation:
@@ -283,24 +282,7 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
                 return Confirmation(await _resolve(conn, settings, live, Resolution.CONFIRM, partner_id, changes), None)
             expired = await _resolve(conn, settings, live, Resolution.EXPIRE, "expiry", changes)
             return Confirmation(expired, Refused(409, refusal))
-        earlier = await store.latest_by_code(code, partner_id)
-        if earlier is not None:
-            refusal = check_resolution(
-                Status(earlier.status), Resolution.CONFIRM, earlier.expires_at, datetime.now(UTC)
-            )
-            assert refusal is not None  # only a held redemption may be confirmed, and it is not held
-            return Confirmation(earlier, Refused(409, refusal))
-        await store.count_failure(partner_id, window)
-        return Confirmation(
-            None,
-            _refused(
-                404,
-                "code-unknown",
-                "Unknown code",
-                "code: no live redemption of yours has this code; check it with the rider "
-                "(8 characters, no 0, O, 1, I or L)",
-            ),
-        )
+        return await _not_live(store, settings, partner_id, code)
 
     outcome = await db.run(work)
     _record(changes)
@@ -308,6 +290,27 @@ async def confirm(db: Database, settings: Settings, partner_id: str, code: str) 
         raise outcome.refusal
     assert outcome.redemption is not None
     return outcome.redemption
+
+
+async def _not_live(store: RedemptionStore, settings: Settings, partner_id: str, code: str) -> Confirmation:
+    """A code that is not a live hold of this partner: its own used or expired code is explained (409);
+    anything else is a wrong code, counted towards the limit (404, existence not revealed)."""
+    earlier = await store.latest_by_code(code, partner_id)
+    if earlier is not None:
+        refusal = check_resolution(Status(earlier.status), Resolution.CONFIRM, earlier.expires_at, datetime.now(UTC))
+        assert refusal is not None  # only a held redemption may be confirmed, and it is not held
+        return Confirmation(earlier, Refused(409, refusal))
+    await store.count_failure(partner_id, settings.confirm_failure_window_s)
+    return Confirmation(
+        None,
+        _refused(
+            404,
+            "code-unknown",
+            "Unknown code",
+            "code: no live redemption of yours has this code; check it with the rider "
+            "(8 characters, no 0, O, 1, I or L)",
+        ),
+    )
 
 
 async def _too_many_wrong_codes(store: RedemptionStore, settings: Settings, partner_id: str) -> Refused | None:
@@ -341,24 +344,7 @@ async def look_up(db: Database, settings: Settings, partner_id: str, code: str) 
             refusal = check_resolution(Status.HELD, Resolution.CONFIRM, live.expires_at, datetime.now(UTC))
             # An expired hold is left to the expiry sweep (or the confirmation): looking changes nothing.
             return Confirmation(live, Refused(409, refusal) if refusal is not None else None)
-        earlier = await store.latest_by_code(code, partner_id)
-        if earlier is not None:
-            refusal = check_resolution(
-                Status(earlier.status), Resolution.CONFIRM, earlier.expires_at, datetime.now(UTC)
-            )
-            assert refusal is not None  # only a held redemption may be confirmed, and it is not held
-            return Confirmation(earlier, Refused(409, refusal))
-        await store.count_failure(partner_id, settings.confirm_failure_window_s)
-        return Confirmation(
-            None,
-            _refused(
-                404,
-                "code-unknown",
-                "Unknown code",
-                "code: no live redemption of yours has this code; check it with the rider "
-                "(8 characters, no 0, O, 1, I or L)",
-            ),
-        )
+        return await _not_live(store, settings, partner_id, code)
 
     outcome = await db.run(work)
     if outcome.refusal is not None:

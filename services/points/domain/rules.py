@@ -438,7 +438,7 @@ def score(
         c = Claim(
             min(same.points, c.base),
             f"the same hazard (within {same.radius_m:g} m and {same.window_hours:g} h) was first reported in report "
-            f"{earlier.report_id}, paid in full: this later report earns {min(same.points, c.base)} points",
+            f"{earlier.report_id}, paid in full: this later report earns {_points(min(same.points, c.base))}",
             c.caps,
             c.once,
             c.limits,
@@ -480,6 +480,10 @@ def _capped(event: ActivityEvent, counters: Mapping[str, int], rules: Rules, c: 
         increments = {key: points for key in cap_keys}
         increments |= {o.key: 1 for o in c.once} | {lim.key: 1 for lim in c.limits}
     return Score(event.category, points, reason, rules.rules_id, rules.version, increments)
+
+
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
 
 
 def _fmt(value: Decimal) -> str:

@@ -125,7 +125,20 @@ class Settlement(BaseModel):
 
 
 def _refusal(exc: Refused) -> Problem:
-    return Problem(exc.status, exc.refusal.slug, exc.refusal.title, exc.refusal.detail)
+    problem = Problem(exc.status, exc.refusal.slug, exc.refusal.title, exc.refusal.detail)
+    if exc.status == 429:
+        problem.extra["retry_after_s"] = int(re.findall(r"in (\d+) seconds", exc.refusal.detail)[0])
+    return problem
+
+
+def _code_of(text: str) -> str:
+    """The code a partner typed or scanned, normalised, or a 422 saying what a code looks like."""
+    code = normalise_code(text)
+    if not re.fullmatch(r"[A-Z0-9]{8}", code):
+        raise Problem(
+            422, "invalid-code", "Invalid code", "code: a code is 8 letters and digits, as shown on the rider's phone"
+        )
+    return code
 
 
 def _may_see(caller: Principal, r: Redemption) -> bool:
@@ -301,21 +314,11 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     )
     async def confirm_code(body: ConfirmRequest, caller: Caller) -> RedemptionBody:
         require(caller, Role.PARTNER)
-        code = normalise_code(body.code)
-        if not re.fullmatch(r"[A-Z0-9]{8}", code):
-            raise Problem(
-                422,
-                "invalid-code",
-                "Invalid code",
-                "code: a code is 8 letters and digits, as shown on the rider's phone",
-            )
+        code = _code_of(body.code)
         try:
             r = await confirm(db, settings, caller.sub, code)
         except Refused as exc:
-            problem = _refusal(exc)
-            if exc.status == 429:
-                problem.extra["retry_after_s"] = int(re.findall(r"in (\d+) seconds", exc.refusal.detail)[0])
-            raise problem from exc
+            raise _refusal(exc) from exc
         except IdempotencyConflict as exc:  # pragma: no cover - keys are derived from the redemption id
             raise Problem(409, "conflict", "Conflict", str(exc)) from exc
         return RedemptionBody.of(r, show_code=False)
@@ -333,21 +336,11 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     )
     async def look_up_code(code: Annotated[str, Path(min_length=1, max_length=64)], caller: Caller) -> RedemptionBody:
         require(caller, Role.PARTNER)
-        normalised = normalise_code(code)
-        if not re.fullmatch(r"[A-Z0-9]{8}", normalised):
-            raise Problem(
-                422,
-                "invalid-code",
-                "Invalid code",
-                "code: a code is 8 letters and digits, as shown on the rider's phone",
-            )
+        normalised = _code_of(code)
         try:
             r = await look_up(db, settings, caller.sub, normalised)
         except Refused as exc:
-            problem = _refusal(exc)
-            if exc.status == 429:
-                problem.extra["retry_after_s"] = int(re.findall(r"in (\d+) seconds", exc.refusal.detail)[0])
-            raise problem from exc
+            raise _refusal(exc) from exc
         return RedemptionBody.of(r, show_code=False)
 
     @app.get(

@@ -30,12 +30,11 @@ from services.points.domain.rules import (
     RuleBook,
     Rules,
     Score,
-    counters_needed,
     hazard_cells,
-    hazard_search,
+    plan,
     publication_problems,
     same_hazard,
-    score,
+    score_planned,
 )
 from services.points.store import CounterKey, PointsStore
 
@@ -147,13 +146,14 @@ class Scorer:
         each rider's caps and each hazard's first report hold whatever runs at the same moment."""
         points, ledger = PointsStore(conn), LedgerStore(conn)
         book = await self._rules.book(conn)
-        searches = {e.key: hazard_search(e, book) for e in candidates}
+        plans = {e.key: plan(e, book) for e in candidates}
+        searches = {key: p.search for key, p in plans.items()}
         riders = sorted({f"rider:{e.rider_id}" for e in candidates})
         cells = sorted({cell for search in searches.values() if search for cell in hazard_cells(search)})
         await points.lock([*riders, *cells])
         done = await ledger.recorded_keys([award_key(*e.key) for e in candidates])
         to_score = [e for e in candidates if award_key(*e.key) not in done]
-        needed = {e.key: counters_needed(e, book) for e in to_score}
+        needed = {e.key: plans[e.key].counters for e in to_score}
         paid_before = await points.hazard_reports_in([x for e in to_score if (x := searches[e.key]) is not None])
         counters = await points.counters((e.rider_id, c) for e in to_score for c in needed[e.key])
         increments: dict[CounterKey, int] = {}
@@ -165,7 +165,7 @@ class Scorer:
             earlier = None
             if search is not None:
                 earlier = same_hazard(event, search, [*paid_before, *(r for _, _, r in in_full)])
-            result = score(event, view, book, earlier)
+            result = score_planned(event, plans[event.key], view, earlier)
             if result.paid_in_full_hazard:
                 in_full.append((event.source, event.event_id, _report_of(event)))
             for counter, amount in result.counters.items():

@@ -353,24 +353,51 @@ def _honour(honor_id: str, level: str, local: datetime, rule: HonorsRule) -> Cla
     )
 
 
-def counters_needed(event: ActivityEvent, book: RuleBook) -> list[str]:
-    """The counter keys ``score`` will read for this event, so the caller can load them first."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one event will be scored, worked out once: the rules in force at its time, its claim, the
+    counters it reads (once-only, limits, then caps) and, for a hazard report, where an earlier report
+    of the same hazard would be."""
+
+    rules: Rules | None
+    claim: Claim | None
+    limit_keys: tuple[str, ...] = ()
+    cap_keys: tuple[tuple[Period, int, str], ...] = ()  # (period, cap, counter key)
+    search: HazardSearch | None = None
+
+    @property
+    def counters(self) -> list[str]:
+        return [*self.limit_keys, *(key for _, _, key in self.cap_keys)]
+
+
+def plan(event: ActivityEvent, book: RuleBook) -> Plan:
     rules = book.in_force_at(event.time)
     if rules is None:
-        return []
+        return Plan(None, None)
     c = claim(event, rules)
     local = event.time.astimezone(rules.zone)
-    return [
-        *(o.key for o in c.once),
-        *(lim.key for lim in c.limits),
-        *(counter_key(event.category, period, local) for period, _ in c.caps.items()),
-    ]
+    return Plan(
+        rules,
+        c,
+        limit_keys=(*(o.key for o in c.once), *(lim.key for lim in c.limits)),
+        cap_keys=tuple((period, cap, counter_key(event.category, period, local)) for period, cap in c.caps.items()),
+        search=_hazard_search(event, rules),
+    )
+
+
+def counters_needed(event: ActivityEvent, book: RuleBook) -> list[str]:
+    """The counter keys ``score`` will read for this event, so the caller can load them first."""
+    return plan(event, book).counters
 
 
 def hazard_search(event: ActivityEvent, book: RuleBook) -> HazardSearch | None:
     """Where to look for an earlier report of the same hazard; None when the event needs no look."""
     rules = book.in_force_at(event.time)
-    if rules is None or event.type != "hazard.report.verified" or event.data["severity"] == "rejected":
+    return _hazard_search(event, rules) if rules is not None else None
+
+
+def _hazard_search(event: ActivityEvent, rules: Rules) -> HazardSearch | None:
+    if event.type != "hazard.report.verified" or event.data["severity"] == "rejected":
         return None
     same = rules.categories.grassroots_governance.same_hazard
     lat, lon = float(event.data["lat"]), float(event.data["lon"])
@@ -423,10 +450,16 @@ def score(
     event: ActivityEvent, counters: Mapping[str, int], book: RuleBook, earlier: EarlierReport | None = None
 ) -> Score:
     """What the event earns. ``earlier`` is a report of the same hazard already paid in full, if any."""
-    rules = book.in_force_at(event.time)
-    if rules is None:
+    return score_planned(event, plan(event, book), counters, earlier)
+
+
+def score_planned(
+    event: ActivityEvent, p: Plan, counters: Mapping[str, int], earlier: EarlierReport | None = None
+) -> Score:
+    """``score`` with the event's plan worked out already (the worker plans a batch once)."""
+    rules, c = p.rules, p.claim
+    if rules is None or c is None:
         return Score(event.category, 0, "no rules were in force at the time of this activity", None, None)
-    c = claim(event, rules)
     for once in c.once:
         if counters.get(once.key, 0) > 0:
             return Score(event.category, 0, f"{once.already}: 0 points", rules.rules_id, rules.version)
@@ -443,8 +476,8 @@ def score(
             c.once,
             c.limits,
         )
-    result = _capped(event, counters, rules, c)
-    paid_in_full = earlier is None and hazard_search(event, book) is not None and result.points > 0
+    result = _capped(event, counters, rules, c, p.cap_keys)
+    paid_in_full = earlier is None and p.search is not None and result.points > 0
     return Score(
         result.category,
         result.points,
@@ -457,14 +490,16 @@ def score(
     )
 
 
-def _capped(event: ActivityEvent, counters: Mapping[str, int], rules: Rules, c: Claim) -> Score:
+def _capped(
+    event: ActivityEvent,
+    counters: Mapping[str, int],
+    rules: Rules,
+    c: Claim,
+    cap_keys: Sequence[tuple[Period, int, str]],
+) -> Score:
     """Clip the base to what is left below every cap; the smallest remainder wins and is named."""
-    local = event.time.astimezone(rules.zone)
     points, binding = c.base, None
-    cap_keys = []
-    for period, cap in c.caps.items():
-        key = counter_key(event.category, period, local)
-        cap_keys.append(key)
+    for period, cap, key in cap_keys:
         left = max(cap - counters.get(key, 0), 0)
         if left < points:
             points, binding = left, (period, cap)
@@ -477,7 +512,7 @@ def _capped(event: ActivityEvent, counters: Mapping[str, int], rules: Rules, c: 
         reason = f"{PERIOD_WORDS[period]} cap of {cap} points for {label} {state}: {points} of {c.base} awarded"
     increments: dict[str, int] = {}
     if points > 0:  # a limit is used up only by an event that paid something
-        increments = {key: points for key in cap_keys}
+        increments = {key: points for _, _, key in cap_keys}
         increments |= {o.key: 1 for o in c.once} | {lim.key: 1 for lim in c.limits}
     return Score(event.category, points, reason, rules.rules_id, rules.version, increments)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import structlog
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -176,6 +176,8 @@ def authenticate(
 
 
 Caller = Annotated[Principal, Depends(authenticate)]
+# Every list of the contract takes `limit` (1-500) and answers {"items", "next_cursor"}.
+PageLimit = Annotated[int, Query(ge=1, le=500, description="items per page, 1 to 500")]
 
 
 def require(principal: Principal, *roles: Role) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 import orjson
 import structlog
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from prometheus_client import Counter
 from pydantic import BaseModel
 
@@ -17,7 +16,7 @@ from libs.activity.model import ActivityEvent, EventSchemas, Invalid, validate_e
 from libs.activity.store import ActivityStore
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
-from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.http import Caller, PageLimit, Problem, decode_cursor, encode_cursor, problem_responses, require
 from libs.platform.settings import Settings
 from services.events.handlers import Accepted, ReusedEventId, accept_events
 
@@ -138,7 +137,7 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
     )
     async def dead_letters(
         caller: Caller,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        limit: PageLimit = 50,
         cursor: str | None = None,
     ) -> DeadLetterPage:
         require(caller, Role.OPERATOR)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import FastAPI, Header, Path, Query
+from fastapi import FastAPI, Header, Path
 from pydantic import BaseModel, Field
 
 from libs.activity.store import ActivityStore
@@ -14,7 +14,7 @@ from libs.ledger.model import RIDER_ID_PATTERN
 from libs.ledger.store import Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
-from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.http import Caller, PageLimit, Problem, decode_cursor, encode_cursor, problem_responses, require
 from libs.platform.settings import Settings
 from services.points.handlers import adjust
 from services.points.store import PointsStore
@@ -132,7 +132,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def entries(
         rider_id: RiderId,
         caller: Caller,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        limit: PageLimit = 50,
         cursor: str | None = None,
     ) -> EntryPage:
         _may_read_rider(caller, rider_id)

@@ -6,13 +6,23 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Header, Path, Query
+from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from libs.ledger.store import IdempotencyConflict, InsufficientBalance
+from libs.ledger.store import InsufficientBalance
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
-from libs.platform.http import Caller, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.http import (
+    Caller,
+    PageLimit,
+    Problem,
+    decode_cursor,
+    encode_cursor,
+    problem_response,
+    problem_responses,
+    require,
+)
 from libs.platform.settings import Settings
 from services.redemption.domain.holds import SHANGHAI, month_of, normalise_code, qr_payload
 from services.redemption.handlers import Refused, add_partner, cancel, confirm, look_up, put_reward, reserve
@@ -157,6 +167,11 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 def register(app: FastAPI, settings: Settings, db: Database) -> None:
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        # One place turns a refusal of the redemption rules into problem details for every route.
+        return problem_response(_refusal(exc), request.url.path)
+
     @app.post(
         "/v1/partners",
         status_code=201,
@@ -167,10 +182,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     )
     async def create_partner(body: PartnerBody, caller: Caller) -> PartnerBody:
         require(caller, Role.OPERATOR)
-        try:
-            partner, _ = await add_partner(db, Partner(body.partner_id, body.name, body.kind))
-        except Refused as exc:
-            raise _refusal(exc) from exc
+        partner, _ = await add_partner(db, Partner(body.partner_id, body.name, body.kind))
         return PartnerBody(partner_id=partner.partner_id, name=partner.name, kind=partner.kind)
 
     @app.post(
@@ -183,10 +195,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     )
     async def create_reward(body: RewardBody, caller: Caller) -> RewardBody:
         require(caller, Role.OPERATOR)
-        try:
-            await put_reward(db, body.reward(), create=True)
-        except Refused as exc:
-            raise _refusal(exc) from exc
+        await put_reward(db, body.reward(), create=True)
         return body
 
     @app.put(
@@ -202,10 +211,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         require(caller, Role.OPERATOR)
         if body.reward_id != reward_id:
             raise Problem(422, "invalid-request", "Invalid reward", "reward_id: must equal the reward_id of the path")
-        try:
-            await put_reward(db, body.reward(), create=False)
-        except Refused as exc:
-            raise _refusal(exc) from exc
+        await put_reward(db, body.reward(), create=False)
         return body
 
     @app.get(
@@ -243,8 +249,6 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
             )
         try:
             reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
-        except Refused as exc:
-            raise _refusal(exc) from exc
         except InsufficientBalance as exc:
             raise Problem(
                 409,
@@ -264,7 +268,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def rider_redemptions(
         caller: Caller,
         status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        limit: PageLimit = 50,
         cursor: str | None = None,
     ) -> RedemptionPage:
         require(caller, Role.RIDER)
@@ -299,10 +303,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def cancel_redemption(redemption_id: Annotated[str, Path(max_length=64)], caller: Caller) -> RedemptionBody:
         require(caller, Role.RIDER, Role.OPERATOR)
         rider = caller.sub if caller.role is Role.RIDER else None
-        try:
-            r = await cancel(db, settings, redemption_id, caller.sub, rider)
-        except Refused as exc:
-            raise _refusal(exc) from exc
+        r = await cancel(db, settings, redemption_id, caller.sub, rider)
         return RedemptionBody.of(r, show_code=False)
 
     @app.post(
@@ -315,12 +316,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def confirm_code(body: ConfirmRequest, caller: Caller) -> RedemptionBody:
         require(caller, Role.PARTNER)
         code = _code_of(body.code)
-        try:
-            r = await confirm(db, settings, caller.sub, code)
-        except Refused as exc:
-            raise _refusal(exc) from exc
-        except IdempotencyConflict as exc:  # pragma: no cover - keys are derived from the redemption id
-            raise Problem(409, "conflict", "Conflict", str(exc)) from exc
+        r = await confirm(db, settings, caller.sub, code)
         return RedemptionBody.of(r, show_code=False)
 
     @app.get(
@@ -337,10 +333,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def look_up_code(code: Annotated[str, Path(min_length=1, max_length=64)], caller: Caller) -> RedemptionBody:
         require(caller, Role.PARTNER)
         normalised = _code_of(code)
-        try:
-            r = await look_up(db, settings, caller.sub, normalised)
-        except Refused as exc:
-            raise _refusal(exc) from exc
+        r = await look_up(db, settings, caller.sub, normalised)
         return RedemptionBody.of(r, show_code=False)
 
     @app.get(
@@ -355,7 +348,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
         start: Annotated[datetime | None, Query(alias="from")] = None,
         end: Annotated[datetime | None, Query(alias="to")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        limit: PageLimit = 50,
         cursor: str | None = None,
     ) -> RedemptionPage:
         require(caller, Role.PARTNER)

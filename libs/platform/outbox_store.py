@@ -60,16 +60,6 @@ class OutboxStore:
             "UPDATE outbox SET relayed_at = now() WHERE outbox_id = ANY($1::bigint[])", list(outbox_ids)
         )
 
-    async def backlog(self, topics: Sequence[str]) -> tuple[int, float]:
-        """Unrelayed messages and the age in seconds of the oldest."""
-        row = await self._conn.fetchrow(
-            "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age"
-            " FROM outbox WHERE relayed_at IS NULL AND topic = ANY($1::text[])",
-            list(topics),
-        )
-        assert row is not None
-        return int(row["n"]), float(row["age"])
-
     async def backlog_by_topic(self, topics: Sequence[str]) -> dict[str, tuple[int, float]]:
         """Per topic (each of ``topics``, 0 when none waits): unrelayed messages and the oldest one's age in seconds."""
         rows = await self._conn.fetch(
@@ -82,8 +72,10 @@ class OutboxStore:
         )
         return {r["topic"]: (int(r["n"]), max(float(r["age"]), 0.0)) for r in rows}
 
-    async def purge_relayed(self, older_than_s: int) -> int:
+    async def purge_relayed(self, topics: Sequence[str], older_than_s: int) -> int:
         status = await self._conn.execute(
-            "DELETE FROM outbox WHERE relayed_at < now() - make_interval(secs => $1)", older_than_s
+            "DELETE FROM outbox WHERE topic = ANY($1::text[]) AND relayed_at < now() - make_interval(secs => $2)",
+            list(topics),
+            older_than_s,
         )
         return int(status.split()[-1])

@@ -36,6 +36,8 @@ class OutboxRelay:
         idle_s: float = 0.1,
         publish_timeout_s: float = 30.0,
         backlog_every_s: float = 5.0,
+        keep_relayed_s: int = 24 * 3600,
+        purge_every_s: float = 600.0,
     ) -> None:
         self._db = db
         self._make_producer = make_producer
@@ -48,6 +50,9 @@ class OutboxRelay:
         self.relayed_total = 0
         self._backlog_every_s = backlog_every_s
         self._backlog_measured_at = float("-inf")
+        self._keep_relayed_s = keep_relayed_s
+        self._purge_every_s = purge_every_s
+        self._purged_at = time.monotonic()  # nothing old to purge right after start
 
     async def relay_once(self) -> int:
         async def work(conn: asyncpg.Connection) -> list[PendingMessage]:
@@ -71,6 +76,15 @@ class OutboxRelay:
         for topic, (waiting, age) in backlog.items():
             OUTBOX_BACKLOG.labels(topic).set(waiting)
             OUTBOX_OLDEST_AGE.labels(topic).set(age)
+
+    async def _purge_now_and_then(self) -> None:
+        """Relayed messages are kept a day for inspection, then deleted, so the outbox does not grow forever."""
+        if time.monotonic() - self._purged_at < self._purge_every_s:
+            return
+        self._purged_at = time.monotonic()
+        purged = await self._db.run(lambda conn: OutboxStore(conn).purge_relayed(self._topics, self._keep_relayed_s))
+        if purged:
+            log.info("relay.purged", messages=purged)
 
     async def _measure_backlog_now_and_then(self) -> None:
         if time.monotonic() - self._backlog_measured_at < self._backlog_every_s:
@@ -103,6 +117,7 @@ class OutboxRelay:
         while not self._stopping.is_set():
             await self._measure_backlog_now_and_then()
             try:
+                await self._purge_now_and_then()
                 relayed = await self.relay_once()
                 failures = 0
             except (KafkaError, *TRANSIENT) as exc:

@@ -71,6 +71,7 @@ class ActivityStore:
             else:
                 first[event.key] = event
         batch = list(first.values())
+        hashes = {e.key: e.content_hash for e in batch}
         rows = await self._conn.fetch(
             _INSERT_EVENTS,
             [e.source for e in batch],
@@ -79,7 +80,7 @@ class ActivityStore:
             [e.category for e in batch],
             [e.rider_id for e in batch],
             [e.time for e in batch],
-            [e.content_hash for e in batch],
+            list(hashes.values()),
             [dict(e.document) for e in batch],
             via,
         )
@@ -87,11 +88,11 @@ class ActivityStore:
         new = [e for e in batch if e.key in inserted]
         known = [e for e in batch if e.key not in inserted]
         stored = await self._stored_hashes([e.key for e in known])
-        originals = {e.key: e.content_hash for e in new} | stored
+        originals = {e.key: hashes[e.key] for e in new} | stored
         duplicates: list[ActivityEvent] = []
         conflicts: list[ActivityEvent] = []
-        for event in known + repeats:
-            (duplicates if originals.get(event.key) == event.content_hash else conflicts).append(event)
+        for event, content in [*((e, hashes[e.key]) for e in known), *((e, e.content_hash) for e in repeats)]:
+            (duplicates if originals.get(event.key) == content else conflicts).append(event)
         return RecordResult(new, duplicates, conflicts)
 
     async def _stored_hashes(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:

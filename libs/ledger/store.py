@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, rider_deltas
+from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_deltas
 
 
 class IdempotencyConflict(LedgerError):
@@ -113,20 +113,20 @@ class LedgerStore:
         batch = list(unique.values())
         if not batch:
             return AppendResult({}, {})
-        await self._lock_balances(batch)
+        deltas = _moved(batch)
+        await self._lock_balances(sorted(deltas))
         rows = await self._conn.fetch(_INSERT_TRANSACTIONS, *_transaction_columns(batch))
         recorded = {r["idempotency_key"]: r["tx_id"] for r in rows}
         existing = await self._check_existing([tx for tx in batch if tx.idempotency_key not in recorded])
         new = [tx for tx in batch if tx.idempotency_key in recorded]
         await self._insert_postings(new, recorded)
-        await self._apply_balances(new)
+        await self._apply_balances(deltas if len(new) == len(batch) else _moved(new))
         return AppendResult(recorded, existing)
 
-    async def _lock_balances(self, txs: list[LedgerTransaction]) -> None:
+    async def _lock_balances(self, riders: list[str]) -> None:
         """Lock the balance rows the entries move, in rider order, before the entries get their ids:
         concurrent writers never deadlock, and a rider's entries are numbered in the order they
         commit, so a running sum over tx_id is the balance as it really was at every moment."""
-        riders = sorted(r for r, d in rider_deltas(txs).items() if d != type(d)())
         if riders:
             await self._conn.execute(_ENSURE_BALANCES, riders)
             await self._conn.execute(_LOCK_BALANCES, riders)
@@ -158,11 +158,10 @@ class LedgerStore:
         if ids:
             await self._conn.execute(_INSERT_POSTINGS, ids, numbers, accounts, amounts)
 
-    async def _apply_balances(self, txs: list[LedgerTransaction]) -> None:
-        deltas = {r: d for r, d in sorted(rider_deltas(txs).items()) if d != type(d)()}
+    async def _apply_balances(self, deltas: dict[str, RiderDelta]) -> None:
         if not deltas:
             return
-        riders = list(deltas)
+        riders = sorted(deltas)
         try:
             await self._conn.execute(
                 _UPDATE_BALANCES,
@@ -215,11 +214,18 @@ class LedgerStore:
         return _entry(row) if row else None
 
     async def recorded_keys(self, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
         rows = await self._conn.fetch(
             "SELECT idempotency_key FROM ledger_transaction WHERE idempotency_key = ANY($1::text[])",
             list(keys),
         )
         return {r["idempotency_key"] for r in rows}
+
+
+def _moved(txs: list[LedgerTransaction]) -> dict[str, RiderDelta]:
+    """What the entries do to each rider's balance, for the riders whose balance they change."""
+    return {r: d for r, d in rider_deltas(txs).items() if d != RiderDelta()}
 
 
 def _transaction_columns(txs: list[LedgerTransaction]) -> list[list[object]]:

@@ -155,7 +155,7 @@ class BatchConsumer:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(
                     timeout_ms=self._settings.worker_batch_wait_ms,
-                    max_records=self._settings.worker_batch_max,
+                    max_records=self._settings.worker_batch_max * self._settings.worker_concurrency,
                 )
                 await self._measure_lag()
                 if not batches:
@@ -189,27 +189,52 @@ class BatchConsumer:
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
     async def _process(self, batches: dict[TopicPartition, list[Message]]) -> None:
-        messages = [m for tp in sorted(batches, key=lambda t: t.partition) for m in batches[tp]]
+        """Write the fetched records as up to ``worker_concurrency`` batches at once, each from
+        partitions of its own, then commit the offsets of those that were written."""
+        lanes = split_by_partition(batches, self._settings.worker_concurrency)
+        written = await asyncio.gather(*(self._write(lane) for lane in lanes))
+        if all(written):
+            self._failures = 0
+        failpoints.reach("after_ledger_commit")
+        offsets = {
+            tp: msgs[-1].offset + 1 for lane, ok in zip(lanes, written, strict=True) if ok for tp, msgs in lane.items()
+        }
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:
+                # The group moved on (rebalance): the new owner re-reads these; scoring is idempotent.
+                log.warning("consumer.commit_failed", error=repr(exc))
+        if not all(written):
+            self._failures += 1
+            await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))
+
+    async def _write(self, lane: dict[TopicPartition, list[Message]]) -> bool:
+        messages = [m for tp in sorted(lane, key=lambda t: t.partition) for m in lane[tp]]
         try:
             await self._handler(messages)
         except Exception:
             # Nothing of the batch was written (one transaction). Rewind and try again, so a
             # database outage delays scoring but never skips or commits past an event.
-            self._failures += 1
-            delay = min(0.1 * 2**self._failures, 5.0)
-            log.exception("consumer.batch_failed", messages=len(messages), retry_in_s=delay)
-            for tp, msgs in batches.items():
+            log.exception("consumer.batch_failed", messages=len(messages), failures=self._failures + 1)
+            for tp, msgs in lane.items():
                 self._consumer.seek(tp, msgs[0].offset)
-            await asyncio.sleep(delay)
-            return
-        self._failures = 0
-        failpoints.reach("after_ledger_commit")
-        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
-            # The group moved on (rebalance): the new owner re-reads these; scoring is idempotent.
-            log.warning("consumer.commit_failed", error=repr(exc))
+            return False
+        return True
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def split_by_partition(
+    batches: dict[TopicPartition, list[Message]], lanes: int
+) -> list[dict[TopicPartition, list[Message]]]:
+    """Partitions (never split) shared among at most ``lanes`` groups of about equal size: the
+    largest partition first, each to the group that has fewest messages so far."""
+    groups: list[dict[TopicPartition, list[Message]]] = [{} for _ in range(min(lanes, len(batches)))]
+    sizes = [0] * len(groups)
+    for tp, msgs in sorted(batches.items(), key=lambda item: (-len(item[1]), item[0].partition)):
+        smallest = sizes.index(min(sizes))
+        groups[smallest][tp] = msgs
+        sizes[smallest] += len(msgs)
+    return [g for g in groups if g]

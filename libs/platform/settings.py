@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Points worker batching: one PostgreSQL transaction per batch.
     worker_batch_max: int = Field(default=1000, ge=1, le=10_000)
     worker_batch_wait_ms: int = Field(default=200, ge=1)
+    # Batches written at the same time, each from partitions of its own (so each partition, and each
+    # rider, stays in order): one batch's Python work overlaps another's wait on PostgreSQL.
+    worker_concurrency: int = Field(default=2, ge=1, le=16)
     worker_metrics_port: int = 8012
     # Stored events without an award after this long are scored from the database (a lost Kafka copy).
     pending_after_s: float = Field(default=30.0, gt=0)

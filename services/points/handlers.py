@@ -123,7 +123,8 @@ class Scorer:
             )
         conflicting = {id(e) for e in recorded.conflicts}
         candidates = list({e.key: e for e in events if id(e) not in conflicting}.values())
-        await self.score_events(conn, candidates, outcome)
+        # An event first recorded by this transaction cannot have an award yet: only the others are looked up.
+        await self.score_events(conn, candidates, outcome, unscored={e.key for e in recorded.new})
         outcome.duplicates = len(events) - len(outcome.scored) - len(recorded.conflicts)
         stored = await activity.add_dead_letters(outcome.dead_letters)
         await OutboxStore(conn).add([self._dlq_message(d) for d in stored])
@@ -141,9 +142,16 @@ class Scorer:
         self._pending_since = rows[-1]["received_at"] if len(rows) == limit else older_than
         return outcome
 
-    async def score_events(self, conn: Connection, candidates: Sequence[ActivityEvent], outcome: BatchOutcome) -> None:
-        """Score, in order, those of ``candidates`` that have no award entry yet, under locks that make
-        each rider's caps and each hazard's first report hold whatever runs at the same moment."""
+    async def score_events(
+        self,
+        conn: Connection,
+        candidates: Sequence[ActivityEvent],
+        outcome: BatchOutcome,
+        unscored: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> None:
+        """Score, in order, those of ``candidates`` that have no award entry yet (``unscored``: keys known
+        to have none), under locks that make each rider's caps and each hazard's first report hold
+        whatever runs at the same moment."""
         points, ledger = PointsStore(conn), LedgerStore(conn)
         book = await self._rules.book(conn)
         plans = {e.key: plan(e, book) for e in candidates}
@@ -151,7 +159,7 @@ class Scorer:
         riders = sorted({f"rider:{e.rider_id}" for e in candidates})
         cells = sorted({cell for search in searches.values() if search for cell in hazard_cells(search)})
         await points.lock([*riders, *cells])
-        done = await ledger.recorded_keys([award_key(*e.key) for e in candidates])
+        done = await ledger.recorded_keys([award_key(*e.key) for e in candidates if e.key not in unscored])
         to_score = [e for e in candidates if award_key(*e.key) not in done]
         needed = {e.key: plans[e.key].counters for e in to_score}
         paid_before = await points.hazard_reports_in([x for e in to_score if (x := searches[e.key]) is not None])

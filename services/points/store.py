@@ -29,11 +29,12 @@ class PointsStore:
         if not searches:
             return []
         rows = await self._conn.fetch(
-            "SELECT DISTINCT h.seq, h.report_id, h.rider_id, h.lat, h.lon, h.reported_at FROM hazard_report h"
-            " JOIN unnest($1::float8[], $2::float8[], $3::float8[], $4::float8[], $5::timestamptz[],"
-            "             $6::timestamptz[]) AS b(lat0, lat1, lon0, lon1, t0, t1)"
-            "   ON h.lat BETWEEN b.lat0 AND b.lat1 AND h.lon BETWEEN b.lon0 AND b.lon1"
-            "  AND h.reported_at BETWEEN b.t0 AND b.t1"
+            "SELECT DISTINCT h.seq, h.report_id, h.rider_id, h.lat, h.lon, h.reported_at"
+            "  FROM unnest($1::float8[], $2::float8[], $3::float8[], $4::float8[], $5::timestamptz[],"
+            "              $6::timestamptz[]) AS b(lat0, lat1, lon0, lon1, t0, t1)"
+            "  CROSS JOIN LATERAL (SELECT * FROM hazard_report r"
+            "   WHERE point(r.lon, r.lat) <@ box(point(b.lon0, b.lat0), point(b.lon1, b.lat1))"
+            "     AND r.reported_at BETWEEN b.t0 AND b.t1) AS h"
             " ORDER BY h.seq",
             [x.lat_min for x in searches],
             [x.lat_max for x in searches],

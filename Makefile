@@ -54,7 +54,6 @@ test: lint
 
 # Throughput of the points path on a stack of its own; figures also go to bench/results/.
 bench: install
-	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.throughput
 
 # Scale-out of the points worker: 1, 2 and 4 processes in one consumer group on a 16-partition topic,

@@ -1,89 +1,84 @@
-"""Reserve and confirm latency with many riders at once, against a running stack."""
+"""Reserve and confirm latency with many riders at once, against a running stack.
+
+The stack gets a partner, a reward and riders with points; the load itself runs in a process of its
+own (bench/load.py). Afterwards every rider's balance is read back: none may be below zero.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
+import json
+import sys
+import tempfile
 import uuid
+from typing import Any
 
 import httpx
 
 from libs.platform.auth import Role, mint_token
 from libs.platform.settings import Settings
 
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(int(len(ordered) * p / 100), len(ordered) - 1)]
+COST = 10
 
 
-async def redemption_latency(settings: Settings, riders: int = 200, rounds: int = 5) -> dict[str, float]:
-    """Each of ``riders`` riders, all at once, reserves a reward and its partner confirms the code,
-    ``rounds`` times. Returns p50/p99 in ms and whether any balance went below zero."""
+async def run_load(workload: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Run bench/load.py in a process of its own and return what it measured."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(config, f)
+        f.flush()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.load", workload, f.name, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.load {workload} exited with {proc.returncode}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def redemption_latency(
+    settings: Settings, riders: int = 200, seconds: float = 20.0, pause_s: float = 1.0
+) -> dict[str, Any]:
+    """``riders`` riders at once: a burst (all reserve at the same instant), then for ``seconds`` each
+    reserves, has the code confirmed and pauses ``pause_s`` on average. Each rider is granted points
+    for fewer redemptions than it attempts, so reserves refused for lack of points show the guard."""
     url = f"http://{settings.host}:{settings.redemption_port}"
     points = f"http://{settings.host}:{settings.points_port}"
     tag = uuid.uuid4().hex[:6]
     operator = {"authorization": f"Bearer {mint_token(settings, Role.OPERATOR, 'bench')}"}
     partner_id, reward_id = f"bench-partner-{tag}", f"bench-reward-{tag}"
-    limits = httpx.Limits(max_connections=riders, max_keepalive_connections=riders)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+    names = [f"bench-rider-{tag}-{i}" for i in range(riders)]
+    affordable = max(int(seconds / pause_s) - 2, 1)  # attempts are about seconds / pause_s + 1 (the burst)
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20)) as http:
         await http.post(
             f"{url}/v1/partners", headers=operator, json={"partner_id": partner_id, "name": "bench", "kind": "merchant"}
         )
         await http.post(
             f"{url}/v1/rewards",
             headers=operator,
-            json={"reward_id": reward_id, "partner_id": partner_id, "title": "bench", "cost": 10, "active": True},
+            json={"reward_id": reward_id, "partner_id": partner_id, "title": "bench", "cost": COST, "active": True},
         )
-        names = [f"bench-rider-{tag}-{i}" for i in range(riders)]
-        # Each rider can afford rounds - 1 redemptions: the last reserve of each must be refused (409).
-        await asyncio.gather(
-            *(
-                http.post(
-                    f"{points}/v1/adjustments",
-                    json={"rider_id": n, "amount": 10 * (rounds - 1), "reason": "bench"},
-                    headers={**operator, "idempotency-key": f"{n}-grant"},
-                )
-                for n in names
+        for n in names:
+            r = await http.post(
+                f"{points}/v1/adjustments",
+                json={"rider_id": n, "amount": COST * affordable, "reason": "bench"},
+                headers={**operator, "idempotency-key": f"{n}-grant"},
             )
+            r.raise_for_status()
+        measured = await run_load(
+            "redemptions",
+            {
+                "url": url,
+                "reward_id": reward_id,
+                "partner_token": mint_token(settings, Role.PARTNER, partner_id),
+                "riders": [{"name": n, "token": mint_token(settings, Role.RIDER, n)} for n in names],
+                "seconds": seconds,
+                "pause_s": pause_s,
+            },
         )
-        partner = {"authorization": f"Bearer {mint_token(settings, Role.PARTNER, partner_id)}"}
-        reserve_ms: list[float] = []
-        confirm_ms: list[float] = []
-        refused = 0
-
-        async def one_rider(name: str) -> None:
-            nonlocal refused
-            rider = {"authorization": f"Bearer {mint_token(settings, Role.RIDER, name)}"}
-            for i in range(rounds):
-                started = time.perf_counter()
-                r = await http.post(
-                    f"{url}/v1/redemptions",
-                    json={"reward_id": reward_id},
-                    headers={**rider, "idempotency-key": f"{name}-{i}"},
-                )
-                reserve_ms.append((time.perf_counter() - started) * 1000)
-                if r.status_code == 409:
-                    refused += 1
-                    continue
-                r.raise_for_status()
-                started = time.perf_counter()
-                c = await http.post(f"{url}/v1/partner/confirmations", json={"code": r.json()["code"]}, headers=partner)
-                confirm_ms.append((time.perf_counter() - started) * 1000)
-                c.raise_for_status()
-
-        await asyncio.gather(*(one_rider(n) for n in names))
-        balances = await asyncio.gather(*(http.get(f"{points}/v1/riders/{n}/balance", headers=operator) for n in names))
-    lowest = min(b.json()["available"] for b in balances)
+        balances = [(await http.get(f"{points}/v1/riders/{n}/balance", headers=operator)).json() for n in names]
     return {
-        "riders": riders,
-        "reserves": len(reserve_ms),
-        "confirms": len(confirm_ms),
-        "refused_for_points": refused,
-        "reserve_p50_ms": round(statistics.median(reserve_ms), 2),
-        "reserve_p99_ms": round(percentile(reserve_ms, 99), 2),
-        "confirm_p50_ms": round(statistics.median(confirm_ms), 2),
-        "confirm_p99_ms": round(percentile(confirm_ms, 99), 2),
-        "lowest_balance": lowest,
+        **measured,
+        "lowest_balance": min(b["available"] for b in balances),
+        "lowest_held": min(b["held"] for b in balances),
     }

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import re
+import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,10 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import psutil
 
 from bench.ceiling import ceiling
-from bench.redemption import redemption_latency
+from bench.redemption import redemption_latency, run_load
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
 from libs.platform.kafka import make_producer
@@ -152,6 +154,25 @@ async def via_http(settings: Settings, conn: asyncpg.Connection, n: int, riders:
     return n / (time.perf_counter() - started)
 
 
+def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU time (user + system) used so far by the stack's processes, all of PostgreSQL's, and this
+    benchmark's own (it is the Kafka producer): where the two cores go."""
+    used: dict[str, float] = {}
+    for name, process in processes.items():
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(process.pid).cpu_times()
+            used[name] = t.user + t.system
+    used["postgres"] = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                used["postgres"] += t.user + t.system
+    t = psutil.Process().cpu_times()
+    used["bench (producer)"] = t.user + t.system
+    return used
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -160,43 +181,18 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def balance_reads(settings: Settings, seconds: int, connections: int = 8) -> dict[str, Any]:
-    """wrk (a separate load process) reads one rider's balance as fast as `connections` keep-alive
-    connections allow; its own latency distribution is reported."""
-    token = mint_token(settings, Role.RIDER, "bench-rider-1")
-    url = f"http://{settings.host}:{settings.points_port}/v1/riders/bench-rider-1/balance"
-    proc = await asyncio.create_subprocess_exec(
-        "wrk",
-        "-t2",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "-H",
-        f"Authorization: Bearer {token}",
-        url,
-        stdout=asyncio.subprocess.PIPE,
+async def balance_reads(settings: Settings, seconds: int, rate: int = 1000) -> dict[str, Any]:
+    """One rider's balance at ``rate`` requests a second from a load process of its own (bench/load.py),
+    open loop: each request's latency counts from its moment on the schedule."""
+    return await run_load(
+        "reads",
+        {
+            "url": f"http://{settings.host}:{settings.points_port}/v1/riders/bench-rider-1/balance",
+            "token": mint_token(settings, Role.RIDER, "bench-rider-1"),
+            "rate": rate,
+            "seconds": seconds,
+        },
     )
-    out, _ = await proc.communicate()
-    return parse_wrk(out.decode(), connections)
-
-
-def parse_wrk(text: str, connections: int) -> dict[str, Any]:
-    def ms(value: str) -> float:
-        for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
-            if value.endswith(unit):
-                return float(value[: -len(unit)]) * factor
-        return float(value)
-
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", text, re.MULTILINE))
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {
-        "connections": connections,
-        "achieved_rate": round(float(rate.group(1))) if rate else 0,
-        "p50_ms": round(ms(percentiles.get("50", "0ms")), 2),
-        "p99_ms": round(ms(percentiles.get("99", "0ms")), 2),
-        "errors": int(errors.group(1)) if errors else 0,
-    }
 
 
 async def main(n: int, riders: int, read_seconds: int) -> None:
@@ -211,7 +207,9 @@ async def main(n: int, riders: int, read_seconds: int) -> None:
         await stack.wait_healthy(list(SERVICES))
         conn = await asyncpg.connect(SETTINGS.database_url)
         await via_kafka(SETTINGS, conn, 2000, riders)  # warm-up: group join, caches, plans
+        before = cpu_seconds(stack.processes)
         kafka_rate = await via_kafka(SETTINGS, conn, n, riders)
+        cpu = {k: round((v - before.get(k, 0.0)) / n * 1e6, 1) for k, v in cpu_seconds(stack.processes).items()}
         http_rate = await via_http(SETTINGS, conn, min(n, 50_000), riders)
         await conn.close()
         reads = await balance_reads(SETTINGS, read_seconds)
@@ -227,6 +225,7 @@ async def main(n: int, riders: int, read_seconds: int) -> None:
         "ceiling": ceiling_result,
         "kafka_events_per_s": round(kafka_rate),
         "kafka_ratio_to_ceiling": round(kafka_rate / ceiling_result["batched_events_per_s"], 2),
+        "kafka_cpu_us_per_event": cpu,
         "http_events_per_s": round(http_rate),
         "balance_reads": reads,
         "redemption": redemption,
@@ -250,21 +249,27 @@ def report(r: dict[str, Any]) -> None:
         ),
         ("end to end: HTTP batches -> outbox -> ledger", f"{r['http_events_per_s']} events/s", ""),
         (
-            f"balance reads, wrk with {reads['connections']} connections: {reads['achieved_rate']} req/s",
+            f"balance reads, {reads['rate']:.0f}/s for {reads['seconds']:.0f} s: {reads['achieved_rate']} req/s",
             f"p50 {reads['p50_ms']} ms, p99 {reads['p99_ms']} ms",
             f"{reads['errors']} errors",
         ),
         (
-            f"reserve, {red['riders']} riders at once",
-            f"p50 {red['reserve_p50_ms']} ms, p99 {red['reserve_p99_ms']} ms",
+            f"reserve, {red['riders']} riders at the same instant",
+            f"p50 {red['burst_reserve']['p50_ms']} ms, p99 {red['burst_reserve']['p99_ms']} ms",
+            "",
+        ),
+        (
+            f"reserve, {red['riders']} riders redeeming ({red['requests_per_s']} req/s)",
+            f"p50 {red['reserve']['p50_ms']} ms, p99 {red['reserve']['p99_ms']} ms",
             f"lowest balance {red['lowest_balance']}",
         ),
         (
-            f"confirm, {red['riders']} riders at once",
-            f"p50 {red['confirm_p50_ms']} ms, p99 {red['confirm_p99_ms']} ms",
-            "",
+            f"confirm, {red['riders']} riders redeeming",
+            f"p50 {red['confirm']['p50_ms']} ms, p99 {red['confirm']['p99_ms']} ms",
+            f"{red['refused_for_points']} refused for points",
         ),
     ]
+    rows += [(f"CPU per event over Kafka: {name}", f"{us} us", "") for name, us in r["kafka_cpu_us_per_event"].items()]
     rows += [(f"peak RSS {name}", f"{mb} MB", "") for name, mb in r["peak_rss_mb"].items()]
     width = max(len(a) for a, _, _ in rows)
     print(f"\nwarmbee bench, {r['when']}, {r['machine']}")

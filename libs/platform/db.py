@@ -37,12 +37,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection returns to the pool: warmbee keeps no session state (only
+    SET LOCAL and transaction-scoped locks), and asyncpg itself rolls back an unfinished transaction.
+    The default reset costs every checkout a round trip (advisory unlock, CLOSE ALL, RESET ALL)."""
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=settings.pg_pool_min,
         max_size=settings.pg_pool_max,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=60,
     )
     assert pool is not None

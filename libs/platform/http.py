@@ -18,7 +18,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.platform.auth import InvalidToken, Principal, Role, verify_token
 from libs.platform.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -157,7 +159,7 @@ def _internal_error(request: Request) -> JSONResponse:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def authenticate(
+async def authenticate(  # async: a plain def would cost every request a hop to the thread pool
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -212,24 +214,7 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        request_id = request_id_of(request.headers.get(REQUEST_ID_HEADER))
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                response = await call_next(request)
-            except Exception:
-                # Answered here rather than by the outermost error handler, so a 500 is counted,
-                # logged with its request id, and carries the id back to the caller.
-                log.exception("http.unhandled", path=request.url.path)
-                response = _internal_error(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        HTTP_LATENCY.labels(service, template, request.method).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(service, template, request.method, str(response.status_code)).inc()
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
+    app.add_middleware(MeasureRequests, service=service)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     async def healthz() -> dict[str, str]:
@@ -274,6 +259,44 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class MeasureRequests:
+    """Request metrics, the request id (bound to every log line, and sent back), and a 500 answered
+    here for an unexpected error, so it is counted and carries its id. Plain ASGI rather than
+    Starlette's BaseHTTPMiddleware, which runs every request in a task group of its own."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self._app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        status = 500
+        answered = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, answered
+            if message["type"] == "http.response.start":
+                status, answered = message["status"], True
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self._app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("http.unhandled", path=scope["path"])
+                if answered:  # too late for a 500: the status line is sent
+                    raise
+                await _internal_error(Request(scope))(scope, receive, send_with_id)
+        template = getattr(scope.get("route"), "path", "unmatched")
+        HTTP_LATENCY.labels(self._service, template, scope["method"]).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(self._service, template, scope["method"], str(status)).inc()
 
 
 def request_id_of(sent: str | None) -> str:

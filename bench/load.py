@@ -1,0 +1,201 @@
+"""A load process of its own, so the load does not share the benchmark's event loop.
+
+Two workloads, each printing one JSON object on stdout:
+
+- ``reads``: GET one rider's balance at a fixed rate (open loop). Every request has its moment on a
+  schedule, and its latency counts from that moment, so a slow service cannot hide its queue by
+  making the load wait (what wrk's closed loop does).
+- ``redemptions``: riders at once, each reserving a reward and its partner confirming the code, then
+  pausing like a person at a counter; first a burst (every rider reserves at the same instant), then
+  sessions for a while.
+
+A minimal HTTP/1.1 client on asyncio streams with keep-alive: the clients of the ecosystem spend more
+CPU per request than the service under test, on a machine where both share two cores.
+
+Usage: python -m bench.load reads|redemptions CONFIG.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def percentile(samples: list[float], p: float) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    return ordered[min(int(len(ordered) * p / 100), len(ordered) - 1)]
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    return {
+        "count": len(samples_ms),
+        "p50_ms": round(percentile(samples_ms, 50), 2),
+        "p99_ms": round(percentile(samples_ms, 99), 2),
+        "max_ms": round(max(samples_ms, default=0.0), 2),
+    }
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+        if self._writer is None or self._reader is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self._reader.readexactly(length)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+@dataclass
+class Tally:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def add(self, status: int, ms: float) -> None:
+        self.latencies_ms.append(ms)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+async def reads(config: dict[str, Any]) -> dict[str, Any]:
+    """GET ``url`` at ``rate`` per second for ``seconds`` on up to ``connections`` connections."""
+    parts = urlsplit(config["url"])
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    rate, seconds = float(config["rate"]), float(config["seconds"])
+    headers = {"Authorization": f"Bearer {config['token']}"}
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(int(config.get("connections", 64))):
+        idle.put_nowait(Connection(host, port))
+    tally = Tally()
+
+    async def one(due: float) -> None:
+        conn = await idle.get()
+        try:
+            status, _ = await conn.request("GET", parts.path, headers)
+        except (OSError, asyncio.IncompleteReadError):
+            conn.close()
+            conn, status = Connection(host, port), 599
+        idle.put_nowait(conn)
+        tally.add(status, (time.perf_counter() - due) * 1000)
+
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter() + 0.1
+    total = int(rate * seconds)
+    for i in range(total):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    errors = sum(n for status, n in tally.statuses.items() if status >= 400)
+    return {
+        "rate": rate,
+        "achieved_rate": round(len(tally.latencies_ms) / elapsed),
+        "seconds": seconds,
+        **summary(tally.latencies_ms),
+        "errors": errors,
+    }
+
+
+async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
+    """Each rider of ``riders`` (name, token) reserves ``reward_id`` and the partner confirms the code.
+    First a burst, all at the same instant; then sessions of reserve, confirm and a pause of
+    ``pause_s`` on average, for ``seconds``. A reserve refused for lack of points (409) is counted
+    apart: riders are granted fewer points than they try to spend."""
+    parts = urlsplit(config["url"])
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    partner = {"Authorization": f"Bearer {config['partner_token']}", "Content-Type": "application/json"}
+    body = json.dumps({"reward_id": config["reward_id"]}).encode()
+    burst, reserve, confirm = Tally(), Tally(), Tally()
+    refused = 0
+
+    async def redeem(conn: Connection, rider: dict[str, str], key: str, into: Tally) -> None:
+        nonlocal refused
+        headers = {"Authorization": f"Bearer {rider['token']}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        status, answer = await conn.request("POST", "/v1/redemptions", headers | {"Idempotency-Key": key}, body)
+        into.add(status, (time.perf_counter() - started) * 1000)
+        if status == 409:
+            refused += 1
+            return
+        if status != 201:
+            return
+        code = json.dumps({"code": json.loads(answer)["code"]}).encode()
+        started = time.perf_counter()
+        status, _ = await conn.request("POST", "/v1/partner/confirmations", partner, code)
+        confirm.add(status, (time.perf_counter() - started) * 1000)
+
+    connections = {r["name"]: Connection(host, port) for r in config["riders"]}
+    for conn in connections.values():  # connected before the clock starts, as phones keep theirs
+        await conn.request("GET", "/healthz", {})
+    await asyncio.gather(*(redeem(connections[r["name"]], r, f"{r['name']}-burst", burst) for r in config["riders"]))
+    deadline = time.perf_counter() + float(config["seconds"])
+    pause = float(config["pause_s"])
+
+    async def session(rider: dict[str, str]) -> None:
+        rng = random.Random(rider["name"])  # noqa: S311 - think times, not secrets
+        await asyncio.sleep(rng.uniform(0, pause))
+        n = 0
+        while time.perf_counter() < deadline:
+            await redeem(connections[rider["name"]], rider, f"{rider['name']}-{n}", reserve)
+            n += 1
+            await asyncio.sleep(rng.uniform(0.5 * pause, 1.5 * pause))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(session(r) for r in config["riders"]))
+    elapsed = time.perf_counter() - started
+    for conn in connections.values():
+        conn.close()
+    unexpected = {
+        str(status): n
+        for tally in (burst, reserve, confirm)
+        for status, n in tally.statuses.items()
+        if status not in (200, 201, 409)
+    }
+    return {
+        "riders": len(config["riders"]),
+        "burst_reserve": summary(burst.latencies_ms),
+        "reserve": summary(reserve.latencies_ms),
+        "confirm": summary(confirm.latencies_ms),
+        "requests_per_s": round((len(reserve.latencies_ms) + len(confirm.latencies_ms)) / elapsed),
+        "refused_for_points": refused,
+        "unexpected_statuses": unexpected,
+    }
+
+
+def main() -> None:
+    workload, path = sys.argv[1], sys.argv[2]
+    with open(path) as f:
+        config = json.load(f)
+    run = {"reads": reads, "redemptions": redemptions}[workload]
+    print(json.dumps(asyncio.run(run(config))))
+
+
+if __name__ == "__main__":
+    main()

@@ -138,14 +138,14 @@ def current_assignment(worker: Worker) -> set[int] | None:
     return state
 
 
-async def wait_group_stable(workers: list[Worker], timeout_s: float = 90.0) -> float:
+async def wait_group_stable(workers: list[Worker], timeout_s: float = 90.0, partitions: int = PARTITIONS) -> float:
     """Wait until every live worker owns its partitions and together they own all, once each."""
     started = time.monotonic()
     while True:
         owned = [current_assignment(w) for w in workers]
         if all(o is not None for o in owned):
             sets = [o for o in owned if o is not None]
-            if sum(len(s) for s in sets) == PARTITIONS and set().union(*sets) == set(range(PARTITIONS)):
+            if sum(len(s) for s in sets) == partitions and set().union(*sets) == set(range(partitions)):
                 return time.monotonic() - started
         for w in workers:
             if w.process.poll() is not None:

@@ -27,6 +27,7 @@ import psutil
 
 from bench.ceiling import ceiling
 from bench.redemption import redemption_latency, run_load
+from bench.scaleout import Worker, start_worker, wait_group_stable
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
 from libs.platform.kafka import make_producer
@@ -195,7 +196,7 @@ async def balance_reads(settings: Settings, seconds: int, rate: int = 1000) -> d
     )
 
 
-async def main(n: int, riders: int, read_seconds: int) -> None:
+async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> None:
     stack = LocalStack(SETTINGS, ROOT / ".run" / "bench-logs")
     stack.check_ports_free()
     await drop_database(SETTINGS)
@@ -205,6 +206,13 @@ async def main(n: int, riders: int, read_seconds: int) -> None:
         for name in SERVICES:
             stack.start_service(name)
         await stack.wait_healthy(list(SERVICES))
+        first = stack.processes["points-worker"]
+        workers = [Worker("points-worker", SETTINGS.worker_metrics_port, first, stack.log_dir / "points-worker.log", 0)]
+        workers += [
+            start_worker(stack, f"points-worker-{i}", SETTINGS.worker_metrics_port + i)
+            for i in range(2, worker_count + 1)
+        ]
+        await wait_group_stable(workers, partitions=SETTINGS.topic_partitions)
         conn = await asyncpg.connect(SETTINGS.database_url)
         await via_kafka(SETTINGS, conn, 2000, riders)  # warm-up: group join, caches, plans
         before = cpu_seconds(stack.processes)
@@ -222,6 +230,7 @@ async def main(n: int, riders: int, read_seconds: int) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "events": n,
         "riders": riders,
+        "worker_processes": worker_count,
         "ceiling": ceiling_result,
         "kafka_events_per_s": round(kafka_rate),
         "kafka_ratio_to_ceiling": round(kafka_rate / ceiling_result["batched_events_per_s"], 2),
@@ -243,7 +252,7 @@ def report(r: dict[str, Any]) -> None:
         ("ceiling: raw PostgreSQL, 1,000 events a transaction", f"{c['batched_events_per_s']} events/s", ""),
         ("ceiling: raw PostgreSQL, one event a transaction", f"{c['one_per_tx_events_per_s']} events/s", ""),
         (
-            f"end to end: {r['events']} events over Kafka -> ledger",
+            f"end to end: {r['events']} events over Kafka -> ledger, {r['worker_processes']} workers",
             f"{r['kafka_events_per_s']} events/s",
             f"{r['kafka_ratio_to_ceiling']} of the ceiling",
         ),
@@ -282,5 +291,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--riders", type=int, default=10_000)
     parser.add_argument("--read-seconds", type=int, default=30)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="points worker processes in the group (deploy/ runs 3 or more)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.riders, args.read_seconds))
+    asyncio.run(main(args.events, args.riders, args.read_seconds, args.workers))

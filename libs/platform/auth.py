@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,19 +36,24 @@ def mint_token(settings: Settings, role: Role, sub: str, ttl_s: int = 30 * 24 * 
 
 
 def verify_token(settings: Settings, token: str) -> Principal:
+    principal, expires_at = _verified(token, settings.jwt_secret, settings.jwt_algorithm)
+    if expires_at <= time.time():
+        raise InvalidToken("Signature has expired")
+    return principal
+
+
+@functools.lru_cache(maxsize=8192)
+def _verified(token: str, secret: str, algorithm: str) -> tuple[Principal, float]:
+    """A token's principal and expiry, checked once: a phone sends the same token with every request,
+    and checking its signature was a tenth of a request's work. Refusals are not kept."""
     try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
-            options={"require": ["sub", "exp"]},
-        )
+        claims = jwt.decode(token, secret, algorithms=[algorithm], options={"require": ["sub", "exp"]})
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
     sub, role = claims.get("sub"), claims.get("role")
     if not isinstance(sub, str) or not sub:
         raise InvalidToken("claim 'sub' must be a non-empty string")
     try:
-        return Principal(sub=sub, role=Role(str(role)))
+        return Principal(sub=sub, role=Role(str(role))), float(claims["exp"])
     except ValueError as exc:
         raise InvalidToken(f"claim 'role' must be one of {', '.join(Role)}") from exc

@@ -144,13 +144,15 @@ async def reserve(
         assert partner is not None
         now = datetime.now(UTC)
         month = month_of(now)
-        await _take(store, reward, month, rider_id)
         redemption = await _insert(
             store, _new_redemption(reward, rider_id, idempotency_key, now, month, settings, expected_cost)
         )
         await LedgerStore(conn).append(
             [hold_entry(redemption.redemption_id, rider_id, reward.cost, reward.title, partner.name, reward.reward_id)]
         )
+        # The stock is counted last: its row is shared by every rider of the reward, and each reserve
+        # holds its lock until commit.
+        await _take(store, reward, month, rider_id)
         await OutboxStore(conn).add([state_message(settings, redemption)])
         changes.append((partner.kind, redemption))
         return Reserved(redemption, replayed=False)
@@ -161,7 +163,10 @@ async def reserve(
 
 
 async def _take(store: RedemptionStore, reward: Reward, month: str, rider_id: str) -> None:
-    if not await store.take(reward.reward_id, month, ALL_RIDERS, reward.stock_per_month):
+    full = await store.take(
+        reward.reward_id, month, [(ALL_RIDERS, reward.stock_per_month), (rider_id, reward.per_rider_monthly_limit)]
+    )
+    if ALL_RIDERS in full:
         raise _refused(
             409,
             "out-of-stock",
@@ -169,7 +174,7 @@ async def _take(store: RedemptionStore, reward: Reward, month: str, rider_id: st
             f"reward_id: all {reward.stock_per_month} of {reward.title} for {month} are taken; "
             "try next month or another reward",
         )
-    if not await store.take(reward.reward_id, month, rider_id, reward.per_rider_monthly_limit):
+    if full:
         raise _refused(
             409,
             "monthly-limit-reached",
@@ -219,15 +224,15 @@ async def _insert(store: RedemptionStore, redemption: Redemption) -> Redemption:
 async def _resolve(
     conn: Connection, settings: Settings, r: Redemption, action: Resolution, actor: str | None, changes: Changes
 ) -> Redemption:
-    """Move a held redemption to its resolution: state, counters, ledger entry, outbox. Counters come
-    before the balance, the order reserve takes them in, so the two never deadlock."""
+    """Move a held redemption to its resolution: state, ledger entry, counters, outbox. The balance
+    comes before the counters, the order reserve takes them in, so the two never deadlock."""
     store = RedemptionStore(conn)
     await store.resolve(r.redemption_id, RESULT_OF[action].value, actor)
-    if action is not Resolution.CONFIRM:
-        await store.give_back(r.reward_id, r.month, [ALL_RIDERS, r.rider_id])
     await LedgerStore(conn).append(
         [resolution_entry(r.redemption_id, r.rider_id, r.cost, r.title, r.partner_id, action, actor)]
     )
+    if action is not Resolution.CONFIRM:
+        await store.give_back(r.reward_id, r.month, [ALL_RIDERS, r.rider_id])
     resolved = await store.get(r.redemption_id)
     assert resolved is not None
     await OutboxStore(conn).add([state_message(settings, resolved)])

@@ -119,25 +119,24 @@ class RedemptionStore:
 
     # --- stock and limits ----------------------------------------------------------------------
 
-    async def take(self, reward_id: str, month: str, rider_id: str, most: int | None) -> bool:
-        """Count one more hold against a limit, unless it is reached: one conditional UPDATE, so
-        concurrent reserves can never take more than ``most``."""
-        await self._conn.execute(
-            "INSERT INTO reward_usage (reward_id, month, rider_id, used) VALUES ($1, $2, $3, 0)"
-            " ON CONFLICT (reward_id, month, rider_id) DO NOTHING",
+    async def take(self, reward_id: str, month: str, limits: Sequence[tuple[str, int | None]]) -> set[str]:
+        """Count one more hold against each (counter, most) of ``limits`` that has room; returns the
+        counters that had none. One statement, each counter a conditional upsert: concurrent reserves
+        can never take more than ``most``. The caller rolls back when any counter was full."""
+        rows = await self._conn.fetch(
+            "INSERT INTO reward_usage AS u (reward_id, month, rider_id, used)"
+            " SELECT $1, $2, c, 1 FROM unnest($3::text[], $4::int[]) AS l(c, most)"
+            "  WHERE most IS NULL OR most > 0 ORDER BY c"
+            " ON CONFLICT (reward_id, month, rider_id) DO UPDATE SET used = u.used + 1"
+            "  WHERE u.used < coalesce((SELECT most FROM unnest($3::text[], $4::int[]) AS m(c, most)"
+            "                            WHERE m.c = u.rider_id), 2147483647)"
+            " RETURNING u.rider_id",
             reward_id,
             month,
-            rider_id,
+            [c for c, _ in limits],
+            [most for _, most in limits],
         )
-        status = await self._conn.execute(
-            "UPDATE reward_usage SET used = used + 1"
-            " WHERE reward_id = $1 AND month = $2 AND rider_id = $3 AND ($4::int IS NULL OR used < $4)",
-            reward_id,
-            month,
-            rider_id,
-            most,
-        )
-        return status.endswith(" 1")
+        return {c for c, _ in limits} - {r["rider_id"] for r in rows}
 
     async def give_back(self, reward_id: str, month: str, rider_ids: Sequence[str]) -> None:
         await self._conn.execute(
@@ -152,33 +151,28 @@ class RedemptionStore:
 
     async def add(self, r: Redemption) -> bool:
         """Insert a new hold; False when its code collides with a live hold (draw another)."""
-        try:
-            async with self._conn.transaction():  # a savepoint: a collision must not spoil the transaction
-                await self._conn.execute(
-                    f"INSERT INTO redemption ({_REDEMPTION_COLUMNS})"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                    r.redemption_id,
-                    r.reward_id,
-                    r.partner_id,
-                    r.rider_id,
-                    r.title,
-                    r.cost,
-                    r.status,
-                    r.code,
-                    r.month,
-                    r.idempotency_key,
-                    r.request_hash,
-                    r.notice,
-                    r.created_at,
-                    r.expires_at,
-                    r.resolved_at,
-                    r.resolved_by,
-                )
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "redemption_live_code_unique":
-                return False
-            raise
-        return True
+        status = await self._conn.execute(
+            f"INSERT INTO redemption ({_REDEMPTION_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            " ON CONFLICT (code) WHERE status = 'held' DO NOTHING",
+            r.redemption_id,
+            r.reward_id,
+            r.partner_id,
+            r.rider_id,
+            r.title,
+            r.cost,
+            r.status,
+            r.code,
+            r.month,
+            r.idempotency_key,
+            r.request_hash,
+            r.notice,
+            r.created_at,
+            r.expires_at,
+            r.resolved_at,
+            r.resolved_by,
+        )
+        return status.endswith(" 1")
 
     async def get(self, redemption_id: str, *, for_update: bool = False) -> Redemption | None:
         lock = " FOR UPDATE" if for_update else ""

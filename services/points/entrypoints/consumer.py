@@ -4,7 +4,9 @@ transaction, then commits the offsets; relays its outbox (dead letters, ledger e
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import logging
 import signal
 import time
 from collections.abc import Sequence
@@ -69,19 +71,28 @@ def _observe(outcome: BatchOutcome, messages: Sequence[Message], started: float)
     for m in messages:
         ARRIVAL_LAG.observe(max(now_ms - m.timestamp, 0) / 1000)
     now = time.time()
+    scored: collections.Counter[tuple[str, str]] = collections.Counter()
+    issued: collections.Counter[str] = collections.Counter()
+    detailed = log.is_enabled_for(logging.DEBUG)
     for event, score in outcome.scored:
-        EVENTS_SCORED.labels(event.category, scored_outcome(score)).inc()
-        POINTS_ISSUED.labels(event.category).inc(score.points)
+        outcome_name = scored_outcome(score)
+        scored[event.category, outcome_name] += 1
+        issued[event.category] += score.points
         EVENT_TIME_LAG.observe(max(now - event.time.timestamp(), 0))
-        log.debug(
-            "event.scored",
-            source=event.source,
-            event_id=event.event_id,
-            rider_id=event.rider_id,
-            category=event.category,
-            points=score.points,
-            outcome=scored_outcome(score),
-        )
+        if detailed:
+            log.debug(
+                "event.scored",
+                source=event.source,
+                event_id=event.event_id,
+                rider_id=event.rider_id,
+                category=event.category,
+                points=score.points,
+                outcome=outcome_name,
+            )
+    for (category, outcome_name), n in scored.items():  # a labelled series is looked up once a batch
+        EVENTS_SCORED.labels(category, outcome_name).inc(n)
+    for category, points in issued.items():
+        POINTS_ISSUED.labels(category).inc(points)
     for d in outcome.dead_letters:
         log.warning(
             "event.dead_lettered",

@@ -132,15 +132,15 @@ async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     partner = {"Authorization": f"Bearer {config['partner_token']}", "Content-Type": "application/json"}
     body = json.dumps({"reward_id": config["reward_id"]}).encode()
-    burst, reserve, confirm = Tally(), Tally(), Tally()
+    burst, burst_confirm, reserve, confirm = Tally(), Tally(), Tally(), Tally()
     refused = 0
 
-    async def redeem(conn: Connection, rider: dict[str, str], key: str, into: Tally) -> None:
+    async def redeem(conn: Connection, rider: dict[str, str], key: str, reserves: Tally, confirms: Tally) -> None:
         nonlocal refused
         headers = {"Authorization": f"Bearer {rider['token']}", "Content-Type": "application/json"}
         started = time.perf_counter()
         status, answer = await conn.request("POST", "/v1/redemptions", headers | {"Idempotency-Key": key}, body)
-        into.add(status, (time.perf_counter() - started) * 1000)
+        reserves.add(status, (time.perf_counter() - started) * 1000)
         if status == 409:
             refused += 1
             return
@@ -149,12 +149,14 @@ async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
         code = json.dumps({"code": json.loads(answer)["code"]}).encode()
         started = time.perf_counter()
         status, _ = await conn.request("POST", "/v1/partner/confirmations", partner, code)
-        confirm.add(status, (time.perf_counter() - started) * 1000)
+        confirms.add(status, (time.perf_counter() - started) * 1000)
 
     connections = {r["name"]: Connection(host, port) for r in config["riders"]}
     for conn in connections.values():  # connected before the clock starts, as phones keep theirs
         await conn.request("GET", "/healthz", {})
-    await asyncio.gather(*(redeem(connections[r["name"]], r, f"{r['name']}-burst", burst) for r in config["riders"]))
+    await asyncio.gather(
+        *(redeem(connections[r["name"]], r, f"{r['name']}-burst", burst, burst_confirm) for r in config["riders"])
+    )
     deadline = time.perf_counter() + float(config["seconds"])
     pause = float(config["pause_s"])
 
@@ -163,7 +165,7 @@ async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(rng.uniform(0, pause))
         n = 0
         while time.perf_counter() < deadline:
-            await redeem(connections[rider["name"]], rider, f"{rider['name']}-{n}", reserve)
+            await redeem(connections[rider["name"]], rider, f"{rider['name']}-{n}", reserve, confirm)
             n += 1
             await asyncio.sleep(rng.uniform(0.5 * pause, 1.5 * pause))
 
@@ -174,13 +176,14 @@ async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
         conn.close()
     unexpected = {
         str(status): n
-        for tally in (burst, reserve, confirm)
+        for tally in (burst, burst_confirm, reserve, confirm)
         for status, n in tally.statuses.items()
         if status not in (200, 201, 409)
     }
     return {
         "riders": len(config["riders"]),
         "burst_reserve": summary(burst.latencies_ms),
+        "burst_confirm": summary(burst_confirm.latencies_ms),
         "reserve": summary(reserve.latencies_ms),
         "confirm": summary(confirm.latencies_ms),
         "requests_per_s": round((len(reserve.latencies_ms) + len(confirm.latencies_ms)) / elapsed),

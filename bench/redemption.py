@@ -37,7 +37,7 @@ async def run_load(workload: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def redemption_latency(
-    settings: Settings, riders: int = 200, seconds: float = 20.0, pause_s: float = 1.0
+    settings: Settings, riders: int = 200, seconds: float = 20.0, pause_s: float = 2.0
 ) -> dict[str, Any]:
     """``riders`` riders at once: a burst (all reserve at the same instant), then for ``seconds`` each
     reserves, has the code confirmed and pauses ``pause_s`` on average. Each rider is granted points

@@ -40,6 +40,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bench.group import Worker, current_assignment, start_worker, wait_group_stable
 from bench.throughput import events
 from libs.platform.db import drop_database
 from libs.platform.kafka import make_producer
@@ -109,60 +110,6 @@ class CpuMeter:
         return out
 
 
-@dataclass
-class Worker:
-    instance: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-    log_start: int
-
-
-ASSIGNED = re.compile(r"partition=(\d+)")
-
-
-def current_assignment(worker: Worker) -> set[int] | None:
-    """The partitions the worker last said it owns; None while it is between revoke and assign."""
-    state: set[int] | None = None
-    with worker.log.open("rb") as f:
-        f.seek(worker.log_start)
-        for line in f:
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if record.get("msg") == "consumer.partitions_assigned":
-                state = {int(p) for p in ASSIGNED.findall(" ".join(record.get("partitions", [])))}
-            elif record.get("msg") == "consumer.partitions_revoked":
-                state = None
-    return state
-
-
-async def wait_group_stable(workers: list[Worker], timeout_s: float = 90.0, partitions: int = PARTITIONS) -> float:
-    """Wait until every live worker owns its partitions and together they own all, once each."""
-    started = time.monotonic()
-    while True:
-        owned = [current_assignment(w) for w in workers]
-        if all(o is not None for o in owned):
-            sets = [o for o in owned if o is not None]
-            if sum(len(s) for s in sets) == partitions and set().union(*sets) == set(range(partitions)):
-                return time.monotonic() - started
-        for w in workers:
-            if w.process.poll() is not None:
-                raise RuntimeError(f"{w.instance} exited with {w.process.returncode}; see {w.log}")
-        if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"consumer group not stable after {timeout_s} s: {owned}")
-        await asyncio.sleep(0.25)
-
-
-def start_worker(stack: LocalStack, instance: str, port: int) -> Worker:
-    log = stack.log_dir / f"{instance}.log"
-    start = log.stat().st_size if log.exists() else 0
-    env = {**WORKER_ENV, "WARMBEE_WORKER_METRICS_PORT": str(port)}
-    process = stack.start_service("points-worker", env, instance=instance)
-    return Worker(instance, port, process, log, start)
-
-
 def duplicates_seen(worker: Worker) -> int:
     """Redelivered messages the worker recognised as already scored (from its /metrics)."""
     url = f"http://{SETTINGS.host}:{worker.port}/metrics"
@@ -229,7 +176,7 @@ async def stop_workers_one_at_a_time(stack: LocalStack, workers: list[Worker]) -
         await asyncio.to_thread(stack.stop, leaving.instance)
         if remaining:
             try:
-                await wait_group_stable(remaining, timeout_s=60)
+                await wait_group_stable(remaining, timeout_s=60, partitions=PARTITIONS)
             except TimeoutError as exc:  # the broker is thrown away after the run: note it, carry on
                 print(f"  (while stopping: {exc})", flush=True)
 
@@ -253,8 +200,8 @@ async def run_once(stack: LocalStack, n_workers: int, n: int, riders: int, kill:
     run_id = f"w{n_workers}{'k' if kill else ''}"
     workers: list[Worker] = []
     for i in range(n_workers):  # one at a time: each join waits for the group to settle
-        workers.append(start_worker(stack, f"worker-{run_id}-{i}", SETTINGS.worker_metrics_port + i))
-        await wait_group_stable(workers)
+        workers.append(start_worker(stack, f"worker-{run_id}-{i}", SETTINGS.worker_metrics_port + i, WORKER_ENV))
+        await wait_group_stable(workers, partitions=PARTITIONS)
     print(f"  group stable: {[sorted(current_assignment(w) or []) for w in workers]}", flush=True)
 
     conn = await asyncpg.connect(SETTINGS.database_url)
@@ -300,7 +247,7 @@ async def run_once(stack: LocalStack, n_workers: int, n: int, riders: int, kill:
                 print(f"  SIGKILL {victim.instance} at {done} of {n} scored", flush=True)
                 survivors = [w for w in workers if w is not victim]
                 killed = {"instance": victim.instance, "scored_when_killed": done, "survivors": survivors}
-                rebalance = asyncio.create_task(wait_group_stable(survivors, timeout_s=120))
+                rebalance = asyncio.create_task(wait_group_stable(survivors, timeout_s=120, partitions=PARTITIONS))
             if killed is not None and rebalance is not None and "rebalanced_after_s" not in killed and rebalance.done():
                 rebalance.result()
                 killed["rebalanced_after_s"] = round(time.perf_counter() - killed_at, 1)

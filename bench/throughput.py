@@ -26,8 +26,8 @@ import orjson
 import psutil
 
 from bench.ceiling import ceiling
+from bench.group import Worker, start_worker, wait_group_stable
 from bench.redemption import redemption_latency, run_load
-from bench.scaleout import Worker, start_worker, wait_group_stable
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
 from libs.platform.kafka import make_producer
@@ -265,6 +265,11 @@ def report(r: dict[str, Any]) -> None:
         (
             f"reserve, {red['riders']} riders at the same instant",
             f"p50 {red['burst_reserve']['p50_ms']} ms, p99 {red['burst_reserve']['p99_ms']} ms",
+            "",
+        ),
+        (
+            f"confirm, the burst's {red['riders']} codes at once",
+            f"p50 {red['burst_confirm']['p50_ms']} ms, p99 {red['burst_confirm']['p99_ms']} ms",
             "",
         ),
         (

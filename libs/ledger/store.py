@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_deltas
+from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_delta
 
 
 class IdempotencyConflict(LedgerError):
@@ -56,19 +56,38 @@ class Entry:
     actor: str | None
 
 
-_INSERT_TRANSACTIONS = """
-INSERT INTO ledger_transaction (idempotency_key, input_hash, kind, rider_id, available_delta, category,
-                                source, event_id, rule_id, rule_version, reason, occurred_at, actor, details)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamptz[], $13::text[],
-                     $14::jsonb[])
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING idempotency_key, tx_id
-"""
-
-_INSERT_POSTINGS = """
-INSERT INTO ledger_posting (tx_id, posting_no, account, amount)
-SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[])
+# One statement records a batch: its entries, their postings and the balance projection, each part
+# only for the entries not recorded before (ON CONFLICT DO NOTHING leaves them out of ``t``).
+_RECORD = """
+WITH t AS (
+    INSERT INTO ledger_transaction (idempotency_key, input_hash, kind, rider_id, available_delta, category,
+                                    source, event_id, rule_id, rule_version, reason, occurred_at, actor, details)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamptz[], $13::text[],
+                         $14::jsonb[])
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key, tx_id
+), postings AS (
+    INSERT INTO ledger_posting (tx_id, posting_no, account, amount)
+    SELECT t.tx_id, p.no, p.account, p.amount
+      FROM unnest($15::text[], $16::smallint[], $17::text[], $18::bigint[]) AS p(key, no, account, amount)
+      JOIN t ON t.idempotency_key = p.key
+), balances AS (
+    UPDATE rider_balance AS b
+       SET available = b.available + d.a,
+           held = b.held + d.h,
+           earned_total = b.earned_total + d.e,
+           redeemed_total = b.redeemed_total + d.d,
+           updated_at = now()
+      FROM (SELECT m.rider, sum(m.a)::bigint AS a, sum(m.h)::bigint AS h, sum(m.e)::bigint AS e,
+                   sum(m.d)::bigint AS d
+              FROM unnest($19::text[], $20::text[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[])
+                   AS m(key, rider, a, h, e, d)
+              JOIN t ON t.idempotency_key = m.key
+             GROUP BY m.rider) AS d
+     WHERE b.rider_id = d.rider
+)
+SELECT idempotency_key, tx_id FROM t
 """
 
 # Two statements, not one INSERT ... ON CONFLICT DO UPDATE: PostgreSQL checks CHECK constraints on the
@@ -81,17 +100,6 @@ ON CONFLICT (rider_id) DO NOTHING
 
 _LOCK_BALANCES = """
 SELECT rider_id FROM rider_balance WHERE rider_id = ANY($1::text[]) ORDER BY rider_id FOR UPDATE
-"""
-
-_UPDATE_BALANCES = """
-UPDATE rider_balance AS b
-   SET available = b.available + t.a,
-       held = b.held + t.h,
-       earned_total = b.earned_total + t.e,
-       redeemed_total = b.redeemed_total + t.d,
-       updated_at = now()
-  FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS t(r, a, h, e, d)
- WHERE b.rider_id = t.r
 """
 
 _ENTRY_COLUMNS = """tx_id, recorded_at, available_delta, kind, category, source, event_id, rule_id,
@@ -113,14 +121,17 @@ class LedgerStore:
         batch = list(unique.values())
         if not batch:
             return AppendResult({}, {})
-        deltas = _moved(batch)
-        await self._lock_balances(sorted(deltas))
-        rows = await self._conn.fetch(_INSERT_TRANSACTIONS, *_transaction_columns(batch))
+        await self._lock_balances(sorted({tx.rider_id for tx in batch if rider_delta(tx) != RiderDelta()}))
+        try:
+            rows = await self._conn.fetch(
+                _RECORD, *_transaction_columns(batch), *_posting_columns(batch), *_delta_columns(batch)
+            )
+        except asyncpg.CheckViolationError as exc:
+            if exc.constraint_name and exc.constraint_name.startswith("rider_balance_"):
+                raise InsufficientBalance(str(exc.constraint_name)) from exc
+            raise
         recorded = {r["idempotency_key"]: r["tx_id"] for r in rows}
         existing = await self._check_existing([tx for tx in batch if tx.idempotency_key not in recorded])
-        new = [tx for tx in batch if tx.idempotency_key in recorded]
-        await self._insert_postings(new, recorded)
-        await self._apply_balances(deltas if len(new) == len(batch) else _moved(new))
         return AppendResult(recorded, existing)
 
     async def _lock_balances(self, riders: list[str]) -> None:
@@ -143,36 +154,6 @@ class LedgerStore:
             if stored[tx.idempotency_key][0] != tx.input_hash:
                 raise IdempotencyConflict(tx.idempotency_key)
         return {key: tx_id for key, (_, tx_id) in stored.items()}
-
-    async def _insert_postings(self, txs: list[LedgerTransaction], tx_ids: dict[str, int]) -> None:
-        ids: list[int] = []
-        numbers: list[int] = []
-        accounts: list[str] = []
-        amounts: list[int] = []
-        for tx in txs:
-            for no, posting in enumerate(tx.postings, start=1):
-                ids.append(tx_ids[tx.idempotency_key])
-                numbers.append(no)
-                accounts.append(posting.account)
-                amounts.append(posting.amount)
-        if ids:
-            await self._conn.execute(_INSERT_POSTINGS, ids, numbers, accounts, amounts)
-
-    async def _apply_balances(self, deltas: dict[str, RiderDelta]) -> None:
-        if not deltas:
-            return
-        riders = sorted(deltas)
-        try:
-            await self._conn.execute(
-                _UPDATE_BALANCES,
-                riders,
-                [deltas[r].available for r in riders],
-                [deltas[r].held for r in riders],
-                [deltas[r].earned for r in riders],
-                [deltas[r].redeemed for r in riders],
-            )
-        except asyncpg.CheckViolationError as exc:
-            raise InsufficientBalance(str(exc.constraint_name)) from exc
 
     async def balance(self, rider_id: str, *, for_update: bool = False) -> Balance:
         lock = " FOR UPDATE" if for_update else ""
@@ -223,9 +204,20 @@ class LedgerStore:
         return {r["idempotency_key"] for r in rows}
 
 
-def _moved(txs: list[LedgerTransaction]) -> dict[str, RiderDelta]:
-    """What the entries do to each rider's balance, for the riders whose balance they change."""
-    return {r: d for r, d in rider_deltas(txs).items() if d != RiderDelta()}
+def _posting_columns(txs: list[LedgerTransaction]) -> list[list[object]]:
+    """(idempotency key, posting number, account, amount) of every posting, as columns."""
+    rows = [(tx.idempotency_key, no, p.account, p.amount) for tx in txs for no, p in enumerate(tx.postings, start=1)]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[], [], [], []]
+
+
+def _delta_columns(txs: list[LedgerTransaction]) -> list[list[object]]:
+    """(idempotency key, rider, available, held, earned, redeemed) of every entry that moves a balance."""
+    rows = [
+        (tx.idempotency_key, tx.rider_id, d.available, d.held, d.earned, d.redeemed)
+        for tx in txs
+        if (d := rider_delta(tx)) != RiderDelta()
+    ]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[], [], [], [], [], []]
 
 
 def _transaction_columns(txs: list[LedgerTransaction]) -> list[list[object]]:

@@ -128,20 +128,19 @@ async def reserve(
                     "Idempotency-Key: this key was used for another reward; use a new key per redemption",
                 )
             return Reserved(earlier, replayed=True)
-        reward = await store.reward(reward_id, for_update=True)
-        if reward is None:
+        offer = await store.reward_on_offer(reward_id)
+        if offer is None:
             raise _refused(
                 404,
                 "reward-unknown",
                 "Unknown reward",
                 f"reward_id: no reward {reward_id!r}; pick one from GET /v1/rewards",
             )
+        reward, partner = offer
         if not reward.active:
             raise _refused(
                 409, "reward-inactive", "Reward not available", f"reward_id: {reward_id!r} is not offered at the moment"
             )
-        partner = await store.partner(reward.partner_id)
-        assert partner is not None
         now = datetime.now(UTC)
         month = month_of(now)
         redemption = await _insert(
@@ -227,14 +226,13 @@ async def _resolve(
     """Move a held redemption to its resolution: state, ledger entry, counters, outbox. The balance
     comes before the counters, the order reserve takes them in, so the two never deadlock."""
     store = RedemptionStore(conn)
-    await store.resolve(r.redemption_id, RESULT_OF[action].value, actor)
+    resolved = await store.resolve(r.redemption_id, RESULT_OF[action].value, actor)
+    assert resolved is not None, "the caller locked a held redemption"
     await LedgerStore(conn).append(
         [resolution_entry(r.redemption_id, r.rider_id, r.cost, r.title, r.partner_id, action, actor)]
     )
     if action is not Resolution.CONFIRM:
         await store.give_back(r.reward_id, r.month, [ALL_RIDERS, r.rider_id])
-    resolved = await store.get(r.redemption_id)
-    assert resolved is not None
     await OutboxStore(conn).add([state_message(settings, resolved)])
     partner = await store.partner(r.partner_id)
     changes.append((partner.kind if partner else "unknown", resolved))

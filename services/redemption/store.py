@@ -79,11 +79,25 @@ class RedemptionStore:
         )
         return status.endswith(" 1")
 
-    async def reward(self, reward_id: str, *, for_update: bool = False) -> Reward | None:
-        lock = " FOR SHARE" if for_update else ""
+    async def reward_on_offer(self, reward_id: str) -> tuple[Reward, Partner] | None:
+        """A reward and its partner, the reward locked against change (FOR SHARE) until the reserve
+        commits: a price change waits for the holds taken at the old price."""
+        row = await self._conn.fetchrow(
+            "SELECT r.reward_id, r.partner_id, r.title, r.cost, r.stock_per_month, r.per_rider_monthly_limit,"
+            "       r.active, p.name AS partner_name, p.kind AS partner_kind"
+            "  FROM reward r JOIN partner p USING (partner_id) WHERE r.reward_id = $1 FOR SHARE OF r",
+            reward_id,
+        )
+        if row is None:
+            return None
+        fields = dict(row)
+        partner = Partner(fields["partner_id"], fields.pop("partner_name"), fields.pop("partner_kind"))
+        return Reward(**fields), partner
+
+    async def reward(self, reward_id: str) -> Reward | None:
         row = await self._conn.fetchrow(
             "SELECT reward_id, partner_id, title, cost, stock_per_month, per_rider_monthly_limit, active"
-            f" FROM reward WHERE reward_id = $1{lock}",
+            " FROM reward WHERE reward_id = $1",
             reward_id,
         )
         return Reward(**dict(row)) if row else None
@@ -205,14 +219,16 @@ class RedemptionStore:
         )
         return _redemption(row) if row else None
 
-    async def resolve(self, redemption_id: str, status: str, actor: str | None) -> None:
-        await self._conn.execute(
+    async def resolve(self, redemption_id: str, status: str, actor: str | None) -> Redemption | None:
+        """Resolve a held redemption; the redemption as it is now, or None when it was not held."""
+        row = await self._conn.fetchrow(
             "UPDATE redemption SET status = $2, resolved_at = now(), resolved_by = $3"
-            " WHERE redemption_id = $1 AND status = 'held'",
+            f" WHERE redemption_id = $1 AND status = 'held' RETURNING {_REDEMPTION_COLUMNS}",
             redemption_id,
             status,
             actor,
         )
+        return _redemption(row) if row else None
 
     async def open_holds_by_kind(self) -> dict[str, int]:
         rows = await self._conn.fetch(

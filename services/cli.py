@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -86,12 +87,22 @@ def serve_points() -> None:
     _serve(build_app, "points", get_settings().points_port)
 
 
+def quiet_garbage_collector() -> None:
+    """Keep the cyclic garbage collector out of request latency: what start-up built (modules, the app,
+    its routes and models) is moved out of its sight, and it runs less often. Requests make few cycles;
+    a full collection over every start-up object took tens of milliseconds, the tail of a balance read."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+
+
 def _serve(build: object, name: str, port: int) -> None:
     import uvicorn
 
     settings = get_settings()
     configure_logging(settings.log_level, name)
     application = build(settings)  # type: ignore[operator]
+    quiet_garbage_collector()
     uvicorn.run(
         application,
         host=settings.host,

@@ -56,6 +56,23 @@ class Entry:
     actor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """What the ``points-ledger`` event of an entry says."""
+
+    tx_id: int
+    recorded_at: datetime
+    kind: str
+    rider_id: str
+    amount: int
+    category: str | None
+    source: str | None
+    event_id: str | None
+    rule_id: str | None
+    rule_version: int | None
+    reason: str
+
+
 # One statement records a batch: its entries, their postings and the balance projection, each part
 # only for the entries not recorded before (ON CONFLICT DO NOTHING leaves them out of ``t``).
 _RECORD = """
@@ -193,6 +210,14 @@ class LedgerStore:
             f"SELECT {_ENTRY_COLUMNS} FROM ledger_transaction WHERE idempotency_key = $1", idempotency_key
         )
         return _entry(row) if row else None
+
+    async def feed_entries(self, tx_ids: Sequence[int]) -> list[FeedEntry]:
+        rows = await self._conn.fetch(
+            "SELECT tx_id, recorded_at, kind, rider_id, available_delta, category, source, event_id, rule_id,"
+            " rule_version, reason FROM ledger_transaction WHERE tx_id = ANY($1::bigint[]) ORDER BY tx_id",
+            list(tx_ids),
+        )
+        return [FeedEntry(*r) for r in rows]
 
     async def recorded_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:

@@ -16,6 +16,20 @@ class OutboxMessage:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+# A reference row stands for many messages that the relay renders when it publishes (the header names
+# what kind of reference it is, the value what it refers to): a batch of 1,000 ledger entries is one
+# row to write, claim and mark, not 1,000.
+REFERENCE_HEADER = "warmbee-outbox-reference"
+
+
+def reference(topic: str, kind: str, value: bytes) -> OutboxMessage:
+    return OutboxMessage(topic, None, value, ((REFERENCE_HEADER, kind),))
+
+
+def reference_kind(message: OutboxMessage) -> str | None:
+    return next((v for k, v in message.headers if k == REFERENCE_HEADER), None)
+
+
 @dataclass(frozen=True, slots=True)
 class PendingMessage:
     outbox_id: int
@@ -38,14 +52,17 @@ class OutboxStore:
             [dict(m.headers) for m in messages],  # a JSON object: a list would read as an array dimension
         )
 
-    async def claim(self, topics: Sequence[str], limit: int) -> list[PendingMessage]:
-        """Lock the oldest unrelayed messages; other relays skip them until this transaction ends."""
+    async def claim(self, topics: Sequence[str], limit: int, references: Sequence[str] = ()) -> list[PendingMessage]:
+        """Lock the oldest unrelayed messages; other relays skip them until this transaction ends.
+        Reference rows are claimed only by a relay that can render their kind (``references``)."""
         rows = await self._conn.fetch(
             "SELECT outbox_id, topic, key, value, headers FROM outbox"
             " WHERE relayed_at IS NULL AND topic = ANY($1::text[])"
+            f"   AND (headers->>'{REFERENCE_HEADER}' IS NULL OR headers->>'{REFERENCE_HEADER}' = ANY($3::text[]))"
             " ORDER BY outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED",
             list(topics),
             limit,
+            list(references),
         )
         return [
             PendingMessage(

@@ -10,7 +10,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
 import structlog
@@ -20,10 +20,13 @@ from aiokafka.errors import KafkaError
 from libs.platform.db import TRANSIENT, Database
 from libs.platform.kafka import broker_reachable, make_producer
 from libs.platform.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
-from libs.platform.outbox_store import OutboxStore, PendingMessage
+from libs.platform.outbox_store import OutboxMessage, OutboxStore, reference_kind
 from libs.platform.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# Renders a reference row (in the relay's transaction) into the messages it stands for.
+Renderer = Callable[[asyncpg.Connection, OutboxMessage], Awaitable[list[OutboxMessage]]]
 
 
 class OutboxRelay:
@@ -38,8 +41,10 @@ class OutboxRelay:
         backlog_every_s: float = 5.0,
         keep_relayed_s: int = 24 * 3600,
         purge_every_s: float = 600.0,
+        renderers: Mapping[str, Renderer] | None = None,
     ) -> None:
         self._db = db
+        self._renderers = dict(renderers or {})
         self._make_producer = make_producer
         self._producer: AIOKafkaProducer | None = None
         self._topics = list(topics)
@@ -55,19 +60,28 @@ class OutboxRelay:
         self._purged_at = time.monotonic()  # nothing old to purge right after start
 
     async def relay_once(self) -> int:
-        async def work(conn: asyncpg.Connection) -> list[PendingMessage]:
-            store = OutboxStore(conn)
-            pending = await store.claim(self._topics, self._batch_max)
-            if pending:
-                await self._publish(pending)
-                await store.mark_relayed([p.outbox_id for p in pending])
-            return pending
+        """Relay one batch; returns the outbox rows relayed (a reference row is one)."""
 
-        relayed = await self._db.run(work)
-        for topic, count in collections.Counter(p.message.topic for p in relayed).items():
+        async def work(conn: asyncpg.Connection) -> tuple[int, list[OutboxMessage]]:
+            store = OutboxStore(conn)
+            pending = await store.claim(self._topics, self._batch_max, list(self._renderers))
+            messages = [m for p in pending for m in await self._render(conn, p.message)]
+            if pending:
+                await self._publish(messages)
+                await store.mark_relayed([p.outbox_id for p in pending])
+            return len(pending), messages
+
+        rows, relayed = await self._db.run(work)
+        for topic, count in collections.Counter(m.topic for m in relayed).items():
             OUTBOX_RELAYED.labels(topic).inc(count)
         self.relayed_total += len(relayed)
-        return len(relayed)
+        return rows
+
+    async def _render(self, conn: asyncpg.Connection, message: OutboxMessage) -> list[OutboxMessage]:
+        kind = reference_kind(message)
+        if kind is None:
+            return [message]
+        return await self._renderers[kind](conn, message)
 
     async def measure_backlog(self) -> None:
         """Export the backlog of this relay's topics and the age of the oldest message waiting."""
@@ -95,16 +109,13 @@ class OutboxRelay:
         except TRANSIENT as exc:
             log.debug("relay.backlog_unmeasured", error=repr(exc))
 
-    async def _publish(self, pending: list[PendingMessage]) -> None:
+    async def _publish(self, messages: list[OutboxMessage]) -> None:
         assert self._producer is not None, "run() starts the producer"
         sends = [
             await self._producer.send(
-                p.message.topic,
-                key=p.message.key,
-                value=p.message.value,
-                headers=[(k, v.encode()) for k, v in p.message.headers],
+                m.topic, key=m.key, value=m.value, headers=[(k, v.encode()) for k, v in m.headers]
             )
-            for p in pending
+            for m in messages
         ]
         # A stuck delivery must not hold the claimed rows forever: fail the batch, roll back, retry.
         await asyncio.wait_for(asyncio.gather(*sends), timeout=self._publish_timeout_s)
@@ -167,8 +178,16 @@ class OutboxRelay:
         return self._producer is not None and await broker_reachable(self._producer)
 
 
-def relay_for(db: Database, settings: Settings, topics: Sequence[str]) -> OutboxRelay:
-    """The relay of one service's outbox topics, configured from settings."""
+def relay_for(
+    db: Database, settings: Settings, topics: Sequence[str], renderers: Mapping[str, Renderer] | None = None
+) -> OutboxRelay:
+    """The relay of one service's outbox topics, configured from settings; ``renderers`` turn the
+    reference rows of their kind into the messages they stand for."""
     return OutboxRelay(
-        db, lambda: make_producer(settings), topics, settings.relay_batch_max, settings.relay_idle_ms / 1000
+        db,
+        lambda: make_producer(settings),
+        topics,
+        settings.relay_batch_max,
+        settings.relay_idle_ms / 1000,
+        renderers=renderers,
     )

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import orjson
-
 from libs.activity.model import FUTURE_SLACK, ActivityEvent, EventSchemas, Invalid, decode_message, validate_event
 from libs.activity.store import ActivityStore, DeadLetterInput
+from libs.ledger.feed import entries_reference
 from libs.ledger.model import (
     PROGRAMME_ADJUSTMENTS,
     PROGRAMME_ISSUED,
@@ -185,9 +184,10 @@ class Scorer:
         appended = await ledger.append(txs)
         await points.add_to_counters(increments)
         await points.add_hazard_reports(in_full)
-        await OutboxStore(conn).add(
-            [ledger_message(self._settings, tx, appended.recorded[tx.idempotency_key]) for tx in txs]
-        )
+        if appended.recorded:
+            await OutboxStore(conn).add(
+                [entries_reference(self._settings.topic_points_ledger, list(appended.recorded.values()))]
+            )
 
     def _dlq_message(self, d: DeadLetterInput) -> OutboxMessage:
         value = d.value or b""
@@ -228,31 +228,6 @@ def award_transaction(event: ActivityEvent, result: Score) -> LedgerTransaction:
     )
 
 
-def ledger_message(settings: Settings, tx: LedgerTransaction, tx_id: int) -> OutboxMessage:
-    """What the system did, as a CloudEvent on ``points-ledger`` for other systems to follow."""
-    body = {
-        "specversion": "1.0",
-        "id": f"entry-{tx_id}",
-        "source": "warmbee/points",
-        "type": f"points.{tx.kind.value}.recorded",
-        "subject": tx.rider_id,
-        "time": datetime.now(UTC).isoformat(),
-        "datacontenttype": "application/json",
-        "data": {
-            "entry_id": tx_id,
-            "kind": tx.kind.value,
-            "amount": tx.available_delta,
-            "category": tx.category,
-            "source": tx.source,
-            "event_id": tx.event_id,
-            "rule_id": tx.rule_id,
-            "rule_version": tx.rule_version,
-            "reason": tx.reason,
-        },
-    }
-    return OutboxMessage(settings.topic_points_ledger, tx.rider_id.encode(), orjson.dumps(body))
-
-
 class AdjustmentRefused(Exception):
     """A negative adjustment larger than the rider's available balance."""
 
@@ -284,7 +259,7 @@ async def adjust(
         appended = await ledger.append([tx])
         tx_id = {**appended.recorded, **appended.existing}[tx.idempotency_key]
         if tx.idempotency_key in appended.recorded:
-            await OutboxStore(conn).add([ledger_message(settings, tx, tx_id)])
+            await OutboxStore(conn).add([entries_reference(settings.topic_points_ledger, [tx_id])])
         entry = await ledger.entry(tx_id)
         assert entry is not None
         return entry

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
+from libs.ledger.feed import ENTRIES, render_entries
 from libs.platform.db import TRANSIENT, Database
 from libs.platform.http import create_app
 from libs.platform.metrics import watch_pool
@@ -48,7 +49,7 @@ class ExpirySweep:
 def build_app(settings: Settings) -> FastAPI:
     db = Database(settings)
     watch_pool("redemption", db)
-    relay = relay_for(db, settings, [settings.topic_points_ledger])
+    relay = relay_for(db, settings, [settings.topic_points_ledger], {ENTRIES: render_entries})
     sweep = ExpirySweep(db, settings)
 
     async def readiness() -> dict[str, bool]:

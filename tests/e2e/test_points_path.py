@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from libs.platform.auth import Role
-from tests.e2e.conftest import Api, shanghai, shift, to_kafka
+from libs.platform.kafka import client_options
+from tests.e2e.conftest import Api, eventually, shanghai, shift, to_kafka
 
 pytestmark = pytest.mark.e2e
 
@@ -194,3 +197,40 @@ async def test_each_service_serves_health_readiness_openapi_and_metrics(api: Api
     assert (health.status_code, ready.status_code, openapi.status_code, metrics.status_code) == (200, 200, 200, 200)
     assert openapi.json()["openapi"].startswith("3.")
     assert "warmbee_http_requests_total" in metrics.text
+
+
+async def test_every_entry_of_a_rider_is_published_on_points_ledger_once(api: Api, rider: str) -> None:
+    events = [shift(rider, 2), shift(rider, 1.5)]
+    await api.publish(events, batch=True)
+    for event in events:
+        await api.wait_scored("volunteer-platform", event["id"])
+    adjusted = await api.http.post(
+        f"{api.points_url}/v1/adjustments",
+        json={"rider_id": rider, "amount": 7, "reason": "a late paper record"},
+        headers={**api.token_for_operator(), "idempotency-key": f"{rider}-feed"},
+    )
+    assert adjusted.status_code == 201
+    entries = {e["entry_id"]: e for e in await api.entries(rider)}
+
+    consumer = AIOKafkaConsumer(
+        api.settings.topic_points_ledger, **client_options(api.settings), auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    seen: list[dict[str, Any]] = []
+
+    async def all_published() -> bool:
+        for batch in (await consumer.getmany(timeout_ms=500)).values():
+            seen.extend(m for r in batch if (m := orjson.loads(r.value))["subject"] == rider)
+        return {m["data"]["entry_id"] for m in seen} >= set(entries)
+
+    try:
+        await eventually(all_published, 60, f"points-ledger events for {rider}'s {len(entries)} entries")
+    finally:
+        await consumer.stop()
+    assert len(seen) == len(entries)  # each entry once (the relay marks what it published)
+    for message in seen:
+        entry = entries[message["data"]["entry_id"]]
+        assert message["type"] == f"points.{entry['kind']}.recorded"
+        assert message["id"] == f"entry-{entry['entry_id']}"
+        assert message["data"]["amount"] == entry["amount"]
+        assert message["data"]["reason"] == entry["reason"]

@@ -15,7 +15,9 @@ from typing import Any
 import orjson
 
 from libs.activity.model import ActivityEvent, Invalid, load_schemas, validate_event
+from libs.ledger.feed import ENTRIES, render_entries
 from libs.platform.db import Database
+from libs.platform.outbox_store import OutboxMessage, reference_kind
 
 SCHEMAS = load_schemas()
 SOURCE = "volunteer-platform"
@@ -139,6 +141,21 @@ async def outbox(db: Database, topic: str, key: str) -> list[dict[str, Any]]:
             key.encode(),
         )
     return [dict(r) for r in rows]
+
+
+async def published(db: Database, topic: str, key: str) -> list[OutboxMessage]:
+    """The messages the outbox holds for this topic and Kafka key (the rider), oldest first, with its
+    reference rows rendered as the relay renders them."""
+    async with db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT topic, key, value, headers FROM outbox WHERE topic = $1 ORDER BY outbox_id", topic
+        )
+        found: list[OutboxMessage] = []
+        for r in rows:
+            row = OutboxMessage(r["topic"], r["key"], r["value"], tuple(r["headers"].items()))
+            messages = await render_entries(conn, row) if reference_kind(row) == ENTRIES else [row]
+            found += [m for m in messages if m.key == key.encode()]
+    return found
 
 
 async def dead_letters(db: Database, key: str) -> list[dict[str, Any]]:

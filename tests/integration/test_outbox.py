@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import orjson
+
+from libs.ledger.feed import ENTRIES, entries_reference, render_entries
+from libs.ledger.model import PROGRAMME_ADJUSTMENTS, EntryKind, LedgerTransaction, rider_available, transfer
+from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
+from libs.platform.relay import OutboxRelay
 
 
 async def test_purge_deletes_relayed_messages_of_its_topics_and_keeps_the_rest(db: Database) -> None:
@@ -33,3 +40,62 @@ async def test_purge_deletes_relayed_messages_of_its_topics_and_keeps_the_rest(d
         }
     assert purged == 1
     assert left == {(topic, b"waiting"), (other, b"relayed elsewhere")}
+
+
+class RecordingProducer:
+    """Stands in for the Kafka producer (the relay's publishing is covered end to end in tests/e2e):
+    here the claim, the rendering of reference rows and the mark run against the real database."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, headers: object) -> asyncio.Future[None]:
+        self.sent.append((topic, key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_a_reference_row_is_relayed_as_the_events_of_its_ledger_entries(db: Database) -> None:
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    rider = f"rider-feed-{uuid.uuid4().hex[:8]}"
+    txs = [
+        LedgerTransaction(
+            idempotency_key=f"feed:{rider}:{n}",
+            kind=EntryKind.ADJUSTMENT,
+            rider_id=rider,
+            reason=f"adjustment {n}",
+            postings=transfer(PROGRAMME_ADJUSTMENTS, rider_available(rider), n),
+        )
+        for n in (3, 4)
+    ]
+
+    async def record(conn: Connection) -> list[int]:
+        appended = await LedgerStore(conn).append(txs)
+        ids = list(appended.recorded.values())
+        await OutboxStore(conn).add([entries_reference(topic, ids), OutboxMessage(topic, b"k", b"plain")])
+        return ids
+
+    ids = await db.run(record)
+    blind, producer = RecordingProducer(), RecordingProducer()
+    unable = OutboxRelay(db, lambda: blind, [topic])
+    able = OutboxRelay(db, lambda: producer, [topic], renderers={ENTRIES: render_entries})
+    unable._producer = blind
+    able._producer = producer
+
+    assert await unable.relay_once() == 1  # the plain message only: it cannot render the reference
+    assert await able.relay_once() == 1
+    assert await able.relay_once() == 0
+
+    assert [value for _, _, value in blind.sent] == [b"plain"]
+    events = [orjson.loads(value) for _, _, value in producer.sent]
+    assert [e["data"]["entry_id"] for e in events] == sorted(ids)
+    assert [e["data"]["amount"] for e in events] == [3, 4]
+    assert {key for _, key, _ in producer.sent} == {rider.encode()}
+    assert {e["type"] for e in events} == {"points.adjustment.recorded"}

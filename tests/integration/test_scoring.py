@@ -33,6 +33,7 @@ from tests.integration.factories import (
     entry_count,
     new_id,
     outbox,
+    published,
     record,
     volunteer_shift,
 )
@@ -62,7 +63,7 @@ async def score(db: Database, scorer: Scorer, *records: KafkaRecord) -> BatchOut
 
 
 async def ledger_messages(db: Database, rider: str) -> list[dict[str, Any]]:
-    return [orjson.loads(row["value"]) for row in await outbox(db, "points-ledger", rider)]
+    return [orjson.loads(m.value) for m in await published(db, "points-ledger", rider)]
 
 
 # --- scoring ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import structlog
 from prometheus_client import Counter, Histogram, start_http_server
 
 from libs.activity.model import CATEGORIES, load_schemas
+from libs.ledger.feed import ENTRIES, render_entries
 from libs.platform.db import TRANSIENT, Database
 from libs.platform.kafka import BatchConsumer, Message
 from libs.platform.metrics import watch_pool
@@ -162,7 +163,12 @@ async def run_worker(settings: Settings) -> None:
         )
 
     consumer = BatchConsumer(settings, settings.topic_activity_events, settings.points_consumer_group, handle)
-    relay = relay_for(db, settings, [settings.topic_activity_events_dlq, settings.topic_points_ledger])
+    relay = relay_for(
+        db,
+        settings,
+        [settings.topic_activity_events_dlq, settings.topic_points_ledger],
+        {ENTRIES: render_entries},
+    )
     sweeper = PendingSweep(db, scorer, settings)
     reconciler = ReconcileLoop(db, settings.reconcile_interval_s, settings.reconcile_stuck_after_s)
     loop = asyncio.get_running_loop()

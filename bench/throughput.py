@@ -175,6 +175,16 @@ async def via_http(settings: Settings, conn: asyncpg.Connection, n: int, riders:
     return n / (time.perf_counter() - started)
 
 
+async def outbox_drained(conn: asyncpg.Connection) -> float:
+    """Wait until the relays have published everything (points-ledger trails scoring); returns how long
+    that took after the last award, so the reads and redemptions that follow run on a quiet stack."""
+    started = time.perf_counter()
+    while True:
+        if not await conn.fetchval("SELECT count(*) FROM outbox WHERE relayed_at IS NULL"):
+            return time.perf_counter() - started
+        await asyncio.sleep(0.1)
+
+
 def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
     """CPU time (user + system) used so far by the stack's processes, all of PostgreSQL's, and this
     benchmark's own (it is the Kafka producer): where the two cores go."""
@@ -239,6 +249,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         kafka_rate = await via_kafka(SETTINGS, conn, n, riders)
         cpu = {k: round((v - before.get(k, 0.0)) / n * 1e6, 1) for k, v in cpu_seconds(stack.processes).items()}
         http_rate = await via_http(SETTINGS, conn, min(n, 50_000), riders)
+        outbox_drain_s = await outbox_drained(conn)
         await conn.close()
         await balance_reads(SETTINGS, 5)  # warm-up: the service's connections and statements
         reads = await balance_reads(SETTINGS, read_seconds)
@@ -257,6 +268,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         "kafka_ratio_to_ceiling": round(kafka_rate / ceiling_result["batched_events_per_s"], 2),
         "kafka_cpu_us_per_event": cpu,
         "http_events_per_s": round(http_rate),
+        "outbox_drained_after_s": round(outbox_drain_s, 1),
         "balance_reads": reads,
         "redemption": redemption,
         "peak_rss_mb": memory,
@@ -278,6 +290,7 @@ def report(r: dict[str, Any]) -> None:
             f"{r['kafka_ratio_to_ceiling']} of the ceiling",
         ),
         ("end to end: HTTP batches -> outbox -> ledger", f"{r['http_events_per_s']} events/s", ""),
+        ("points-ledger published, after the last award", f"{r['outbox_drained_after_s']} s", ""),
         (
             f"balance reads, {reads['rate']:.0f}/s for {reads['seconds']:.0f} s: {reads['achieved_rate']} req/s",
             f"p50 {reads['p50_ms']} ms, p99 {reads['p99_ms']} ms",

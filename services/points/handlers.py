@@ -26,13 +26,13 @@ from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from libs.platform.settings import Settings
 from services.points.domain.rules import (
     EarlierReport,
+    PaidReports,
     RuleBook,
     Rules,
     Score,
     hazard_cells,
     plan,
     publication_problems,
-    same_hazard,
     score_planned,
 )
 from services.points.store import CounterKey, PointsStore
@@ -161,7 +161,7 @@ class Scorer:
         done = await ledger.recorded_keys([award_key(*e.key) for e in candidates if e.key not in unscored])
         to_score = [e for e in candidates if award_key(*e.key) not in done]
         needed = {e.key: plans[e.key].counters for e in to_score}
-        paid_before = await points.hazard_reports_in([x for e in to_score if (x := searches[e.key]) is not None])
+        paid = PaidReports(await points.hazard_reports_in([x for e in to_score if (x := searches[e.key]) is not None]))
         counters = await points.counters((e.rider_id, c) for e in to_score for c in needed[e.key])
         increments: dict[CounterKey, int] = {}
         in_full: list[tuple[str, str, EarlierReport]] = []
@@ -169,12 +169,11 @@ class Scorer:
         for event in to_score:
             view = {c: counters.get((event.rider_id, c), 0) for c in needed[event.key]}
             search = searches[event.key]
-            earlier = None
-            if search is not None:
-                earlier = same_hazard(event, search, [*paid_before, *(r for _, _, r in in_full)])
+            earlier = paid.first_same_hazard(event, search) if search is not None else None
             result = score_planned(event, plans[event.key], view, earlier)
             if result.paid_in_full_hazard:
                 in_full.append((event.source, event.event_id, _report_of(event)))
+                paid.add(in_full[-1][2])
             for counter, amount in result.counters.items():
                 key = (event.rider_id, counter)
                 counters[key] = counters.get(key, 0) + amount

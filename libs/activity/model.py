@@ -165,13 +165,13 @@ def decode_message(value: bytes | None) -> object | Invalid:
     if value is None:
         return Invalid("value: is empty (a tombstone); publish the event as a JSON object")
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Invalid(f"value: is not valid UTF-8 (byte {exc.start}); publish the event as UTF-8 JSON")
-    try:
-        decoded: object = orjson.loads(text)
+        decoded: object = orjson.loads(value)  # checks UTF-8 itself; the text is decoded only to explain
         return decoded
     except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return Invalid(f"value: is not valid UTF-8 (byte {bad.start}); publish the event as UTF-8 JSON")
         return Invalid(f"value: is not valid JSON ({exc}); publish one CloudEvent as a JSON object")
 
 

@@ -221,8 +221,7 @@ async def test_the_database_refuses_to_delete_ledger_rows(db: Database, rider: s
     [
         ("TRUNCATE ledger_posting", "append-only"),
         ("TRUNCATE ledger_transaction CASCADE", "append-only"),
-        # Without CASCADE the postings' foreign key refuses it before the append-only trigger runs.
-        ("TRUNCATE ledger_transaction", "foreign key"),
+        ("TRUNCATE ledger_transaction", "append-only"),
     ],
 )
 async def test_the_database_refuses_to_truncate_the_ledger(
@@ -232,6 +231,19 @@ async def test_the_database_refuses_to_truncate_the_ledger(
 
     with pytest.raises(asyncpg.PostgresError, match=refusal):
         await rolled_back(db, lambda conn: conn.execute(statement))
+
+
+async def test_the_database_refuses_a_posting_whose_transaction_does_not_exist(db: Database) -> None:
+    async def orphan(conn: asyncpg.Connection) -> None:
+        missing = await conn.fetchval("SELECT coalesce(max(tx_id), 0) + 1000000 FROM ledger_transaction")
+        await conn.execute(
+            "INSERT INTO ledger_posting (tx_id, posting_no, account, amount)"
+            " VALUES ($1, 1, 'programme:issued', -5), ($1, 2, 'rider:nobody:available', 5)",
+            missing,
+        )
+
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
+        await rolled_back(db, orphan)
 
 
 async def test_the_database_refuses_postings_that_do_not_sum_to_zero(db: Database, rider: str) -> None:

@@ -17,8 +17,8 @@ class OutboxMessage:
 
 
 # A reference row stands for many messages that the relay renders when it publishes (the header names
-# what kind of reference it is, the value what it refers to): a batch of 1,000 ledger entries is one
-# row to write, claim and mark, not 1,000.
+# what kind of reference it is; the value is a JSON list of what it refers to, one message each): a batch
+# of 1,000 ledger entries is one row to write, claim and mark, not 1,000.
 REFERENCE_HEADER = "warmbee-outbox-reference"
 
 
@@ -78,9 +78,13 @@ class OutboxStore:
         )
 
     async def backlog_by_topic(self, topics: Sequence[str]) -> dict[str, tuple[int, float]]:
-        """Per topic (each of ``topics``, 0 when none waits): unrelayed messages and the oldest one's age in seconds."""
+        """Per topic (each of ``topics``, 0 when none waits): unrelayed messages (a reference row counts
+        the messages it stands for) and the oldest one's age in seconds."""
         rows = await self._conn.fetch(
-            "SELECT t.topic, count(o.outbox_id) AS n,"
+            "SELECT t.topic,"
+            " coalesce(sum(CASE WHEN o.outbox_id IS NULL THEN 0"
+            f"                  WHEN o.headers ? '{REFERENCE_HEADER}'"
+            "                  THEN jsonb_array_length(convert_from(o.value, 'UTF8')::jsonb) ELSE 1 END), 0) AS n,"
             " coalesce(extract(epoch FROM clock_timestamp() - min(o.created_at)), 0) AS age"
             " FROM unnest($1::text[]) AS t(topic)"
             " LEFT JOIN outbox o ON o.topic = t.topic AND o.relayed_at IS NULL"

@@ -114,3 +114,16 @@ async def test_a_reference_row_is_relayed_as_the_events_of_its_ledger_entries(db
     assert [e["data"]["amount"] for e in events] == [3, 4]
     assert {key for _, key, _ in producer.sent} == {rider.encode()}
     assert {e["type"] for e in events} == {"points.adjustment.recorded"}
+
+
+async def test_the_backlog_counts_the_messages_a_reference_row_stands_for(db: Database) -> None:
+    topic, idle = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+    await db.run(
+        lambda conn: OutboxStore(conn).add([entries_reference(topic, [1, 2, 3]), OutboxMessage(topic, b"k", b"one")])
+    )
+
+    async with db.read() as conn:
+        backlog = await OutboxStore(conn).backlog_by_topic([topic, idle])
+
+    assert backlog[topic][0] == 4
+    assert backlog[idle] == (0, 0.0)

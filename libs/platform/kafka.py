@@ -195,7 +195,8 @@ class BatchConsumer:
         written = await asyncio.gather(*(self._write(lane) for lane in lanes))
         if all(written):
             self._failures = 0
-        failpoints.reach("after_ledger_commit")
+        if any(written):
+            failpoints.reach("after_ledger_commit")
         offsets = {
             tp: msgs[-1].offset + 1 for lane, ok in zip(lanes, written, strict=True) if ok for tp, msgs in lane.items()
         }

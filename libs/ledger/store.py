@@ -138,10 +138,11 @@ class LedgerStore:
         batch = list(unique.values())
         if not batch:
             return AppendResult({}, {})
-        await self._lock_balances(sorted({tx.rider_id for tx in batch if rider_delta(tx) != RiderDelta()}))
+        moves = [(tx, d) for tx in batch if (d := rider_delta(tx)) != RiderDelta()]
+        await self._lock_balances(sorted({tx.rider_id for tx, _ in moves}))
         try:
             rows = await self._conn.fetch(
-                _RECORD, *_transaction_columns(batch), *_posting_columns(batch), *_delta_columns(batch)
+                _RECORD, *_transaction_columns(batch), *_posting_columns(batch), *_delta_columns(moves)
             )
         except asyncpg.CheckViolationError as exc:
             if exc.constraint_name and exc.constraint_name.startswith("rider_balance_"):
@@ -229,20 +230,23 @@ class LedgerStore:
         return {r["idempotency_key"] for r in rows}
 
 
+def _columns(rows: list[tuple[object, ...]], width: int) -> list[list[object]]:
+    """Rows as ``width`` columns, for unnest()."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
 def _posting_columns(txs: list[LedgerTransaction]) -> list[list[object]]:
-    """(idempotency key, posting number, account, amount) of every posting, as columns."""
-    rows = [(tx.idempotency_key, no, p.account, p.amount) for tx in txs for no, p in enumerate(tx.postings, start=1)]
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[], [], [], []]
+    """(idempotency key, posting number, account, amount) of every posting."""
+    return _columns(
+        [(tx.idempotency_key, no, p.account, p.amount) for tx in txs for no, p in enumerate(tx.postings, 1)], 4
+    )
 
 
-def _delta_columns(txs: list[LedgerTransaction]) -> list[list[object]]:
+def _delta_columns(moves: list[tuple[LedgerTransaction, RiderDelta]]) -> list[list[object]]:
     """(idempotency key, rider, available, held, earned, redeemed) of every entry that moves a balance."""
-    rows = [
-        (tx.idempotency_key, tx.rider_id, d.available, d.held, d.earned, d.redeemed)
-        for tx in txs
-        if (d := rider_delta(tx)) != RiderDelta()
-    ]
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[], [], [], [], [], []]
+    return _columns(
+        [(tx.idempotency_key, tx.rider_id, d.available, d.held, d.earned, d.redeemed) for tx, d in moves], 6
+    )
 
 
 def _transaction_columns(txs: list[LedgerTransaction]) -> list[list[object]]:

@@ -24,16 +24,13 @@ import asyncpg
 import httpx
 import orjson
 import psutil
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bench.ceiling import ceiling
 from bench.group import Worker, start_worker, wait_group_stable
 from bench.redemption import redemption_latency, run_load
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
-from libs.platform.kafka import make_producer
+from libs.platform.kafka import Header, make_producer, send_in_batches
 from libs.platform.localstack import LocalStack
 from libs.platform.settings import Settings
 from services.cli import SERVICES, prepare_database
@@ -126,34 +123,18 @@ async def wait_all(conn: asyncpg.Connection, tag: str, n: int) -> None:
         await asyncio.sleep(0.05)
 
 
-async def publish(producer: AIOKafkaProducer, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    """Publish keyed messages in batches built per partition (the key picks the partition, as the
-    producer's own partitioner would): the load costs the shared two cores a fraction of what one
-    ``send`` per message costs, so more of them go to the system under test."""
-    partitions = sorted(await producer.partitions_for(topic))
-    choose = DefaultPartitioner()
-    open_batches: dict[int, BatchBuilder] = {}
-    sent = []
-    for key, value in messages:
-        partition = choose(key, partitions, partitions)
-        batch = open_batches.setdefault(partition, producer.create_batch())
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
-            batch = open_batches[partition] = producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None)
-    for partition, batch in open_batches.items():
-        sent.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*sent)
-
-
 async def via_kafka(settings: Settings, conn: asyncpg.Connection, n: int, riders: int) -> float:
     tag = uuid.uuid4().hex[:8]
     batch = events(n, riders, tag)
-    messages = [(e["subject"].encode(), orjson.dumps(e)) for e in batch]  # the sources' JSON, ready to send
+    topic = settings.topic_activity_events
+    # The sources' JSON, ready to send before the clock starts.
+    messages: list[tuple[str, bytes | None, bytes, list[Header]]] = [
+        (topic, e["subject"].encode(), orjson.dumps(e), []) for e in batch
+    ]
     producer = make_producer(settings)
     await producer.start()
     started = time.perf_counter()
-    await publish(producer, settings.topic_activity_events, messages)
+    await asyncio.gather(*await send_in_batches(producer, messages))
     await producer.stop()
     await wait_all(conn, tag, n)
     return n / (time.perf_counter() - started)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from libs.platform import failpoints
 from libs.platform.metrics import CONSUMER_LAG
@@ -69,6 +71,37 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=5,
         max_batch_size=256 * 1024,
     )
+
+
+Header = tuple[str, bytes]
+
+
+async def send_in_batches(
+    producer: AIOKafkaProducer, messages: Iterable[tuple[str, bytes | None, bytes, list[Header]]]
+) -> list[asyncio.Future[Any]]:
+    """Queue (topic, key, value, headers) messages in order, in batches built per partition (the key
+    picks the partition, as the producer's own partitioner would): one ``send`` per message cost most
+    of a relay's or a load generator's time. Returns the deliveries to wait for."""
+    partitioner = DefaultPartitioner()
+    partitions: dict[str, list[int]] = {}
+    batches: dict[tuple[str, int], BatchBuilder] = {}
+    sends: list[asyncio.Future[Any]] = []
+    for topic, key, value, headers in messages:
+        if topic not in partitions:
+            partitions[topic] = sorted(await producer.partitions_for(topic))
+        partition = partitioner(key, partitions[topic], partitions[topic])
+        batch = batches.get((topic, partition))
+        if batch is not None and batch.append(key=key, value=value, timestamp=None, headers=headers):
+            continue
+        if batch is not None:  # full: send it and start another
+            sends.append(await producer.send_batch(batch, topic, partition=partition))
+        batch = batches[topic, partition] = producer.create_batch()
+        if not batch.append(key=key, value=value, timestamp=None, headers=headers):
+            del batches[topic, partition]  # larger than a batch: on its own
+            sends.append(await producer.send(topic, key=key, value=value, headers=headers, partition=partition))
+    for (topic, partition), batch in batches.items():
+        sends.append(await producer.send_batch(batch, topic, partition=partition))
+    return sends
 
 
 async def create_topics(settings: Settings, topics: Sequence[str], replication: int = 1) -> list[str]:

@@ -16,11 +16,9 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from libs.platform.db import TRANSIENT, Database
-from libs.platform.kafka import broker_reachable, make_producer
+from libs.platform.kafka import broker_reachable, make_producer, send_in_batches
 from libs.platform.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from libs.platform.outbox_store import OutboxMessage, OutboxStore, reference_kind
 from libs.platform.settings import Settings
@@ -47,7 +45,6 @@ class OutboxRelay:
     ) -> None:
         self._db = db
         self._renderers = dict(renderers or {})
-        self._partitioner = DefaultPartitioner()
         self._make_producer = make_producer
         self._producer: AIOKafkaProducer | None = None
         self._topics = list(topics)
@@ -55,7 +52,6 @@ class OutboxRelay:
         self._idle_s = idle_s
         self._publish_timeout_s = publish_timeout_s
         self._stopping = asyncio.Event()
-        self.relayed_total = 0
         self._backlog_every_s = backlog_every_s
         self._backlog_measured_at = float("-inf")
         self._keep_relayed_s = keep_relayed_s
@@ -77,7 +73,6 @@ class OutboxRelay:
         rows, relayed = await self._db.run(work)
         for topic, count in collections.Counter(m.topic for m in relayed).items():
             OUTBOX_RELAYED.labels(topic).inc(count)
-        self.relayed_total += len(relayed)
         return rows
 
     async def _render(self, conn: asyncpg.Connection, message: OutboxMessage) -> list[OutboxMessage]:
@@ -113,31 +108,10 @@ class OutboxRelay:
             log.debug("relay.backlog_unmeasured", error=repr(exc))
 
     async def _publish(self, messages: list[OutboxMessage]) -> None:
-        """Publish in order, in batches built per partition (the key picks the partition, as the
-        producer's partitioner would): one ``send`` per message cost the relay most of its time."""
-        producer = self._producer
-        assert producer is not None, "run() starts the producer"
-        partitions: dict[str, list[int]] = {}
-        batches: dict[tuple[str, int], BatchBuilder] = {}
-        sends = []
-        for m in messages:
-            if m.topic not in partitions:
-                partitions[m.topic] = sorted(await producer.partitions_for(m.topic))
-            partition = self._partitioner(m.key, partitions[m.topic], partitions[m.topic])
-            headers = [(k, v.encode()) for k, v in m.headers]
-            batch = batches.get((m.topic, partition))
-            if batch is not None and batch.append(key=m.key, value=m.value, timestamp=None, headers=headers):
-                continue
-            if batch is not None:  # full: send it and start another
-                sends.append(await producer.send_batch(batch, m.topic, partition=partition))
-            batch = batches[m.topic, partition] = producer.create_batch()
-            if not batch.append(key=m.key, value=m.value, timestamp=None, headers=headers):
-                del batches[m.topic, partition]  # larger than a batch: on its own
-                sends.append(
-                    await producer.send(m.topic, key=m.key, value=m.value, headers=headers, partition=partition)
-                )
-        for (topic, partition), batch in batches.items():
-            sends.append(await producer.send_batch(batch, topic, partition=partition))
+        assert self._producer is not None, "run() starts the producer"
+        sends = await send_in_batches(
+            self._producer, ((m.topic, m.key, m.value, [(k, v.encode()) for k, v in m.headers]) for m in messages)
+        )
         # A stuck delivery must not hold the claimed rows forever: fail the batch, roll back, retry.
         await asyncio.wait_for(asyncio.gather(*sends), timeout=self._publish_timeout_s)
 

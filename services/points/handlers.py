@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -146,7 +147,7 @@ class Scorer:
         conn: Connection,
         candidates: Sequence[ActivityEvent],
         outcome: BatchOutcome,
-        unscored: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+        unscored: AbstractSet[tuple[str, str]] = frozenset(),
     ) -> None:
         """Score, in order, those of ``candidates`` that have no award entry yet (``unscored``: keys known
         to have none), under locks that make each rider's caps and each hazard's first report hold

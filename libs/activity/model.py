@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,13 @@ CATEGORIES = tuple(dict.fromkeys(CATEGORY_OF_TYPE.values()))
 # An activity cannot have happened in the future; a little slack absorbs clock skew at the source.
 FUTURE_SLACK = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_ID_CHARS = 256
+MAX_EVENT_BYTES = 1024 * 1024  # an activity event is a few hundred bytes; a megabyte is a mistake
+MAX_DEPTH = 8  # an event nests two levels (envelope, data); orjson refuses to write 255
+MAX_REASON_CHARS = 2000
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_NO_CONTROL = "no string of an event may hold a control character (U+0000-U+001F, U+007F): remove it"
+_LEAP_SECOND = re.compile(r"T\d\d:\d\d:60", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,35 +126,26 @@ def load_schemas(root: Path = SCHEMAS_DIR) -> EventSchemas:
 def validate_event(
     document: object, schemas: EventSchemas, now: datetime, future_slack: timedelta = FUTURE_SLACK
 ) -> ActivityEvent | Invalid:
-    """Check one decoded event; every problem is reported with its field and how to fix it."""
+    """Check one decoded event; every problem is reported with its field and how to fix it.
+
+    Total: whatever this accepts, planning, scoring and the ledger can handle (a property test holds it
+    to that). Where the fast validator and the explaining one disagree, the event is refused."""
     if not isinstance(document, dict):
         return Invalid(f"event: must be a JSON object (a CloudEvent), got {_json_type(document)}")
-    source = document.get("source") if isinstance(document.get("source"), str) else None
-    event_id = document.get("id") if isinstance(document.get("id"), str) else None
+    source, event_id = _identity(document.get("source")), _identity(document.get("id"))
+    problem = text_problem(document)
+    if problem:
+        return Invalid(problem, source, event_id)
     event_type = document.get("type")
     fast = schemas.is_valid.get(event_type) if isinstance(event_type, str) else None
-    validator = schemas.by_type.get(event_type) if isinstance(event_type, str) else None
-    errors = (
-        []
-        if fast is not None and fast(document)
-        else sorted((validator or schemas.envelope).iter_errors(document), key=_error_order)
-    )
-    if errors:
-        return Invalid("; ".join(dict.fromkeys(_describe(e) for e in errors)), source, event_id)
+    if fast is None or not fast(document):
+        return _explained(document, schemas, source, event_id)
     assert source is not None
     assert event_id is not None
-    time = _parse_time(document["time"])
+    time, problem = _event_time(document["time"], now, future_slack)
     if time is None:
-        return Invalid("time: must be RFC 3339 with an offset, e.g. 2024-05-01T09:30:00+08:00", source, event_id)
-    if time > now + future_slack:
-        return Invalid(
-            f"time: {document['time']} is in the future; send the time the activity happened",
-            source,
-            event_id,
-        )
-    if time < EARLIEST:
-        return Invalid(f"time: {document['time']} is before 2000-01-01; send the real time", source, event_id)
-    problem = _check_data_times(document["data"])
+        return Invalid(problem, source, event_id)
+    problem = _check_data_times(document["data"], time, future_slack)
     if problem:
         return Invalid(problem, source, event_id)
     return ActivityEvent(
@@ -158,6 +157,74 @@ def validate_event(
         data=document["data"],
         document=document,
     )
+
+
+def _explained(document: Mapping[str, Any], schemas: EventSchemas, source: str | None, event_id: str | None) -> Invalid:
+    """Why the fast validator refused: the explaining validator's errors, field by field. Where it finds
+    none (the two read a schema differently), the event is still refused: one "no" is enough."""
+    event_type = document.get("type")
+    validator = schemas.by_type.get(event_type) if isinstance(event_type, str) else None
+    errors = sorted((validator or schemas.envelope).iter_errors(document), key=_error_order)
+    if not errors:
+        return Invalid(
+            f"event: does not match the schema of {event_type} (schemas/events/{event_type}.schema.json)",
+            source,
+            event_id,
+        )
+    reason = "; ".join(dict.fromkeys(_describe(e) for e in errors))
+    return Invalid(
+        reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…", source, event_id
+    )
+
+
+def _identity(value: object) -> str | None:
+    """The event's source or id as far as it can be kept beside a refusal: a plain string of at most
+    ``MAX_ID_CHARS`` characters, or nothing (a NUL, for one, cannot be stored as text)."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and not _CONTROL.search(value):
+        return value
+    return None
+
+
+def text_problem(document: object) -> str | None:
+    """The first place where a string (a value or a key) holds a control character, or the event nests
+    deeper than ``MAX_DEPTH``; None when there is none. A trailing newline makes a different id, so it
+    is refused rather than trimmed."""
+    stack: list[tuple[object, str, int]] = [(document, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"{path or 'event'}: nests deeper than {MAX_DEPTH} levels; an activity event is flat"
+        if isinstance(value, str):
+            found = _CONTROL.search(value)
+            if found:
+                return f"{path or 'event'}: holds the control character U+{ord(found.group()):04X}; {_NO_CONTROL}"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                found = _CONTROL.search(key)
+                if found:
+                    return f"{path or 'event'}: a field name holds U+{ord(found.group()):04X}; {_NO_CONTROL}"
+                name = key if len(key) <= 64 else key[:63] + "…"
+                stack.append((item, f"{path}.{name}" if path else name, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+    return None
+
+
+def _event_time(text: str, now: datetime, future_slack: timedelta) -> tuple[datetime | None, str]:
+    time = _parse_time(text)
+    if time is None:
+        return None, _time_problem("time", text)
+    if time > now + future_slack:
+        return None, f"time: {text} is in the future; send the time the activity happened"
+    if time < EARLIEST:
+        return None, f"time: {text} is before 2000-01-01; send the real time"
+    return time, ""
+
+
+def _time_problem(field: str, text: str) -> str:
+    if _LEAP_SECOND.search(text):
+        return f"{field}: {text} is a leap second (:60), which warmbee cannot score; send :59 of that minute"
+    return f"{field}: must be RFC 3339 with an offset, e.g. 2024-05-01T09:30:00+08:00"
 
 
 def decode_message(value: bytes | None) -> object | Invalid:
@@ -176,12 +243,16 @@ def decode_message(value: bytes | None) -> object | Invalid:
 
 
 def payload_text(value: bytes | None) -> tuple[str, str]:
-    """The raw value as text for people to read: UTF-8 when it is, base64 otherwise."""
+    """The raw value as text for people to read: UTF-8 when it is, base64 otherwise (also when it holds a
+    NUL, which PostgreSQL cannot keep in text)."""
     raw = value or b""
     try:
-        return raw.decode("utf-8"), "utf-8"
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return base64.b64encode(raw).decode("ascii"), "base64"
+    if "\x00" in text:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+    return text, "utf-8"
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -192,10 +263,19 @@ def _parse_time(text: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _check_data_times(data: Mapping[str, Any]) -> str | None:
-    reported_at = data.get("reported_at")
-    if isinstance(reported_at, str) and _parse_time(reported_at) is None:
-        return "data.reported_at: must be RFC 3339 with an offset, e.g. 2024-05-01T09:30:00+08:00"
+def _check_data_times(data: Mapping[str, Any], time: datetime, future_slack: timedelta) -> str | None:
+    """A hazard is reported before it is verified: ``reported_at`` lies between 2000-01-01 and the event's
+    time (with the same skew allowed as for ``time``); the year 9999 cannot be scored."""
+    text = data.get("reported_at")
+    if not isinstance(text, str):
+        return None
+    reported_at = _parse_time(text)
+    if reported_at is None:
+        return _time_problem("data.reported_at", text)
+    if reported_at < EARLIEST:
+        return f"data.reported_at: {text} is before 2000-01-01; send when the hazard was reported"
+    if reported_at > time + future_slack:
+        return f"data.reported_at: {text} is after the event's time; a hazard is reported before it is verified"
     return None
 
 
@@ -220,9 +300,9 @@ def _describe(error: ValidationError) -> str:
             return f"{path}: must be {_article(str(error.validator_value))}, got {_json_type(error.instance)}"
         case "enum":
             options = ", ".join(str(v) for v in schema.get("enum", []))
-            return f"{path}: {error.instance!r} is not one of: {options}"
+            return f"{path}: {_shown(error.instance)} is not one of: {options}"
         case "const":
-            return f"{path}: must be {schema.get('const')!r}, got {error.instance!r}"
+            return f"{path}: must be {schema.get('const')!r}, got {_shown(error.instance)}"
         case "exclusiveMinimum":
             return f"{path}: must be greater than {error.validator_value}, got {error.instance}"
         case "minimum":
@@ -232,13 +312,19 @@ def _describe(error: ValidationError) -> str:
         case "format":
             return f"{path}: must be an RFC 3339 date-time with offset, e.g. 2024-05-01T09:30:00+08:00"
         case "pattern":
-            return f"{path}: {error.instance!r} does not match {error.validator_value}"
+            return f"{path}: {_shown(error.instance)} does not match {error.validator_value}"
         case "minLength":
             return f"{path}: must not be empty"
         case "maxLength":
             return f"{path}: is longer than {error.validator_value} characters"
         case _:
             return f"{path}: {error.message}"
+
+
+def _shown(value: object) -> str:
+    """A value as a reason quotes it: a 1 MiB string is not repeated back in full."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _article(json_type: str) -> str:

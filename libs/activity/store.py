@@ -26,9 +26,9 @@ class RecordResult:
 @dataclass(frozen=True, slots=True)
 class DeadLetterInput:
     reason: str
-    topic: str
-    partition: int
-    offset: int
+    topic: str | None  # None: accepted over HTTP, then found unscorable (no Kafka position)
+    partition: int | None
+    offset: int | None
     key: bytes | None
     value: bytes | None
     source: str | None
@@ -153,14 +153,22 @@ class ActivityStore:
     async def status(self, source: str, event_id: str) -> EventStatus | None:
         row = await self._conn.fetchrow(
             "SELECT a.category, a.rider_id, t.available_delta, t.reason, t.rule_id, t.rule_version,"
-            "       t.tx_id IS NOT NULL AS scored"
+            "       t.tx_id IS NOT NULL AS scored, d.reason AS dead_reason"
             "  FROM activity_event a"
-            "  LEFT JOIN ledger_transaction t ON t.idempotency_key = 'award:' || a.source || ':' || a.event_id"
+            "  LEFT JOIN ledger_transaction t"
+            "    ON t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id"
+            "  LEFT JOIN LATERAL (SELECT reason FROM dead_letter d WHERE d.source = a.source"
+            "                     AND d.event_id = a.event_id AND d.retried_at IS NULL"
+            "                     ORDER BY d.dead_letter_id DESC LIMIT 1) d ON true"
             " WHERE a.source = $1 AND a.event_id = $2",
             source,
             event_id,
         )
         if row is not None:
+            if not row["scored"] and row["dead_reason"] is not None:
+                return EventStatus(
+                    "dead_lettered", row["category"], None, row["dead_reason"], None, None, row["rider_id"]
+                )
             if not row["scored"]:
                 return EventStatus("pending", row["category"], None, None, None, None, row["rider_id"])
             return EventStatus(
@@ -173,7 +181,8 @@ class ActivityStore:
                 row["rider_id"],
             )
         dead = await self._conn.fetchrow(
-            "SELECT reason FROM dead_letter WHERE source = $1 AND event_id = $2 ORDER BY dead_letter_id DESC LIMIT 1",
+            "SELECT reason FROM dead_letter WHERE source = $1 AND event_id = $2 AND retried_at IS NULL"
+            " ORDER BY dead_letter_id DESC LIMIT 1",
             source,
             event_id,
         )
@@ -182,14 +191,17 @@ class ActivityStore:
         return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)
 
     async def pending(self, limit: int, since: datetime | None, older_than: datetime) -> list[dict[str, Any]]:
-        """Events accepted over HTTP in [since, older_than) that have no award entry yet, oldest first.
-        (An event that came over Kafka was recorded and scored in one transaction: it never waits.)"""
+        """Events accepted over HTTP in [since, older_than) that have no award entry yet and are not
+        dead letters waiting for an operator, oldest first. (An event that came over Kafka was recorded and
+        scored in one transaction: it never waits.)"""
         rows = await self._conn.fetch(
             "SELECT a.event, a.received_at FROM activity_event a"
             " WHERE a.received_via = 'http' AND a.received_at < $2"
             "   AND ($3::timestamptz IS NULL OR a.received_at >= $3) AND NOT EXISTS ("
             "   SELECT 1 FROM ledger_transaction t"
-            "    WHERE t.idempotency_key = 'award:' || a.source || ':' || a.event_id)"
+            "    WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
+            "   AND NOT EXISTS (SELECT 1 FROM dead_letter d"
+            "    WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
             " ORDER BY a.received_at LIMIT $1",
             limit,
             older_than,

@@ -220,14 +220,19 @@ class LedgerStore:
         )
         return [FeedEntry(*r) for r in rows]
 
-    async def recorded_keys(self, keys: Sequence[str]) -> set[str]:
-        if not keys:
+    async def awarded(self, events: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of the events ``(source, event_id)`` that have an award entry, found by its columns (the
+        partial unique index ledger_transaction_award_event_unique), not by a key glued from them."""
+        if not events:
             return set()
         rows = await self._conn.fetch(
-            "SELECT idempotency_key FROM ledger_transaction WHERE idempotency_key = ANY($1::text[])",
-            list(keys),
+            "SELECT t.source, t.event_id FROM ledger_transaction t"
+            " JOIN unnest($1::text[], $2::text[]) AS e(source, event_id)"
+            "   ON t.kind = 'award' AND t.source = e.source AND t.event_id = e.event_id",
+            [source for source, _ in events],
+            [event_id for _, event_id in events],
         )
-        return {r["idempotency_key"] for r in rows}
+        return {(r["source"], r["event_id"]) for r in rows}
 
 
 def _columns(rows: list[tuple[object, ...]], width: int) -> list[list[object]]:

@@ -9,7 +9,15 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from libs.activity.model import FUTURE_SLACK, ActivityEvent, EventSchemas, Invalid, decode_message, validate_event
+from libs.activity.model import (
+    FUTURE_SLACK,
+    MAX_EVENT_BYTES,
+    ActivityEvent,
+    EventSchemas,
+    Invalid,
+    decode_message,
+    validate_event,
+)
 from libs.activity.store import ActivityStore, DeadLetterInput
 from libs.ledger.feed import entries_reference
 from libs.ledger.model import (
@@ -39,11 +47,18 @@ from services.points.domain.rules import (
 from services.points.store import CounterKey, PointsStore
 
 DLQ_VALUE_MAX = 512 * 1024
-MAX_EVENT_BYTES = 1024 * 1024  # an activity event is a few hundred bytes; a megabyte is a mistake
 
 
 def award_key(source: str, event_id: str) -> str:
-    return f"award:{source}:{event_id}"
+    """``award:{source}:{event_id}`` with ``%`` and ``:`` percent-encoded in both, so two events whose
+    ``(source, id)`` differ never share a key (``("a", "b:c")`` and ``("a:b", "c")`` once did). Ids without
+    either character keep the key they always had; whether an event is scored is asked of the entry's
+    columns (``LedgerStore.awarded``), so an event keyed the old way is still known."""
+    return f"award:{_key_part(source)}:{_key_part(event_id)}"
+
+
+def _key_part(text: str) -> str:
+    return text.replace("%", "%25").replace(":", "%3A")
 
 
 @dataclass(slots=True)
@@ -159,8 +174,8 @@ class Scorer:
         riders = sorted({f"rider:{e.rider_id}" for e in candidates})
         cells = sorted({cell for search in searches.values() if search for cell in hazard_cells(search)})
         await points.lock([*riders, *cells])
-        done = await ledger.recorded_keys([award_key(*e.key) for e in candidates if e.key not in unscored])
-        to_score = [e for e in candidates if award_key(*e.key) not in done]
+        done = await ledger.awarded([e.key for e in candidates if e.key not in unscored])
+        to_score = [e for e in candidates if e.key not in done]
         needed = {e.key: plans[e.key].counters for e in to_score}
         paid = PaidReports(await points.hazard_reports_in([x for e in to_score if (x := searches[e.key]) is not None]))
         counters = await points.counters((e.rider_id, c) for e in to_score for c in needed[e.key])

@@ -35,7 +35,7 @@ class _Rollback(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    key: str
+    key: tuple[str, str]  # the event: (source, event_id)
     live: AwardRow | None
     replayed: AwardRow | None
 
@@ -115,7 +115,9 @@ class WhatIfReport:
 async def what_if(
     db: Database, settings: Settings, schemas: EventSchemas, candidate: Rules, start: datetime, end: datetime
 ) -> WhatIfReport:
-    async def score_with(conn: Connection, scratch: ScratchStore, book: RuleBook | None) -> dict[str, AwardRow]:
+    async def score_with(
+        conn: Connection, scratch: ScratchStore, book: RuleBook | None
+    ) -> dict[tuple[str, str], AwardRow]:
         await scratch.enter()
         if book is None:
             book = RuleBook(await PointsStore(conn).rules_versions())
@@ -137,7 +139,7 @@ async def what_if(
     return result
 
 
-def _impact(current: dict[str, AwardRow], proposed: dict[str, AwardRow]) -> WhatIfReport:
+def _impact(current: dict[tuple[str, str], AwardRow], proposed: dict[tuple[str, str], AwardRow]) -> WhatIfReport:
     report = WhatIfReport(events=len(current.keys() | proposed.keys()))
     per_rider: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for key in current.keys() | proposed.keys():

@@ -157,7 +157,7 @@ class ScratchStore:
         rows = await self._conn.fetch(
             "SELECT a.event FROM public.activity_event a"
             " LEFT JOIN public.ledger_transaction t"
-            "   ON t.idempotency_key = 'award:' || a.source || ':' || a.event_id"
+            "   ON t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id"
             " WHERE a.occurred_at >= $1 AND a.occurred_at < $2"
             " ORDER BY t.tx_id NULLS LAST, a.received_at",
             start,
@@ -165,13 +165,14 @@ class ScratchStore:
         )
         return [r["event"] for r in rows]
 
-    async def awards(self, schema: str) -> dict[str, AwardRow]:
+    async def awards(self, schema: str) -> dict[tuple[str, str], AwardRow]:
+        """The award entries of ``schema`` by their event ``(source, event_id)``."""
         rows = await self._conn.fetch(
-            f"SELECT idempotency_key, rider_id, category, available_delta, reason, rule_id, rule_version"
+            f"SELECT source, event_id, rider_id, category, available_delta, reason, rule_id, rule_version"
             f" FROM {schema}.ledger_transaction WHERE kind = 'award'"
         )
         return {
-            r["idempotency_key"]: AwardRow(
+            (r["source"], r["event_id"]): AwardRow(
                 r["rider_id"], r["category"], r["available_delta"], r["reason"], r["rule_id"], r["rule_version"]
             )
             for r in rows

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-# The ledger entries each redemption state must have, and no others.
+# The kinds of ledger entries each redemption state must have, and no others.
 ENTRIES_OF_STATUS: Mapping[str, frozenset[str]] = {
     "held": frozenset({"hold"}),
-    "confirmed": frozenset({"hold", "confirm"}),
-    "cancelled": frozenset({"hold", "cancel"}),
+    "confirmed": frozenset({"hold", "redeem"}),
+    "cancelled": frozenset({"hold", "release"}),
     "expired": frozenset({"hold", "expire"}),
 }
 
@@ -50,7 +50,7 @@ class Report:
 
 
 def redemption_problems(rows: Sequence[tuple[str, str, Sequence[str]]]) -> list[str]:
-    """rows: (redemption_id, status, the steps of its ledger entries, e.g. ['hold', 'confirm'])."""
+    """rows: (redemption_id, status, the kinds of its ledger entries, e.g. ['hold', 'redeem'])."""
     problems = []
     for redemption_id, status, steps in rows:
         expected = ENTRIES_OF_STATUS.get(status)

@@ -83,7 +83,7 @@ class ReconcileStore:
     async def redemptions_match_entries(self) -> Check:
         rows = await self._conn.fetch(
             "SELECT r.redemption_id, r.status,"
-            "       array_agg(split_part(t.idempotency_key, ':', 3) ORDER BY t.tx_id) AS steps"
+            "       array_agg(t.kind ORDER BY t.tx_id) AS steps"
             "  FROM redemption r LEFT JOIN ledger_transaction t"
             "    ON t.event_id = r.redemption_id AND t.source = 'warmbee/redemption'"
             " GROUP BY r.redemption_id, r.status"
@@ -99,7 +99,8 @@ class ReconcileStore:
         rows = await self._conn.fetch(
             "SELECT a.source, a.event_id, a.received_at FROM activity_event a"
             " WHERE a.received_at < now() - make_interval(secs => $1) AND NOT EXISTS ("
-            "   SELECT 1 FROM ledger_transaction t WHERE t.idempotency_key = 'award:' || a.source || ':' || a.event_id)"
+            "   SELECT 1 FROM ledger_transaction t"
+            "    WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
             " ORDER BY a.received_at LIMIT 1000",
             stuck_after_s,
         )

@@ -35,7 +35,8 @@ def hazard(rider: str, lat: float, lon: float, reported_at: str, severity: str =
         "source": "grid-office",
         "type": "hazard.report.verified",
         "subject": rider,
-        "time": "2024-05-02T10:00:00+08:00",
+        # verified a day after it was reported: a report's reported_at never lies after the event's time
+        "time": (datetime.fromisoformat(reported_at) + timedelta(days=1)).isoformat(),
         "data": {"report_id": report, "severity": severity, "lat": lat, "lon": lon, "reported_at": reported_at},
     }
 

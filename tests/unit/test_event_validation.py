@@ -83,7 +83,7 @@ VALID = {
             "severity": "high",
             "lat": 30.67,
             "lon": 104.06,
-            "reported_at": "2024-05-01T08:40:00Z",
+            "reported_at": "2024-05-01T00:40:00Z",
         },
         "grassroots_governance",
     ),

@@ -357,19 +357,33 @@ async def look_up(db: Database, settings: Settings, partner_id: str, code: str) 
 
 
 async def expire_due(db: Database, settings: Settings, limit: int = 100) -> int:
-    """Expire holds past their time, exactly once even with several replicas sweeping."""
+    """Expire up to ``limit`` holds past their time, exactly once even with several replicas sweeping;
+    returns how many (``limit``: there may be more).
+
+    One hold per transaction: resolving a hold takes its rider's balance, then its reward's counters,
+    the order a reserve takes them in. Several holds in one transaction would take a second rider's
+    balance while holding the first reward's counters, and deadlock with that rider's reserve of that
+    reward (which holds its balance and waits for the counters)."""
+    expired = 0
+    while expired < limit and await _expire_one(db, settings):
+        expired += 1
+    return expired
+
+
+async def _expire_one(db: Database, settings: Settings) -> bool:
+    """Expire the hold that is longest past its time, if any; False when none is due."""
     changes: Changes = []
 
-    async def work(conn: Connection) -> int:
+    async def work(conn: Connection) -> bool:
         changes.clear()
-        due = await RedemptionStore(conn).due_to_expire(limit)
+        due = await RedemptionStore(conn).due_to_expire(1)
         for r in due:
             await _resolve(conn, settings, r, Resolution.EXPIRE, "expiry", changes)
-        return len(due)
+        return bool(due)
 
-    expired = await db.run(work)
+    found = await db.run(work)
     _record(changes)
-    return expired
+    return found
 
 
 async def add_partner(db: Database, partner: Partner) -> tuple[Partner, bool]:

@@ -34,6 +34,8 @@ rules_app = typer.Typer(help="Check, publish and try out rules files.", no_args_
 app.add_typer(serve_app, name="serve")
 app.add_typer(worker_app, name="worker")
 app.add_typer(rules_app, name="rules")
+outbox_app = typer.Typer(help="Outbox rows the relays parked, and putting them back.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -388,6 +390,71 @@ def reconcile(
     for line in report.lines():
         typer.echo(line)
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@outbox_app.command("parked")
+def outbox_parked(
+    topic: Annotated[str | None, typer.Option(help="only this topic")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="rows to list, oldest first")] = 100,
+) -> None:
+    """List the outbox rows a relay parked because they can never be published as they are (too large
+    for the producer, refused by the broker, a reference that cannot be rendered), with the reason."""
+    from libs.platform.outbox_store import OutboxStore, ParkedRow
+
+    settings = get_settings()
+    configure_logging("WARNING", "outbox")
+
+    async def go() -> list[ParkedRow]:
+        db = Database(settings)
+        await db.open()
+        try:
+            async with db.read() as conn:
+                return await OutboxStore(conn).parked(topic, limit)
+        finally:
+            await db.close()
+
+    rows = asyncio.run(go())
+    if not rows:
+        typer.echo("no parked outbox rows")
+        return
+    typer.echo(f"{'outbox_id':>10}  {'topic':<22}{'key':<26}{'bytes':>10}  {'parked_at':<26}reason")
+    for r in rows:
+        key = "-" if r.key is None else r.key.decode(errors="replace")
+        key = key if len(key) <= 24 else key[:23] + "…"
+        parked_at = r.parked_at.isoformat(timespec="seconds")
+        typer.echo(f"{r.outbox_id:>10}  {r.topic:<22}{key:<26}{r.size:>10}  {parked_at:<26}{r.reason}")
+    typer.echo(f"{len(rows)} parked row(s); `warmbee outbox retry <outbox_id>` puts one back once its cause is fixed")
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    outbox_ids: Annotated[list[int] | None, typer.Argument(help="the parked rows to put back")] = None,
+    all_rows: Annotated[bool, typer.Option("--all", help="every parked row")] = False,
+) -> None:
+    """Put parked rows back in line after a fix (a raised broker limit, a renderer fixed): the relay
+    publishes them next, or parks them again with the new reason. Exits 1 if a row was not parked."""
+    from libs.platform.outbox_store import OutboxStore
+
+    if not outbox_ids and not all_rows:
+        typer.echo("name the rows to retry, or --all", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    configure_logging("WARNING", "outbox")
+
+    async def go() -> list[int]:
+        db = Database(settings)
+        await db.open()
+        try:
+            return await db.run(lambda conn: OutboxStore(conn).unpark(None if all_rows else outbox_ids))
+        finally:
+            await db.close()
+
+    unparked = asyncio.run(go())
+    typer.echo(f"back in line: {', '.join(map(str, unparked)) or 'none'}")
+    missing = sorted(set(outbox_ids or []) - set(unparked))
+    if missing and not all_rows:
+        typer.echo(f"not parked (relayed, unknown, or not parked now): {', '.join(map(str, missing))}", err=True)
         raise typer.Exit(1)
 
 

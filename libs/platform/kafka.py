@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -70,10 +71,20 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         enable_idempotence=settings.kafka_enable_idempotence,
         linger_ms=5,
         max_batch_size=256 * 1024,
+        max_request_size=settings.kafka_max_request_bytes,
     )
 
 
 Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One batch on its way: the future the producer resolves, and where its messages stood in the input
+    (a refused batch fails every message in it, so a caller that must find the refused one needs these)."""
+
+    future: asyncio.Future[Any]
+    positions: list[int]
 
 
 async def send_in_batches(
@@ -82,26 +93,38 @@ async def send_in_batches(
     """Queue (topic, key, value, headers) messages in order, in batches built per partition (the key
     picks the partition, as the producer's own partitioner would): one ``send`` per message cost most
     of a relay's or a load generator's time. Returns the deliveries to wait for."""
+    return [d.future for d in await deliver_in_batches(producer, messages)]
+
+
+async def deliver_in_batches(
+    producer: AIOKafkaProducer, messages: Iterable[tuple[str, bytes | None, bytes, list[Header]]]
+) -> list[Delivery]:
+    """``send_in_batches``, telling which messages each delivery carries."""
     partitioner = DefaultPartitioner()
     partitions: dict[str, list[int]] = {}
-    batches: dict[tuple[str, int], BatchBuilder] = {}
-    sends: list[asyncio.Future[Any]] = []
-    for topic, key, value, headers in messages:
+    batches: dict[tuple[str, int], tuple[BatchBuilder, list[int]]] = {}
+    deliveries: list[Delivery] = []
+    for position, (topic, key, value, headers) in enumerate(messages):
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
         partition = partitioner(key, partitions[topic], partitions[topic])
-        batch = batches.get((topic, partition))
-        if batch is not None and batch.append(key=key, value=value, timestamp=None, headers=headers):
+        open_batch = batches.get((topic, partition))
+        if open_batch is not None and open_batch[0].append(key=key, value=value, timestamp=None, headers=headers):
+            open_batch[1].append(position)
             continue
-        if batch is not None:  # full: send it and start another
-            sends.append(await producer.send_batch(batch, topic, partition=partition))
-        batch = batches[topic, partition] = producer.create_batch()
-        if not batch.append(key=key, value=value, timestamp=None, headers=headers):
-            del batches[topic, partition]  # larger than a batch: on its own
-            sends.append(await producer.send(topic, key=key, value=value, headers=headers, partition=partition))
-    for (topic, partition), batch in batches.items():
-        sends.append(await producer.send_batch(batch, topic, partition=partition))
-    return sends
+        if open_batch is not None:  # full: send it and start another
+            future = await producer.send_batch(open_batch[0], topic, partition=partition)
+            deliveries.append(Delivery(future, open_batch[1]))
+        batch = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=headers):
+            batches[topic, partition] = (batch, [position])
+        else:  # larger than a batch: on its own
+            batches.pop((topic, partition), None)
+            future = await producer.send(topic, key=key, value=value, headers=headers, partition=partition)
+            deliveries.append(Delivery(future, [position]))
+    for (topic, partition), (batch, positions) in batches.items():
+        deliveries.append(Delivery(await producer.send_batch(batch, topic, partition=partition), positions))
+    return deliveries
 
 
 async def create_topics(settings: Settings, topics: Sequence[str], replication: int = 1) -> list[str]:

@@ -26,13 +26,23 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
-OUTBOX_BACKLOG = Gauge("warmbee_outbox_backlog_messages", "Outbox messages not yet relayed to Kafka", ["topic"])
+OUTBOX_BACKLOG = Gauge(
+    "warmbee_outbox_backlog_messages",
+    "Outbox messages waiting to be relayed to Kafka (parked ones not counted)",
+    ["topic"],
+)
 OUTBOX_OLDEST_AGE = Gauge(
     "warmbee_outbox_oldest_age_seconds",
-    "Age of the oldest outbox message not yet relayed (0 when none is waiting)",
+    "Age of the oldest outbox message waiting to be relayed (0 when none waits; parked ones not counted)",
     ["topic"],
 )
 OUTBOX_RELAYED = Counter("warmbee_outbox_relayed_messages_total", "Outbox messages published to Kafka", ["topic"])
+OUTBOX_PARKED = Gauge(
+    "warmbee_outbox_parked_messages",
+    "Outbox rows parked because they can never be published as they are (`warmbee outbox parked` lists them)",
+    ["topic"],
+)
+OUTBOX_PARKED_TOTAL = Counter("warmbee_outbox_parked_total", "Outbox rows a relay parked", ["topic"])
 
 CONSUMER_LAG = Gauge(
     "warmbee_consumer_lag_messages",

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Outbox relay.
     relay_batch_max: int = Field(default=1000, ge=1)
     relay_idle_ms: int = Field(default=100, ge=1)
+    # The largest message (key, value, headers, record overhead) the producer sends (its max_request_size);
+    # the broker's own limit must be at least this. A relay parks an outbox row whose message is larger.
+    kafka_max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
 
     # Redemption: how long a hold waits for the partner, and how many wrong codes a partner may try.
     redemption_hold_ttl_s: int = Field(default=24 * 3600, ge=1)

@@ -11,7 +11,7 @@ from libs.ledger.feed import ENTRIES, entries_reference, render_entries
 from libs.ledger.model import PROGRAMME_ADJUSTMENTS, EntryKind, LedgerTransaction, rider_available, transfer
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
-from libs.platform.outbox_store import OutboxMessage, OutboxStore
+from libs.platform.outbox_store import Backlog, OutboxMessage, OutboxStore
 from libs.platform.relay import OutboxRelay
 
 
@@ -125,5 +125,36 @@ async def test_the_backlog_counts_the_messages_a_reference_row_stands_for(db: Da
     async with db.read() as conn:
         backlog = await OutboxStore(conn).backlog_by_topic([topic, idle])
 
-    assert backlog[topic][0] == 4
-    assert backlog[idle] == (0, 0.0)
+    assert backlog[topic].waiting == 4
+    assert backlog[idle] == Backlog(0, 0.0, 0)
+
+
+async def test_parked_rows_are_neither_claimed_nor_waiting_until_unparked(db: Database) -> None:
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def setup(conn: Connection) -> list[int]:
+        store = OutboxStore(conn)
+        await store.add([OutboxMessage(topic, None, b"stuck"), OutboxMessage(topic, None, b"fine")])
+        claimed = await store.claim([topic], 10)
+        stuck = claimed[0].outbox_id
+        assert await store.park({stuck: "too large"}) == {stuck: topic}
+        assert await store.park({stuck: "again"}) == {}  # parking twice is parking once
+        return [p.outbox_id for p in claimed]
+
+    stuck, fine = await db.run(setup)
+
+    async def claim(conn: Connection) -> list[int]:
+        return [p.outbox_id for p in await OutboxStore(conn).claim([topic], 10)]
+
+    assert await db.run(claim) == [fine]
+    async with db.read() as conn:
+        store = OutboxStore(conn)
+        backlog = (await store.backlog_by_topic([topic]))[topic]
+        (parked,) = await store.parked(topic)
+        created = await conn.fetchval("SELECT created_at FROM outbox WHERE outbox_id = $1", fine)
+    assert (backlog.waiting, backlog.parked) == (1, 1)
+    assert (parked.outbox_id, parked.reason, parked.size) == (stuck, "too large", 5)
+    assert parked.created_at <= created  # the oldest age is the waiting row's, not the parked one's
+
+    assert await db.run(lambda conn: OutboxStore(conn).unpark([stuck])) == [stuck]
+    assert await db.run(claim) == [stuck, fine]

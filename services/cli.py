@@ -13,7 +13,7 @@ import typer
 import uvloop
 
 from libs.platform.auth import Role, mint_token
-from libs.platform.db import Database, apply_migrations, ensure_database
+from libs.platform.db import Database, apply_migrations
 from libs.platform.logging import configure_logging
 from libs.platform.settings import Settings, get_settings
 
@@ -39,14 +39,18 @@ app.add_typer(outbox_app, name="outbox")
 
 
 async def prepare_database(settings: Settings) -> None:
-    """Create the database if missing, apply migrations, publish the default rules if none are stored."""
+    """Locally and in tests (an admin credential): the owner and application roles and the database,
+    created if missing, an older database handed to the owner. Then, as the owner: apply migrations,
+    publish the default rules if none are stored. Production's migrate job has only the owner credential."""
+    from libs.platform.roles import provision
     from services.points.handlers import seed_rules
     from services.points.rules_files import DEFAULT_RULES_FILE, read_rules_file
 
-    await ensure_database(settings)
+    if settings.pg_admin_server:
+        await provision(settings)
     await asyncio.to_thread(apply_migrations, settings)
     path = Path(settings.default_rules_file) if settings.default_rules_file else DEFAULT_RULES_FILE
-    db = Database(settings)
+    db = Database(settings.as_owner())
     await db.open()
     try:
         await seed_rules(db, read_rules_file(path), published_by="warmbee migrate")

@@ -57,13 +57,14 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 
 
 async def ensure_database(settings: Settings) -> bool:
-    """Create the project's database if it is missing. True when it was created."""
-    conn = await asyncpg.connect(f"{settings.pg_server.rstrip('/')}/postgres")
+    """Create the project's database, owned by the owner role, if it is missing (with the admin
+    credential: local and test only). True when it was created."""
+    conn = await asyncpg.connect(settings.admin_url())
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.pg_database)
         if exists:
             return False
-        await conn.execute(f'CREATE DATABASE "{settings.pg_database}"')
+        await conn.execute(f'CREATE DATABASE "{settings.pg_database}" OWNER "{settings.owner_role}"')
         log.info("database.created", database=settings.pg_database)
         return True
     finally:
@@ -71,7 +72,7 @@ async def ensure_database(settings: Settings) -> bool:
 
 
 async def drop_database(settings: Settings) -> None:
-    conn = await asyncpg.connect(f"{settings.pg_server.rstrip('/')}/postgres")
+    conn = await asyncpg.connect(settings.admin_url())
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{settings.pg_database}" WITH (FORCE)')
     finally:
@@ -79,10 +80,10 @@ async def drop_database(settings: Settings) -> None:
 
 
 def apply_migrations(settings: Settings) -> list[str]:
-    """Apply pending SQL migrations with yoyo; returns the ids applied now."""
+    """Apply pending SQL migrations with yoyo, as the owner role; returns the ids applied now."""
     from yoyo import get_backend, read_migrations
 
-    url = settings.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    url = settings.owner_database_url.replace("postgresql://", "postgresql+psycopg://", 1)
     backend = get_backend(url)
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
@@ -98,7 +99,9 @@ async def wait_for_database(settings: Settings, timeout_s: float = 30.0) -> None
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
-            conn = await asyncpg.connect(f"{settings.pg_server.rstrip('/')}/postgres", timeout=2)
+            # The roles may not exist yet: asked as the admin where there is one, else as the owner.
+            server = settings.pg_admin_server or settings.pg_owner_server
+            conn = await asyncpg.connect(f"{server.rstrip('/')}/postgres", timeout=2)
             await conn.close()
             return
         except (OSError, asyncpg.PostgresError):

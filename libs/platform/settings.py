@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_JWT_SECRET = "warmbee-local-development-secret-change-me"  # noqa: S105 - refused outside env=local
+# Creates the roles and the database on a developer's machine and in tests; refused in production.
+LOCAL_PG_ADMIN_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 class Settings(BaseSettings):
@@ -17,8 +20,14 @@ class Settings(BaseSettings):
 
     env: Literal["local", "test", "production"] = "local"
 
-    # PostgreSQL: the server URL without a database, and the database the project owns.
-    pg_server: str = "postgresql://postgres@127.0.0.1:5432"
+    # PostgreSQL: server URLs without a database (the role is the URL's user), and the database the
+    # project owns. The services connect as pg_server, an application role that reads and appends the
+    # ledger and can neither alter it nor switch its triggers off; migrations run as pg_owner_server, the
+    # role that owns the tables. pg_admin_server (local and test only; unset: the local superuser, empty:
+    # none) creates those two roles and the database; production provisions them beforehand.
+    pg_server: str = "postgresql://warmbee_app@127.0.0.1:5432"
+    pg_owner_server: str = "postgresql://warmbee_owner@127.0.0.1:5432"
+    pg_admin_server: str | None = None
     pg_database: str = "warmbee"
     pg_pool_min: int = Field(default=1, ge=1)
     pg_pool_max: int = Field(default=10, ge=1)
@@ -98,6 +107,26 @@ class Settings(BaseSettings):
             raise ValueError("WARMBEE_JWT_SECRET must be set in production: the local secret is public")
         return self
 
+    @model_validator(mode="after")
+    def _refuse_roles_that_defeat_least_privilege(self) -> Settings:
+        for name in ("pg_server", "pg_owner_server"):
+            if not urlsplit(getattr(self, name)).username:
+                raise ValueError(f"WARMBEE_{name.upper()} must name its role: postgresql://ROLE[:PASSWORD]@HOST:PORT")
+        if self.env == "production":
+            if self.app_role == self.owner_role:
+                raise ValueError(
+                    "WARMBEE_PG_SERVER and WARMBEE_PG_OWNER_SERVER name the same role: in production the services "
+                    "must not connect as the role that owns the tables (it could alter them and disable triggers)"
+                )
+            if self.pg_admin_server:
+                raise ValueError(
+                    "WARMBEE_PG_ADMIN_SERVER is for local and test only: in production roles and the database are "
+                    "provisioned beforehand (deploy/postgres/roles.sql)"
+                )
+        elif self.pg_admin_server is None:
+            self.pg_admin_server = LOCAL_PG_ADMIN_SERVER
+        return self
+
     def as_env(self) -> dict[str, str]:
         """These settings as WARMBEE_* variables, so a child process sees exactly the same."""
         env = {}
@@ -119,6 +148,41 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return f"{self.pg_server.rstrip('/')}/{self.pg_database}"
+
+    @property
+    def owner_database_url(self) -> str:
+        return f"{self.pg_owner_server.rstrip('/')}/{self.pg_database}"
+
+    def admin_url(self, database: str = "postgres") -> str:
+        """The admin credential on ``database``; only local and test runs have one."""
+        if not self.pg_admin_server:
+            raise RuntimeError(
+                "creating or dropping roles and databases needs WARMBEE_PG_ADMIN_SERVER (local and test only); in "
+                "production they are provisioned beforehand (deploy/postgres/roles.sql)"
+            )
+        return f"{self.pg_admin_server.rstrip('/')}/{database}"
+
+    def as_owner(self) -> Settings:
+        """These settings connecting as the owner role: for migrating and seeding, never for serving."""
+        return self.model_copy(update={"pg_server": self.pg_owner_server})
+
+    @property
+    def app_role(self) -> str:
+        return unquote(urlsplit(self.pg_server).username or "")
+
+    @property
+    def owner_role(self) -> str:
+        return unquote(urlsplit(self.pg_owner_server).username or "")
+
+    @property
+    def app_password(self) -> str | None:
+        password = urlsplit(self.pg_server).password
+        return None if password is None else unquote(password)
+
+    @property
+    def owner_password(self) -> str | None:
+        password = urlsplit(self.pg_owner_server).password
+        return None if password is None else unquote(password)
 
 
 @lru_cache(maxsize=1)

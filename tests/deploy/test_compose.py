@@ -10,10 +10,12 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from libs.platform.settings import Settings
 from tests.deploy.files import COMPOSE, DEPLOY, SETTING_VARIABLES, TOPICS, tool
 
 WARMBEE_IMAGE = "warmbee:local"
@@ -211,3 +213,50 @@ def test_no_variable_is_left_without_a_default_or_a_message():
     text = COMPOSE.read_text()
     for variable in re.findall(r"(?<!\$)\$\{([^}]+)\}", text):
         assert ":-" in variable or ":?" in variable, variable
+
+
+def _resolved(value: str) -> str:
+    """A compose value with each ${NAME:-default} replaced by its default, as compose does when unset."""
+    return re.sub(r"\$\{[^}:]+:-([^}]*)\}", r"\1", value)
+
+
+def test_the_migration_runs_as_the_owner_and_the_services_as_the_application_role():
+    """Two credentials: `migrate` has only the owner's (it alters tables), the services only the application
+    role's (read and append the ledger, migrations/0009.privileges.sql); the roles are those the postgres
+    init script creates, and the settings accept them in production."""
+    services = load()["services"]
+    postgres = services["postgres"]["environment"]
+    migrate = services["migrate"]["environment"]
+    assert "WARMBEE_PG_SERVER" not in migrate
+    assert "WARMBEE_PG_ADMIN_SERVER" not in migrate
+    owner = urlsplit(_resolved(migrate["WARMBEE_PG_OWNER_SERVER"]))
+    assert owner.username == postgres["OWNER_ROLE"]
+    assert owner.password == _resolved(postgres["OWNER_PASSWORD"])
+    for name in ("events", "points", "points-worker", "redemption"):
+        env = services[name]["environment"]
+        assert "WARMBEE_PG_OWNER_SERVER" not in env, name
+        assert "WARMBEE_PG_ADMIN_SERVER" not in env, name
+        app = urlsplit(_resolved(env["WARMBEE_PG_SERVER"]))
+        assert app.username == postgres["APP_ROLE"], name
+        assert app.password == _resolved(postgres["APP_PASSWORD"]), name
+        settings = Settings(
+            env="production",
+            jwt_secret="x" * 32,
+            pg_server=_resolved(env["WARMBEE_PG_SERVER"]),
+            pg_owner_server=_resolved(migrate["WARMBEE_PG_OWNER_SERVER"]),
+        )
+        assert settings.app_role != settings.owner_role
+        assert settings.pg_admin_server is None
+    assert postgres["POSTGRES_USER"] not in (postgres["APP_ROLE"], postgres["OWNER_ROLE"])
+
+
+def test_postgres_creates_the_roles_on_first_start_with_the_script_the_database_administrator_runs():
+    postgres = load()["services"]["postgres"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in postgres["volumes"] if v.startswith("./"))
+    assert mounts["./postgres/init-warmbee.sh"].startswith("/docker-entrypoint-initdb.d/")
+    script = (DEPLOY / "postgres" / "init-warmbee.sh").read_text()
+    assert f"-f {mounts['./postgres/roles.sql']}" in script
+    roles = (DEPLOY / "postgres" / "roles.sql").read_text()
+    assert "CREATE ROLE warmbee_service NOLOGIN" in roles  # the group migrations/0009 grants to
+    assert 'GRANT warmbee_service TO :"app"' in roles
+    assert "OWNER %I', :'database', :'owner'" in roles

@@ -20,10 +20,12 @@ from tests.deploy.files import K8S, SETTING_VARIABLES, TOPICS
 KUBERNETES_VERSION = "1.33"
 NAMESPACE = "warmbee"
 SECRET_KEYS = {
-    "warmbee-secrets": {"jwt-secret", "pg-server", "kafka-sasl-username", "kafka-sasl-password"},
+    "warmbee-secrets": {"jwt-secret", "pg-server", "pg-owner-server", "kafka-sasl-username", "kafka-sasl-password"},
     "warmbee-kafka-admin": {"client.properties"},
 }
 API_SERVICES = {"events": 8001, "points": 8002, "redemption": 8003}
+# Variables whose value is a secret: never written into a manifest.
+SECRET_WORDS = ("SECRET", "PASSWORD", "PG_SERVER", "PG_OWNER_SERVER", "PG_ADMIN_SERVER")
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -105,7 +107,7 @@ def secret_problems(resources: list[dict[str, Any]]) -> list[str]:
         spec = d["spec"]["template"]["spec"]
         for container in spec["containers"]:
             for env in container.get("env", []):
-                if "value" in env and any(word in env["name"].upper() for word in ("SECRET", "PASSWORD", "PG_SERVER")):
+                if "value" in env and any(word in env["name"].upper() for word in SECRET_WORDS):
                     found.append(f"{d['metadata']['name']}: {env['name']} is written in, not referenced")
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref and ref["key"] not in SECRET_KEYS.get(ref["name"], set()):
@@ -214,3 +216,24 @@ def test_the_migration_job_runs_warmbee_migrate_from_the_same_image():
     assert images == {container["image"]}
     assert container["args"] == ["migrate"]
     assert job["restartPolicy"] == "OnFailure"
+
+
+def database_credentials(spec: dict[str, Any]) -> dict[str, str]:
+    """The database settings a pod gets, each as the secret key it comes from."""
+    (container,) = spec["containers"]
+    return {
+        e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("key", "(written in)")
+        for e in container.get("env", [])
+        if e["name"].startswith("WARMBEE_PG_") and e["name"].endswith("_SERVER")
+    }
+
+
+def test_the_migration_runs_as_the_owner_and_the_services_as_the_application_role():
+    """Two credentials: only the migrate Job can alter tables; the services can only read and append the
+    ledger (migrations/0009.privileges.sql). No pod has an admin credential."""
+    job = by_kind("Job")["warmbee-migrate"]["spec"]["template"]["spec"]
+    assert database_credentials(job) == {"WARMBEE_PG_OWNER_SERVER": "pg-owner-server"}
+    deployments = by_kind("Deployment")
+    assert set(deployments) == {"events", "points", "redemption", "points-worker"}
+    for name, deployment in deployments.items():
+        assert database_credentials(deployment["spec"]["template"]["spec"]) == {"WARMBEE_PG_SERVER": "pg-server"}, name

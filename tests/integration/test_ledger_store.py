@@ -196,24 +196,25 @@ async def test_a_negative_adjustment_beyond_available_raises_and_rolls_back(db: 
         assert await LedgerStore(conn).entry_by_key(overdraft.idempotency_key) is None
 
 
-# --- what the database itself refuses ---------------------------------------------------------------
+# --- what the database itself refuses, even to the owner (the services' role is refused by privilege
+# before these triggers: tests/integration/test_privileges.py) -------------------------------------
 
 
 @pytest.mark.parametrize("table", ["ledger_posting", "ledger_transaction"])
-async def test_the_database_refuses_to_update_ledger_rows(db: Database, rider: str, table: str) -> None:
-    tx_id = await recorded_tx_id(db, rider)
+async def test_the_database_refuses_to_update_ledger_rows(owner_db: Database, rider: str, table: str) -> None:
+    tx_id = await recorded_tx_id(owner_db, rider)
     column = "amount = amount + 1" if table == "ledger_posting" else "reason = 'rewritten'"
 
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
-        await rolled_back(db, lambda conn: conn.execute(f"UPDATE {table} SET {column} WHERE tx_id = $1", tx_id))
+        await rolled_back(owner_db, lambda conn: conn.execute(f"UPDATE {table} SET {column} WHERE tx_id = $1", tx_id))
 
 
 @pytest.mark.parametrize("table", ["ledger_posting", "ledger_transaction"])
-async def test_the_database_refuses_to_delete_ledger_rows(db: Database, rider: str, table: str) -> None:
-    tx_id = await recorded_tx_id(db, rider)
+async def test_the_database_refuses_to_delete_ledger_rows(owner_db: Database, rider: str, table: str) -> None:
+    tx_id = await recorded_tx_id(owner_db, rider)
 
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
-        await rolled_back(db, lambda conn: conn.execute(f"DELETE FROM {table} WHERE tx_id = $1", tx_id))
+        await rolled_back(owner_db, lambda conn: conn.execute(f"DELETE FROM {table} WHERE tx_id = $1", tx_id))
 
 
 @pytest.mark.parametrize(
@@ -225,12 +226,12 @@ async def test_the_database_refuses_to_delete_ledger_rows(db: Database, rider: s
     ],
 )
 async def test_the_database_refuses_to_truncate_the_ledger(
-    db: Database, rider: str, statement: str, refusal: str
+    owner_db: Database, rider: str, statement: str, refusal: str
 ) -> None:
-    await recorded_tx_id(db, rider)
+    await recorded_tx_id(owner_db, rider)
 
     with pytest.raises(asyncpg.PostgresError, match=refusal):
-        await rolled_back(db, lambda conn: conn.execute(statement))
+        await rolled_back(owner_db, lambda conn: conn.execute(statement))
 
 
 async def test_the_database_refuses_a_posting_whose_transaction_does_not_exist(db: Database) -> None:

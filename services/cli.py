@@ -178,6 +178,7 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    supervisor: asyncio.Task[None] | None = None
     try:
         typer.echo("starting PostgreSQL check, database, broker ...")
         await stack.start_infrastructure(prepare_database)
@@ -185,7 +186,9 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
             stack.start_service(name)
         await stack.wait_healthy(list(SERVICES))
         prometheus = await _start_prometheus(stack)
-        typer.echo(f"services are up; logs in {log_dir}/")
+        # From here a process that dies is restarted with back-off, as Kubernetes would, and said so.
+        supervisor = asyncio.create_task(stack.supervise(typer.echo))
+        typer.echo(f"services are up; logs in {log_dir}/ (a process that dies is restarted)")
         _print_access(settings, prometheus)
         if with_demo:
             from services.demo import run_demo
@@ -198,6 +201,9 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
         await stopping.wait()
     finally:
         typer.echo("stopping ...")
+        if supervisor is not None:  # first, so nothing stopped below is started again
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
         await asyncio.to_thread(stack.stop_all)
         typer.echo("stopped.")
 

@@ -293,7 +293,7 @@ def rules_publish(path: RulesFile) -> None:
         db = Database(settings)
         await db.open()
         try:
-            await publish_rules(db, rules, "warmbee rules publish", timedelta(seconds=settings.event_future_slack_s))
+            await publish_rules(db, rules, "warmbee rules publish", timedelta(seconds=settings.rules_min_lead_s))
         finally:
             await db.close()
 

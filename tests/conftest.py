@@ -29,6 +29,9 @@ TEST_ENV = {
     "WARMBEE_WORKER_BATCH_WAIT_MS": "50",
     "WARMBEE_RELAY_IDLE_MS": "20",
     "WARMBEE_EVENT_FUTURE_SLACK_S": "2",
+    # A rules version may be published 4 s ahead (more than the 1 s reload plus the 2 s slack).
+    "WARMBEE_RULES_RELOAD_S": "1",
+    "WARMBEE_RULES_MIN_LEAD_S": "4",
     "WARMBEE_CONSUMER_SESSION_TIMEOUT_MS": "6000",
     "WARMBEE_PENDING_AFTER_S": "5",
     "WARMBEE_PENDING_SWEEP_INTERVAL_S": "1",

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1000)
     # How far ahead of the clock an event's time may be (clock skew at the source).
     event_future_slack_s: int = Field(default=300, ge=0)
+    # Rules: a worker reloads the published versions at most this often (seconds), and a version may be
+    # published no less than rules_min_lead_s ahead of its effective_from. The lead must exceed the
+    # reload interval plus the future slack: a worker whose rules were loaded just before a publication
+    # scores with them for up to one reload interval, events timed up to the slack ahead of its clock;
+    # the rest of the lead covers the publishing transaction's commit and clocks that differ a little.
+    rules_reload_s: float = Field(default=5.0, gt=0)
+    rules_min_lead_s: float = Field(default=330.0, gt=0)
 
     # Outbox relay.
     relay_batch_max: int = Field(default=1000, ge=1)
@@ -105,6 +112,18 @@ class Settings(BaseSettings):
     def _refuse_local_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret == LOCAL_JWT_SECRET:
             raise ValueError("WARMBEE_JWT_SECRET must be set in production: the local secret is public")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_a_rules_lead_a_cached_worker_could_miss(self) -> Settings:
+        shortest = self.rules_reload_s + self.event_future_slack_s
+        if self.rules_min_lead_s <= shortest:
+            raise ValueError(
+                f"WARMBEE_RULES_MIN_LEAD_S ({self.rules_min_lead_s:g}) must be more than WARMBEE_RULES_RELOAD_S "
+                f"({self.rules_reload_s:g}) plus WARMBEE_EVENT_FUTURE_SLACK_S ({self.event_future_slack_s}): "
+                "a worker that loaded the rules just before a publication would score events after the new "
+                "version's effective time by the old one"
+            )
         return self
 
     @model_validator(mode="after")

@@ -69,8 +69,10 @@ class BatchOutcome:
 
 
 class RulesCache:
-    """The rule book, reloaded from the database at most every ``ttl_s`` so a published version
-    takes effect without a restart."""
+    """The rule book, reloaded from the database at most every ``ttl_s`` (``rules_reload_s``) so a
+    published version takes effect without a restart. A version is published at least
+    ``rules_min_lead_s`` ahead, more than ``ttl_s`` plus the future slack (Settings refuses less), so
+    every worker has it before an event it applies to can be scored."""
 
     def __init__(self, ttl_s: float = 5.0, fixed: RuleBook | None = None) -> None:
         self._ttl_s = ttl_s
@@ -78,9 +80,12 @@ class RulesCache:
         self._loaded_at = float("inf") if fixed else float("-inf")  # a fixed book is never reloaded
 
     async def book(self, conn: Connection) -> RuleBook:
-        if time.monotonic() - self._loaded_at > self._ttl_s:
+        asked_at = time.monotonic()
+        if asked_at - self._loaded_at > self._ttl_s:
             self._book = RuleBook(await PointsStore(conn).rules_versions())
-            self._loaded_at = time.monotonic()
+            # The book's age runs from before the query: a version committed while the query ran may be
+            # missing from it, and must be picked up one interval after that, not after the query returned.
+            self._loaded_at = asked_at
         return self._book
 
 
@@ -288,13 +293,14 @@ class RulesRefused(Exception):
         self.problems = problems
 
 
-async def publish_rules(db: Database, rules: Rules, published_by: str | None, slack: timedelta) -> None:
-    """Store a new rules version that takes effect in the future; it is picked up without a restart."""
+async def publish_rules(db: Database, rules: Rules, published_by: str | None, lead: timedelta) -> None:
+    """Store a new rules version that takes effect at least ``lead`` from now (``rules_min_lead_s``:
+    every worker's cached rules reload before then); it is picked up without a restart."""
 
     async def work(conn: Connection) -> None:
         store = PointsStore(conn)
         await store.lock(["rules:publish"])
-        problems = publication_problems(rules, await store.rules_versions(), datetime.now(UTC), slack)
+        problems = publication_problems(rules, await store.rules_versions(), datetime.now(UTC), lead)
         if problems:
             raise RulesRefused(problems)
         await store.publish_rules(rules, published_by)

@@ -564,20 +564,22 @@ def _fmt(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def publication_problems(candidate: Rules, stored: Sequence[Rules], now: datetime, slack: timedelta) -> list[str]:
-    """Why a version may not be published: it must be new, and take effect in the future, after every
-    stored version, so no event already scored is ever rescored by other rules (replay stays exact)."""
+def publication_problems(candidate: Rules, stored: Sequence[Rules], now: datetime, lead: timedelta) -> list[str]:
+    """Why a version may not be published: it must be new, and take effect after every stored version
+    and more than ``lead`` from now: so no event already scored is ever rescored by other rules (replay
+    stays exact), and every worker's cached rules have reloaded before the version applies."""
     problems = []
     same_id = [r.version for r in stored if r.rules_id == candidate.rules_id]
     if same_id and candidate.version <= max(same_id):
         problems.append(
             f"version: {candidate.version} is not after the stored version {max(same_id)}; use {max(same_id) + 1}"
         )
-    earliest = now + slack
+    earliest = now + lead
     if candidate.effective_from <= earliest:
         problems.append(
-            f"effective_from: {candidate.effective_from.isoformat()} is not in the future; rules take "
-            f"effect after {earliest.isoformat()} so that no scored event is rescored"
+            f"effective_from: {candidate.effective_from.isoformat()} is not in the future by more than "
+            f"{lead.total_seconds():g} s; make it later than {earliest.isoformat()}, so that every worker has "
+            "the version before it applies and no scored event is rescored"
         )
     latest = max((r.effective_from for r in stored), default=None)
     if latest is not None and candidate.effective_from <= latest:

@@ -148,7 +148,7 @@ async def run_worker(settings: Settings) -> None:
     db = Database(settings)
     watch_pool("points-worker", db)
     await db.open()
-    scorer = Scorer(settings, load_schemas(), RulesCache())
+    scorer = Scorer(settings, load_schemas(), RulesCache(settings.rules_reload_s))
 
     async def handle(messages: Sequence[Message]) -> None:
         started = time.perf_counter()

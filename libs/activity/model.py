@@ -41,7 +41,8 @@ MAX_ID_CHARS = 256
 MAX_EVENT_BYTES = 1024 * 1024  # an activity event is a few hundred bytes; a megabyte is a mistake
 MAX_DEPTH = 8  # an event nests two levels (envelope, data); orjson refuses to write 255
 MAX_REASON_CHARS = 2000
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# A lone surrogate is no character at all: no JSON decoder gives one, but a Python caller might.
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _NO_CONTROL = "no string of an event may hold a control character (U+0000-U+001F, U+007F): remove it"
 _LEAP_SECOND = re.compile(r"T\d\d:\d\d:60", re.IGNORECASE)
 
@@ -132,7 +133,7 @@ def validate_event(
     to that). Where the fast validator and the explaining one disagree, the event is refused."""
     if not isinstance(document, dict):
         return Invalid(f"event: must be a JSON object (a CloudEvent), got {_json_type(document)}")
-    source, event_id = _identity(document.get("source")), _identity(document.get("id"))
+    source, event_id = event_identity(document)
     problem = text_problem(document)
     if problem:
         return Invalid(problem, source, event_id)
@@ -177,12 +178,24 @@ def _explained(document: Mapping[str, Any], schemas: EventSchemas, source: str |
     )
 
 
+def event_identity(document: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The event's ``(source, id)`` as far as they can be kept beside a refusal (see ``_identity``)."""
+    return _identity(document.get("source")), _identity(document.get("id"))
+
+
 def _identity(value: object) -> str | None:
     """The event's source or id as far as it can be kept beside a refusal: a plain string of at most
     ``MAX_ID_CHARS`` characters, or nothing (a NUL, for one, cannot be stored as text)."""
-    if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and not _CONTROL.search(value):
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and not _UNSTORABLE.search(value):
         return value
     return None
+
+
+def printable(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` safe to keep and show: control characters and lone surrogates written as ``\\uNNNN``, at
+    most ``limit`` characters."""
+    shown = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def text_problem(document: object) -> str | None:
@@ -195,19 +208,28 @@ def text_problem(document: object) -> str | None:
         if depth > MAX_DEPTH:
             return f"{path or 'event'}: nests deeper than {MAX_DEPTH} levels; an activity event is flat"
         if isinstance(value, str):
-            found = _CONTROL.search(value)
+            found = _UNSTORABLE.search(value)
             if found:
-                return f"{path or 'event'}: holds the control character U+{ord(found.group()):04X}; {_NO_CONTROL}"
+                return f"{path or 'event'}: holds {_character(found.group())}"
         elif isinstance(value, dict):
             for key, item in value.items():
-                found = _CONTROL.search(key)
+                if not isinstance(key, str):
+                    return f"{path or 'event'}: a field name must be a string"
+                found = _UNSTORABLE.search(key)
                 if found:
-                    return f"{path or 'event'}: a field name holds U+{ord(found.group()):04X}; {_NO_CONTROL}"
+                    return f"{path or 'event'}: a field name holds {_character(found.group())}"
                 name = key if len(key) <= 64 else key[:63] + "…"
                 stack.append((item, f"{path}.{name}" if path else name, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
     return None
+
+
+def _character(found: str) -> str:
+    code = ord(found)
+    if 0xD800 <= code <= 0xDFFF:
+        return f"a lone surrogate U+{code:04X}; send valid Unicode text (UTF-8)"
+    return f"the control character U+{code:04X}; {_NO_CONTROL}"
 
 
 def _event_time(text: str, now: datetime, future_slack: timedelta) -> tuple[datetime | None, str]:

@@ -3,6 +3,7 @@ which records what it accepts over HTTP, and the points worker, which records wh
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,15 @@ class DeadLetterInput:
     offset: int | None
     key: bytes | None
     value: bytes | None
+    source: str | None
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    dead_letter_id: int
+    payload: bytes  # the value as it came
+    retried: bool
     source: str | None
     event_id: str | None
 
@@ -149,6 +159,28 @@ class ActivityStore:
             limit,
         )
         return [dict(r) for r in rows]
+
+    async def dead_letter_for_retry(self, dead_letter_id: int) -> StoredDeadLetter | None:
+        """The dead letter, locked until the transaction ends (two operators retrying it at once: one waits)."""
+        row = await self._conn.fetchrow(
+            "SELECT payload, payload_encoding, retried_at IS NOT NULL AS retried, source, event_id"
+            " FROM dead_letter WHERE dead_letter_id = $1 FOR UPDATE",
+            dead_letter_id,
+        )
+        if row is None:
+            return None
+        payload = row["payload"]
+        raw = base64.b64decode(payload) if row["payload_encoding"] == "base64" else payload.encode()
+        return StoredDeadLetter(dead_letter_id, raw, row["retried"], row["source"], row["event_id"])
+
+    async def settle_dead_letter(self, dead_letter_id: int, reason: str | None) -> None:
+        """After a retry: ``reason`` None marks it retried (no longer waiting); else it stays, with that reason."""
+        await self._conn.execute(
+            "UPDATE dead_letter SET retried_at = CASE WHEN $2::text IS NULL THEN now() END,"
+            " reason = coalesce($2, reason) WHERE dead_letter_id = $1",
+            dead_letter_id,
+            reason,
+        )
 
     async def status(self, source: str, event_id: str) -> EventStatus | None:
         row = await self._conn.fetchrow(

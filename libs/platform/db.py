@@ -27,6 +27,20 @@ RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.Serial
 # (MagicStack/asyncpg#784).
 TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
+# SQLSTATE classes of a value PostgreSQL refuses (22: data exception, e.g. a NUL in text; 23: integrity).
+_DATA_ERROR_CLASSES = ("22", "23")
+
+
+def caused_by_data(exc: BaseException) -> bool:
+    """Whether ``exc`` may come from the data being written, so that the same input fails the same way
+    again: a value PostgreSQL refuses, or an error in warmbee's own code meeting that value. A lost
+    connection, a deadlock, a timeout, a server restarting or a missing table or privilege (a deployment
+    fault, not one event's) are not: those pass, or fail for every input alike."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in _DATA_ERROR_CLASSES
+    return not isinstance(exc, (*TRANSIENT, *RETRYABLE))
+
+
 T = TypeVar("T")
 Connection = asyncpg.Connection  # re-exported so handlers need not import asyncpg
 

@@ -22,6 +22,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from libs.platform import failpoints
+from libs.platform.loops import LoopGuard, pause, write_isolating
 from libs.platform.metrics import CONSUMER_LAG
 from libs.platform.settings import Settings
 
@@ -46,6 +47,9 @@ class Message(Protocol):
 
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+# Sets one message aside that the handler cannot write for a reason that does not pass (a value the
+# database refuses, a defect meeting that value), so that the rest of its batch and partition go on.
+Quarantine = Callable[[Message, Exception], Awaitable[None]]
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -184,10 +188,19 @@ class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class BatchConsumer:
-    def __init__(self, settings: Settings, topic: str, group_id: str, handler: BatchHandler) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        group_id: str,
+        handler: BatchHandler,
+        quarantine: Quarantine | None = None,
+    ) -> None:
         self._settings = settings
         self._topic = topic
         self._handler = handler
+        self._quarantine = quarantine
+        self._guard = LoopGuard("worker_lane")
         self._lock = asyncio.Lock()
         self._consumer = AIOKafkaConsumer(
             **client_options(settings),
@@ -209,17 +222,23 @@ class BatchConsumer:
         await self._consumer.start()
         try:
             while not self._stopping.is_set():
-                batches = await self._consumer.getmany(
-                    timeout_ms=self._settings.worker_batch_wait_ms,
-                    max_records=self._settings.worker_batch_max * self._settings.worker_concurrency,
-                )
-                await self._measure_lag()
-                if not batches:
-                    continue
-                async with self._lock:
-                    await self._process(batches)
+                try:
+                    await self._fetch_and_process()
+                    self._guard.succeeded()
+                except Exception as exc:  # whatever it was, this process goes on consuming
+                    await pause(self._stopping, self._guard.failed(exc, expected=isinstance(exc, KafkaError)))
         finally:
             await self._consumer.stop()
+
+    async def _fetch_and_process(self) -> None:
+        batches = await self._consumer.getmany(
+            timeout_ms=self._settings.worker_batch_wait_ms,
+            max_records=self._settings.worker_batch_max * self._settings.worker_concurrency,
+        )
+        await self._measure_lag()
+        if batches:
+            async with self._lock:
+                await self._process(batches)
 
     async def _measure_lag(self, every_s: float = 1.0) -> None:
         """Per assigned partition, the messages this consumer has not fetched yet: the partition's
@@ -269,10 +288,14 @@ class BatchConsumer:
     async def _write(self, lane: dict[TopicPartition, list[Message]]) -> bool:
         messages = [m for tp in sorted(lane, key=lambda t: t.partition) for m in lane[tp]]
         try:
-            await self._handler(messages)
+            if self._quarantine is None:
+                await self._handler(messages)
+            else:  # one message that cannot be written, alone, goes to quarantine; the rest is written
+                await write_isolating(messages, self._handler, self._quarantine)
         except Exception:
-            # Nothing of the batch was written (one transaction). Rewind and try again, so a
-            # database outage delays scoring but never skips or commits past an event.
+            # What was not written fails for a reason that passes (a database outage, a deadlock): rewind
+            # to the lane's first offsets and try again, so scoring is delayed but nothing is skipped or
+            # committed past. Halves already written come again and change nothing (idempotent).
             log.exception("consumer.batch_failed", messages=len(messages), failures=self._failures + 1)
             for tp, msgs in lane.items():
                 self._consumer.seek(tp, msgs[0].offset)

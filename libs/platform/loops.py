@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import structlog
 from prometheus_client import Counter
+
+from libs.platform.db import caused_by_data
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +45,7 @@ class LoopGuard:
         """Count ``exc``; ``expected`` (a lost connection, a broker away) is logged without its traceback.
         Returns the seconds to wait before the next try."""
         self.failures += 1
-        delay = min(self._base_s * 2 ** (self.failures - 1), self._cap_s)
+        delay = min(self._base_s * 2.0 ** (self.failures - 1), self._cap_s)
         if expected:
             log.warning("loop.failed", loop=self.loop, error=repr(exc), failures=self.failures, retry_in_s=delay)
         else:
@@ -57,3 +63,28 @@ async def pause(stopping: asyncio.Event, seconds: float) -> None:
     """Wait ``seconds``, or less when ``stopping`` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), timeout=seconds)
+
+
+async def write_isolating(
+    items: Sequence[T],
+    write: Callable[[Sequence[T]], Awaitable[None]],
+    set_aside: Callable[[T, Exception], Awaitable[None]],
+) -> None:
+    """``write`` the items (one transaction); if that fails for a reason in their data (``caused_by_data``),
+    write each half on its own, down to the one item that fails, which is ``set_aside`` alone. One bad item
+    costs about 2·log2(n) more transactions; every other item is written, in order. Any other failure is
+    raised: it passes (a lost connection) or is not the items' fault (a missing table), so the caller retries."""
+    try:
+        await write(items)
+        return
+    except Exception as exc:
+        if not caused_by_data(exc):
+            raise
+        if len(items) == 1:
+            log.error("write.item_set_aside", error=repr(exc)[:500])
+            await set_aside(items[0], exc)
+            return
+        log.warning("write.batch_split", items=len(items), error=repr(exc)[:500])
+    half = len(items) // 2
+    await write_isolating(items[:half], write, set_aside)
+    await write_isolating(items[half:], write, set_aside)

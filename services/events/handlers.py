@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import orjson
 
-from libs.activity.model import ActivityEvent
+from libs.activity.model import ActivityEvent, EventSchemas, Invalid, decode_message, validate_event
 from libs.activity.store import ActivityStore
 from libs.platform.db import Connection
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
@@ -45,3 +47,45 @@ async def accept_events(conn: Connection, events: Sequence[ActivityEvent], topic
         raise ReusedEventId(recorded.conflicts)
     await OutboxStore(conn).add([relay_message(e, topic) for e in recorded.new])
     return Accepted(len(recorded.new), len(recorded.duplicates), tuple(recorded.new), tuple(recorded.duplicates))
+
+
+EventStatusName = Literal["pending", "scored", "dead_lettered"]
+
+
+class DeadLetterUnknown(Exception):
+    """No dead letter has that id."""
+
+
+async def retry_dead_letter(
+    conn: Connection, dead_letter_id: int, schemas: EventSchemas, future_slack: timedelta, topic: str
+) -> EventStatusName:
+    """Validate a dead letter's payload again and, if it passes now, accept it as if just sent (the inbox,
+    and the outbox towards the worker, which scores it unless it was scored meanwhile). Returns the event's
+    status now: ``pending``, ``scored`` or ``dead_lettered`` (it still fails; the reason is the new one)."""
+    store = ActivityStore(conn)
+    letter = await store.dead_letter_for_retry(dead_letter_id)
+    if letter is None:
+        raise DeadLetterUnknown(dead_letter_id)
+    decoded = decode_message(letter.payload)
+    result = decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, _now(), future_slack)
+    if isinstance(result, Invalid):
+        await store.settle_dead_letter(dead_letter_id, result.reason)
+        return "dead_lettered"
+    recorded = await store.record([result], via="http")
+    if recorded.conflicts:
+        await store.settle_dead_letter(dead_letter_id, f"id: {REUSED_ID}")
+        return "dead_lettered"
+    await store.settle_dead_letter(dead_letter_id, None)
+    status = await store.status(result.source, result.event_id)
+    if status is None or status.status != "scored":
+        # Through Kafka again, also when it was stored before: the worker scores what has no award yet.
+        await OutboxStore(conn).add([relay_message(result, topic)])
+        return "pending"
+    return "scored"
+
+
+REUSED_ID = "already used by this source for a different event; give each event its own id"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

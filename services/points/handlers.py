@@ -4,10 +4,13 @@ their ledger entries, counters, dead letters and outbox rows of one Kafka batch 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
 
 from libs.activity.model import (
     FUTURE_SLACK,
@@ -16,6 +19,8 @@ from libs.activity.model import (
     EventSchemas,
     Invalid,
     decode_message,
+    event_identity,
+    printable,
     validate_event,
 )
 from libs.activity.store import ActivityStore, DeadLetterInput
@@ -116,13 +121,29 @@ def _dead_letter(m: Message, reason: str, source: str | None, event_id: str | No
     return DeadLetterInput(reason, m.topic, m.partition, m.offset, m.key, m.value, source, event_id)
 
 
+UNSCORABLE = "could not be scored"
+
+
+def unscorable(exc: Exception) -> str:
+    """The reason kept with an event the scorer cannot score: what failed, in words an operator can pass
+    on to whoever fixes it (bounded, and without control characters, which the value may have held)."""
+    return printable(f"{UNSCORABLE}: {type(exc).__name__}: {exc}", 1000)
+
+
+def stored_dead_letter(document: Mapping[str, Any], reason: str) -> DeadLetterInput:
+    """A dead letter for an event accepted over HTTP: no Kafka position; the event as stored is its payload."""
+    source, event_id = event_identity(document)
+    rider = document.get("subject")
+    key = rider.encode() if isinstance(rider, str) else None
+    return DeadLetterInput(reason, None, None, None, key, orjson.dumps(document), source, event_id)
+
+
 class Scorer:
     def __init__(self, settings: Settings, schemas: EventSchemas, rules: RulesCache) -> None:
         self._settings = settings
         self._schemas = schemas
         self._rules = rules
         self._future_slack = timedelta(seconds=settings.event_future_slack_s)
-        self._pending_since: datetime | None = None  # None: look through every stored event once
 
     async def score_batch(self, conn: Connection, messages: Sequence[Message]) -> BatchOutcome:
         """One Kafka batch: record its events, dead-letter the invalid, score what is not scored yet."""
@@ -146,21 +167,44 @@ class Scorer:
         # An event first recorded by this transaction cannot have an award yet: only the others are looked up.
         await self.score_events(conn, candidates, outcome, unscored={e.key for e in recorded.new})
         outcome.duplicates = len(events) - len(outcome.scored) - len(recorded.conflicts)
-        stored = await activity.add_dead_letters(outcome.dead_letters)
-        await OutboxStore(conn).add([self._dlq_message(d) for d in stored])
+        await self._keep_dead_letters(conn, outcome.dead_letters)
         return outcome
 
-    async def score_pending(self, conn: Connection, older_than: datetime, limit: int) -> BatchOutcome:
-        """Score stored events that have no award yet: their Kafka copy is late or was lost (a broker
-        that restarted empty). The sweep remembers how far back it must look."""
-        rows = await ActivityStore(conn).pending(limit, self._pending_since, older_than)
+    async def score_stored(self, conn: Connection, documents: Sequence[Mapping[str, Any]]) -> BatchOutcome:
+        """Score stored events that have no award yet (accepted over HTTP; their Kafka copy is late or was
+        lost). One that validation now refuses (accepted before a check was added) becomes a dead letter
+        with the reason, instead of waiting forever."""
         now = datetime.now(UTC)
-        parsed = (validate_event(r["event"], self._schemas, now, self._future_slack) for r in rows)
-        events = [e for e in parsed if isinstance(e, ActivityEvent)]
+        events: list[ActivityEvent] = []
+        refused: list[DeadLetterInput] = []
+        for document in documents:
+            result = validate_event(document, self._schemas, now, self._future_slack)
+            if isinstance(result, Invalid):
+                refused.append(stored_dead_letter(document, f"{UNSCORABLE}: {result.reason}"))
+            else:
+                events.append(result)
         outcome = BatchOutcome()
         await self.score_events(conn, events, outcome)
-        self._pending_since = rows[-1]["received_at"] if len(rows) == limit else older_than
+        outcome.dead_letters = await self._keep_dead_letters(conn, refused)
         return outcome
+
+    async def quarantine(self, conn: Connection, message: Message, exc: Exception) -> list[DeadLetterInput]:
+        """Dead-letter one Kafka message that cannot be scored for a reason that does not pass (a value
+        the rules or the database cannot handle, a defect): alone, so its batch and partition go on."""
+        decoded = decode_message(message.value)
+        source, event_id = event_identity(decoded) if isinstance(decoded, dict) else (None, None)
+        return await self._keep_dead_letters(conn, [_dead_letter(message, unscorable(exc), source, event_id)])
+
+    async def quarantine_stored(
+        self, conn: Connection, document: Mapping[str, Any], exc: Exception
+    ) -> list[DeadLetterInput]:
+        """``quarantine`` for an event accepted over HTTP (a dead letter without a Kafka position)."""
+        return await self._keep_dead_letters(conn, [stored_dead_letter(document, unscorable(exc))])
+
+    async def _keep_dead_letters(self, conn: Connection, letters: Sequence[DeadLetterInput]) -> list[DeadLetterInput]:
+        stored = await ActivityStore(conn).add_dead_letters(letters)
+        await OutboxStore(conn).add([self._dlq_message(d) for d in stored])
+        return stored
 
     async def score_events(
         self,
@@ -211,12 +255,15 @@ class Scorer:
 
     def _dlq_message(self, d: DeadLetterInput) -> OutboxMessage:
         value = d.value or b""
-        headers = [
-            ("warmbee-dead-letter-reason", d.reason),
-            ("warmbee-original-topic", d.topic),
-            ("warmbee-original-partition", str(d.partition)),
-            ("warmbee-original-offset", str(d.offset)),
-        ]
+        headers = [("warmbee-dead-letter-reason", d.reason)]
+        if d.topic is None:  # accepted over HTTP, found unscorable
+            headers.append(("warmbee-received-via", "http"))
+        else:
+            headers += [
+                ("warmbee-original-topic", d.topic),
+                ("warmbee-original-partition", str(d.partition)),
+                ("warmbee-original-offset", str(d.offset)),
+            ]
         if len(value) > DLQ_VALUE_MAX:
             # A broker refuses messages over its size limit (1 MB by default): the topic gets the head of
             # the value, the dead_letter table keeps all of it.

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import structlog
 from prometheus_client import Gauge
 
 from libs.platform.db import TRANSIENT, Database
+from libs.platform.loops import LoopGuard, pause
 from services.reconcile.handlers import reconcile
 
 log = structlog.get_logger(__name__)
@@ -26,16 +26,17 @@ class ReconcileLoop:
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
+        guard = LoopGuard("reconcile")
         while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
+            await pause(self._stopping, self._interval_s)
             if self._stopping.is_set():
                 return
             try:
                 report = await reconcile(self._db, self._stuck_after_s)
-            except TRANSIENT as exc:
-                log.warning("reconcile.failed", error=repr(exc))
+            except Exception as exc:  # whatever it was, reconciliation runs again at its next turn
+                guard.failed(exc, expected=isinstance(exc, TRANSIENT))
                 continue
+            guard.succeeded()
             MISMATCHES.set(report.mismatches)
             LAST_RUN.set(time.time())
             if not report.ok:

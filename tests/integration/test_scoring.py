@@ -20,6 +20,7 @@ from libs.ledger.store import LedgerStore
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.events.handlers import Accepted, accept_events
+from services.points.entrypoints.consumer import PendingSweep
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
 from tests.integration.factories import (
     SCHEMAS,
@@ -298,7 +299,7 @@ async def test_a_civic_action_is_scored_by_its_own_category_rule(db: Database, s
 
 
 async def test_an_event_recorded_but_never_delivered_is_pending_until_the_sweep_scores_it(
-    db: Database, scorer: Scorer, rider: str
+    db: Database, scorer: Scorer, rider: str, settings: Settings
 ) -> None:
     event = validate_event(civic_action(rider), load_schemas(), datetime.now(UTC))
     assert isinstance(event, ActivityEvent)
@@ -306,7 +307,9 @@ async def test_an_event_recorded_but_never_delivered_is_pending_until_the_sweep_
     async with db.read() as conn:
         before = await ActivityStore(conn).status(event.source, event.event_id)
 
-    outcome = await db.run(lambda conn: scorer.score_pending(conn, datetime.now(UTC) + timedelta(seconds=1), 1000))
+    sweep = PendingSweep(db, scorer, settings.model_copy(update={"pending_after_s": 0.001}))
+    await asyncio.sleep(0.01)
+    outcome = await sweep.sweep()
 
     assert before is not None
     assert before.status == "pending"

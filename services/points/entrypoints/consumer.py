@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import signal
 import time
@@ -13,12 +12,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from libs.activity.model import CATEGORIES, load_schemas
+from libs.activity.store import ActivityStore
 from libs.ledger.feed import ENTRIES, render_entries
 from libs.platform.db import TRANSIENT, Database
 from libs.platform.kafka import BatchConsumer, Message
+from libs.platform.loops import LoopGuard, pause, write_isolating
 from libs.platform.metrics import watch_pool
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
@@ -38,6 +39,16 @@ POINTS_ISSUED = Counter("warmbee_points_issued_total", "Points awarded", ["categ
 SCORED_OUTCOMES = ("awarded", "zero", "duplicate_hazard")
 EVENTS_CONSUMED = Counter("warmbee_events_consumed_total", "Kafka messages consumed", ["outcome"])
 DEAD_LETTERS = Counter("warmbee_dead_letters_total", "Messages dead-lettered")
+UNSCORABLE = Counter(
+    "warmbee_unscorable_events_total",
+    "Events dead-lettered because the scorer could not score them (a value the rules or the database cannot "
+    "handle, a defect), alone, so that the rest of their batch was scored; via: kafka or http",
+    ["via"],
+)
+UNSCORED_OLDEST_AGE = Gauge(
+    "warmbee_unscored_event_oldest_age_seconds",
+    "Age of the oldest event accepted over HTTP that is neither scored nor dead-lettered (0: none waits)",
+)
 BATCH_SIZE = Histogram(
     "warmbee_worker_batch_size", "Messages per scoring batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500)
 )
@@ -52,6 +63,8 @@ EVENT_TIME_LAG = Histogram(
     "From the event's own time (when the activity happened) to its scoring commit; sources may send late",
     buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400, 90 * 86400),
 )
+for _via in ("kafka", "http"):
+    UNSCORABLE.labels(_via)
 for _category in CATEGORIES:  # every series from the start, so rates and alerts see 0 rather than nothing
     POINTS_ISSUED.labels(_category)
     for _outcome in SCORED_OUTCOMES:
@@ -110,35 +123,82 @@ def _observe(outcome: BatchOutcome, messages: Sequence[Message], started: float)
 
 
 class PendingSweep:
-    """Every few seconds, scores stored events that Kafka has not brought within ``pending_after_s``."""
+    """Every few seconds, scores stored events that Kafka has not brought within ``pending_after_s``.
+
+    It remembers how far back it must look (``_since``), and moves that mark only after what it scored
+    committed, and with an overlap, so an event whose transaction committed late is still seen. An event
+    it cannot score is dead-lettered alone (``write_isolating``); the others are scored."""
+
+    PAGE = 1000
+    OVERLAP = timedelta(seconds=60)
 
     def __init__(self, db: Database, scorer: Scorer, settings: Settings) -> None:
         self._db = db
         self._scorer = scorer
         self._settings = settings
         self._stopping = asyncio.Event()
+        self._since: datetime | None = None  # None: look through every stored event once
+        self._guard = LoopGuard("pending_sweep")
 
     async def run(self) -> None:
+        delay = self._settings.pending_sweep_interval_s
         while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._settings.pending_sweep_interval_s)
+            await pause(self._stopping, delay)
             if self._stopping.is_set():
                 return
             try:
                 await self.sweep()
-            except TRANSIENT as exc:
-                log.warning("sweep.failed", error=repr(exc))
+                self._guard.succeeded()
+                delay = self._settings.pending_sweep_interval_s
+            except Exception as exc:  # whatever it was, the sweep goes on at its next turn
+                delay = max(self._guard.failed(exc, expected=isinstance(exc, TRANSIENT)), delay)
 
-    async def sweep(self) -> None:
+    async def sweep(self) -> BatchOutcome:
+        """Score (or dead-letter) what waits; returns what became of it."""
         older_than = datetime.now(UTC) - timedelta(seconds=self._settings.pending_after_s)
+        since = self._since
+        done = BatchOutcome()
         while True:
-            started = time.perf_counter()
-            outcome = await self._db.run(lambda conn: self._scorer.score_pending(conn, older_than, 1000))
-            if outcome.scored:
-                log.info("sweep.scored", events=len(outcome.scored))
-                _observe(outcome, [], started)
-            if len(outcome.scored) < 1000:
-                return
+            async with self._db.read() as conn:
+                rows = await ActivityStore(conn).pending(self.PAGE, since, older_than)
+            page = await self._score_page([r["event"] for r in rows])
+            done.scored += page.scored
+            done.dead_letters += page.dead_letters
+            if len(rows) < self.PAGE:
+                break
+            since = rows[-1]["received_at"]  # the next page: those at this instant are scored now
+        self._since = older_than - self.OVERLAP  # committed: from here on only the newer ones
+        await self._measure_unscored()
+        return done
+
+    async def _score_page(self, documents: list[dict[str, object]]) -> BatchOutcome:
+        started = time.perf_counter()
+        outcome = BatchOutcome()
+        await write_isolating(
+            documents,
+            lambda part: self._score(part, outcome),
+            lambda document, exc: self._set_aside(document, exc, outcome),
+        )
+        if outcome.scored or outcome.dead_letters:
+            log.info("sweep.scored", events=len(outcome.scored), dead_letters=len(outcome.dead_letters))
+            _observe(outcome, [], started)
+        return outcome
+
+    async def _score(self, documents: Sequence[dict[str, object]], outcome: BatchOutcome) -> None:
+        part = await self._db.run(lambda conn: self._scorer.score_stored(conn, documents))
+        outcome.scored += part.scored
+        outcome.dead_letters += part.dead_letters
+
+    async def _set_aside(self, document: dict[str, object], exc: Exception, outcome: BatchOutcome) -> None:
+        outcome.dead_letters += await self._db.run(lambda conn: self._scorer.quarantine_stored(conn, document, exc))
+        UNSCORABLE.labels("http").inc()
+
+    async def _measure_unscored(self) -> None:
+        """The age of the oldest event accepted over HTTP that is neither scored nor a dead letter."""
+        async with self._db.read() as conn:
+            oldest = await ActivityStore(conn).pending(1, self._since, datetime.now(UTC))
+        age = (datetime.now(UTC) - oldest[0]["received_at"]).total_seconds() if oldest else 0.0
+        UNSCORED_OLDEST_AGE.set(max(age, 0.0))
 
     def stop(self) -> None:
         self._stopping.set()
@@ -162,7 +222,14 @@ async def run_worker(settings: Settings) -> None:
             duplicates=outcome.duplicates,
         )
 
-    consumer = BatchConsumer(settings, settings.topic_activity_events, settings.points_consumer_group, handle)
+    async def quarantine(message: Message, exc: Exception) -> None:
+        stored = await db.run(lambda conn: scorer.quarantine(conn, message, exc))
+        UNSCORABLE.labels("kafka").inc()
+        _observe(BatchOutcome(dead_letters=stored), [], time.perf_counter())
+
+    consumer = BatchConsumer(
+        settings, settings.topic_activity_events, settings.points_consumer_group, handle, quarantine
+    )
     relay = relay_for(
         db,
         settings,

@@ -18,6 +18,8 @@ from libs.platform.logging import configure_logging
 from libs.platform.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from libs.platform.localstack import LocalStack
     from services.points.domain.rules import Rules
     from services.points.replay import ReplayReport, WhatIfReport
@@ -329,7 +331,7 @@ def rules_what_if(
         db = Database(settings)
         await db.open()
         try:
-            return await what_if(db, settings, load_schemas(), candidate, *period)
+            return await what_if(db, settings, load_schemas(), candidate, *period, _progress("what-if"))
         finally:
             await db.close()
 
@@ -349,6 +351,20 @@ def rules_what_if(
             typer.echo(f"  {rider:<24}{before:>8} -> {after:<8}({after - before:+})")
 
 
+def _progress(command: str, every: int = 10_000) -> Callable[[int], None]:
+    """Say on stderr how far a long scratch run has come, every ``every`` events (live scoring goes on
+    meanwhile: the run takes none of its locks)."""
+    said = 0
+
+    def tell(scored: int) -> None:
+        nonlocal said
+        if scored - said >= every:
+            said = scored
+            typer.echo(f"{command}: {scored} events scored so far", err=True)
+
+    return tell
+
+
 @app.command()
 def replay() -> None:
     """Rebuild every award from the stored events in a scratch schema, in the order first scored, and
@@ -363,7 +379,7 @@ def replay() -> None:
         db = Database(settings)
         await db.open()
         try:
-            return await run_replay(db, settings, load_schemas())
+            return await run_replay(db, settings, load_schemas(), _progress("replay"))
         finally:
             await db.close()
 

@@ -4,12 +4,21 @@
 entry by entry. ``what_if`` scores the events of a period under the rules in force and under a candidate
 file, both from empty counters, and reports what the candidate would change. Nothing is ever written:
 the scratch schema lives inside a transaction that is rolled back.
+
+Neither ever makes live scoring wait. The run takes none of the live scorers' locks (its writes go to
+its own scratch schema, which no one else can see: ``ScratchStore``), and reads the live tables from
+one REPEATABLE READ snapshot instead: the events, the rules and the live awards it compares with are
+all as they were when it started. An award committed during the run is in neither side of the
+comparison, so no false difference; and the snapshot is closed under what scoring depends on (a
+rider's earlier awards and a hazard's earlier reports committed before the later one, under the live
+locks), so every award in it can be rebuilt from events in it. The cost: one long transaction, whose
+snapshot holds back vacuum of the live tables while it runs.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +31,7 @@ from services.points.handlers import BatchOutcome, RulesCache, Scorer
 from services.points.store import AwardRow, PointsStore, ScratchStore
 
 BATCH = 1000
+Progress = Callable[[int], None]  # told how many events have been scored so far, after each batch
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
@@ -47,15 +57,14 @@ class ReplayReport:
 
 
 async def _scratch(db: Database, work: Any) -> Any:
-    """Run ``work(conn)`` in a transaction that is always rolled back, and return its result."""
-
-    async def run(conn: Connection) -> None:
-        raise _Rollback(await work(conn))
-
-    try:
-        await db.run(run)
-    except _Rollback as done:
-        return done.result
+    """Run ``work(conn)`` in a REPEATABLE READ transaction that is always rolled back (so it is not a
+    unit of work: it never commits), and return its result."""
+    async with db.read() as conn:
+        try:
+            async with conn.transaction(isolation="repeatable_read"):
+                raise _Rollback(await work(conn))
+        except _Rollback as done:
+            return done.result
     raise AssertionError("a scratch run always rolls back")
 
 
@@ -65,19 +74,24 @@ def _events(documents: Sequence[dict[str, Any]], schemas: EventSchemas) -> list[
     return [e for e in parsed if isinstance(e, ActivityEvent)]
 
 
-async def replay(db: Database, settings: Settings, schemas: EventSchemas) -> ReplayReport:
+async def replay(
+    db: Database, settings: Settings, schemas: EventSchemas, progress: Progress | None = None
+) -> ReplayReport:
     async def work(conn: Connection) -> ReplayReport:
         scratch = ScratchStore(conn, "warmbee_replay")
         await scratch.enter()
         book = RuleBook(await PointsStore(conn).rules_versions())
         scorer = Scorer(settings, schemas, RulesCache(fixed=book))
-        last = 0
+        last, rescored = 0, 0
         while True:
             page = await scratch.scored_events(last, BATCH)
             if not page:
                 break
             last = page[-1][0]
             await scorer.score_events(conn, _events([d for _, d in page], schemas), BatchOutcome())
+            rescored += len(page)
+            if progress is not None:
+                progress(rescored)
         live, replayed = await scratch.awards("public"), await scratch.awards(scratch.schema)
         differences = [
             Difference(key, live.get(key), replayed.get(key))
@@ -113,8 +127,16 @@ class WhatIfReport:
 
 
 async def what_if(
-    db: Database, settings: Settings, schemas: EventSchemas, candidate: Rules, start: datetime, end: datetime
+    db: Database,
+    settings: Settings,
+    schemas: EventSchemas,
+    candidate: Rules,
+    start: datetime,
+    end: datetime,
+    progress: Progress | None = None,
 ) -> WhatIfReport:
+    scored = 0  # over both runs: the period's events are scored twice
+
     async def score_with(
         conn: Connection, scratch: ScratchStore, book: RuleBook | None
     ) -> dict[tuple[str, str], AwardRow]:
@@ -123,8 +145,12 @@ async def what_if(
             book = RuleBook(await PointsStore(conn).rules_versions())
         scorer = Scorer(settings, schemas, RulesCache(fixed=book))
         events = _events(await scratch.events_between(start, end), schemas)
+        nonlocal scored
         for i in range(0, len(events), BATCH):
             await scorer.score_events(conn, events[i : i + BATCH], BatchOutcome())
+            scored += len(events[i : i + BATCH])
+            if progress is not None:
+                progress(scored)
         awards = await scratch.awards(scratch.schema)
         await scratch.leave()
         return awards

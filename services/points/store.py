@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.platform.locks import lock
+from libs.platform.locks import SCRATCH_SETTING, lock
 from services.points.domain.rules import EarlierReport, HazardSearch, Rules
 
 CounterKey = tuple[str, str]  # (rider_id, counter)
@@ -126,13 +126,15 @@ SCORING_TABLES = (
 
 class ScratchStore:
     """A throw-away schema inside the caller's transaction: scoring code runs unchanged against it,
-    and the transaction's rollback removes it."""
+    and the transaction's rollback removes it. The transaction takes none of the live scorers' locks
+    (libs/platform/locks.py): what it writes, only it can see."""
 
     def __init__(self, conn: asyncpg.Connection, schema: str = "warmbee_scratch") -> None:
         self._conn = conn
         self._schema = schema
 
     async def enter(self) -> None:
+        await self._conn.execute(f"SET LOCAL {SCRATCH_SETTING} = 'on'")
         await self._conn.execute(f"CREATE SCHEMA {self._schema}")
         for table in SCORING_TABLES:
             await self._conn.execute(f"CREATE TABLE {self._schema}.{table} (LIKE public.{table} INCLUDING ALL)")

@@ -3,7 +3,9 @@ before the publication, before the version applies to any event it can score (re
 
 Short settings so the test takes seconds: the worker reloads every 1 s, events may be timed 1 s ahead
 of its clock, and a version is published at least 2.5 s ahead. The versions published here have the
-default rules' content under a new version number, so later tests score as before.
+default rules' content under a rules id of their own, so later tests score as before (and their
+version numbers of warmbee-default stay as they were); an award scored late on purpose is rolled back,
+so a later replay of the whole ledger finds nothing wrong.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from libs.platform.db import Database
+from libs.platform.db import Connection, Database
 from libs.platform.settings import Settings
 from services.points.domain.rules import Rules
 from services.points.handlers import BatchOutcome, RulesCache, RulesRefused, Scorer, publish_rules
@@ -29,15 +31,38 @@ def short(settings: Settings) -> Settings:
     )
 
 
-async def latest_rules(db: Database) -> Rules:
+RULES_ID = "warmbee-lead-test"
+
+
+async def stored_rules(db: Database) -> list[Rules]:
     async with db.read() as conn:
-        return (await PointsStore(conn).rules_versions())[-1]
+        return await PointsStore(conn).rules_versions()
 
 
-async def score_at(db: Database, worker: Scorer, rider: str, at: datetime) -> BatchOutcome:
-    """A worker's batch of one shift timed ``at``."""
+async def latest_rules(db: Database) -> Rules:
+    return (await stored_rules(db))[-1]
+
+
+class _Undo(Exception):
+    def __init__(self, outcome: BatchOutcome) -> None:
+        super().__init__("rolled back")
+        self.outcome = outcome
+
+
+async def score_at(db: Database, worker: Scorer, rider: str, at: datetime, keep: bool = True) -> BatchOutcome:
+    """A worker's batch of one shift timed ``at``; rolled back unless ``keep``."""
     message = record(volunteer_shift(rider, 1, time=at.isoformat()), key=rider)
-    return await db.run(lambda conn: worker.score_batch(conn, [message]))
+
+    async def work(conn: Connection) -> BatchOutcome:
+        outcome = await worker.score_batch(conn, [message])
+        if not keep:
+            raise _Undo(outcome)
+        return outcome
+
+    try:
+        return await db.run(work)
+    except _Undo as undone:
+        return undone.outcome
 
 
 async def sleep_until(moment: datetime) -> None:
@@ -46,10 +71,15 @@ async def sleep_until(moment: datetime) -> None:
 
 async def publish_at_the_shortest_lead(db: Database, settings: Settings) -> Rules:
     """The next version of the stored rules, effective as soon as the lead allows, and published."""
-    latest = await latest_rules(db)
+    stored = await stored_rules(db)
+    version = max((r.version for r in stored if r.rules_id == RULES_ID), default=0) + 1
     lead = timedelta(seconds=settings.rules_min_lead_s)
-    sooner = latest.model_copy(
-        update={"version": latest.version + 1, "effective_from": datetime.now(UTC) + lead - timedelta(seconds=0.2)}
+    sooner = stored[-1].model_copy(
+        update={
+            "rules_id": RULES_ID,
+            "version": version,
+            "effective_from": datetime.now(UTC) + lead - timedelta(seconds=0.2),
+        }
     )
     with pytest.raises(RulesRefused, match=r"not in the future by more than 2\.5 s"):
         await publish_rules(db, sooner, "test", lead)
@@ -78,8 +108,8 @@ async def test_a_version_published_at_the_shortest_lead_scores_an_event_timed_ju
 
     assert outcome.dead_letters == []
     assert late.dead_letters == []
-    assert [s.rule_version for _, s in outcome.scored] == [candidate.version]
-    assert [s.rule_version for _, s in late.scored] == [before.version]
+    assert [(s.rule_id, s.rule_version) for _, s in outcome.scored] == [(RULES_ID, candidate.version)]
+    assert [(s.rule_id, s.rule_version) for _, s in late.scored] == [(before.rules_id, before.version)]
     assert scored_at < effective  # the worker had the version before it applied
 
 
@@ -94,6 +124,6 @@ async def test_a_cache_that_reloads_less_often_than_the_lead_allows_would_apply_
     candidate = await publish_at_the_shortest_lead(db, short)
     just_after = candidate.effective_from + timedelta(milliseconds=1)
     await sleep_until(just_after - timedelta(seconds=short.event_future_slack_s) + timedelta(milliseconds=20))
-    outcome = await score_at(db, worker, rider, just_after)
+    outcome = await score_at(db, worker, rider, just_after, keep=False)
 
-    assert [s.rule_version for _, s in outcome.scored] == [before.version]  # the old version, late
+    assert [(s.rule_id, s.rule_version) for _, s in outcome.scored] == [(before.rules_id, before.version)]  # late

@@ -18,8 +18,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.platform.auth import InvalidToken, Principal, Role, verify_token
@@ -40,8 +45,11 @@ DATABASE_UNAVAILABLE = (
 PROBLEM_JSON = "application/problem+json"
 
 REQUEST_ID_HEADER = "X-Request-ID"
+IDEMPOTENCY_KEY = "Idempotency-Key"
 # A caller's request id is logged as sent only when it is short and plain; otherwise we issue our own.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+_CURSOR = re.compile(r"[0-7]?[0-9a-f]{1,15}")  # 0 to 2**63 - 1 in hex, as encode_cursor writes it
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -118,6 +126,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):
+            return problem_response(exc.problem(), request.url.path)
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             # FastAPI's own word for a body that is not JSON: the contract answers 422 and names the body.
             return problem_response(
@@ -125,10 +135,15 @@ def install_problem_handlers(app: FastAPI) -> None:
                 request.url.path,
             )
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(
+        response = problem_response(
             Problem(exc.status_code, slug, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"),
             request.url.path,
         )
+        # Starlette's exception carries the headers the status needs (405's Allow, RFC 9110 15.5.6).
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request, response.headers.get("Allow", ""))
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -148,6 +163,21 @@ def install_problem_handlers(app: FastAPI) -> None:
             return response
         log.exception("http.unhandled", path=request.url.path)
         return _internal_error(request)
+
+
+def allowed_methods(request: Request, named: str) -> str:
+    """The Allow header of a 405: every method some route of this path answers, with those the refusing
+    route ``named``. Starlette's router names only the first route whose path matched, and FastAPI
+    declares GET and POST of one path as two routes."""
+    methods = {m.strip() for m in named.split(",") if m.strip()}
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            methods |= {"GET", "HEAD"}
+        methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def _internal_error(request: Request) -> JSONResponse:
@@ -182,6 +212,30 @@ Caller = Annotated[Principal, Depends(authenticate)]
 PageLimit = Annotated[int, Query(ge=1, le=500, description="items per page, 1 to 500")]
 
 
+class _CursorFormat:
+    """A page cursor as encode_cursor writes it, refused otherwise with the fix; the document gives the
+    pattern, so a client (and the fuzzer holding us to the document) knows which strings are cursors."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_check_cursor, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "pattern": f"^{_CURSOR.pattern}$", "maxLength": 16}
+
+
+def _check_cursor(value: str) -> str:
+    if not _CURSOR.fullmatch(value):
+        raise PydanticCustomError("invalid_cursor", "pass the next_cursor of the previous page unchanged")
+    return value
+
+
+PageCursor = Annotated[
+    Annotated[str, _CursorFormat()] | None, Query(description="the next_cursor of the previous page")
+]
+
+
 def require(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
         allowed = ", ".join(r.value for r in roles)
@@ -201,7 +255,11 @@ def create_app(
     readiness: ReadinessCheck,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     description: str = "",
+    max_body_bytes: int | None = None,
+    too_large_hint: str = "send a smaller body",
 ) -> FastAPI:
+    """The app of one service. ``max_body_bytes``: its request body limit (settings.max_api_body_bytes
+    unless given), and ``too_large_hint`` what its 413 tells the caller to do instead."""
     app = FastAPI(
         title=title,
         version=version,
@@ -214,6 +272,8 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
 
+    # Inside MeasureRequests, so a 413 is counted and carries its request id like any answer.
+    app.add_middleware(LimitBody, limit=max_body_bytes or settings.max_api_body_bytes, hint=too_large_hint)
     app.add_middleware(MeasureRequests, service=service)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
@@ -243,7 +303,7 @@ def create_app(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST", "PUT"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", REQUEST_ID_HEADER],
+        allow_headers=["Authorization", "Content-Type", IDEMPOTENCY_KEY, REQUEST_ID_HEADER],
         expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
         max_age=600,
     )
@@ -259,6 +319,73 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over the service's limit. An HTTPException, so that FastAPI, reading the body for a
+    route, passes it on (it turns any other error raised there into a 400) and the handler renders it."""
+
+    def __init__(self, limit: int, hint: str) -> None:
+        super().__init__(413, "Request body too large")
+        self.limit = limit
+        self.hint = hint
+
+    def problem(self) -> Problem:
+        return Problem(
+            413, "body-too-large", "Request body too large", f"body: is larger than {self.limit} bytes; {self.hint}"
+        )
+
+
+class LimitBody:
+    """413 for a request body over the service's limit, before anything reads it whole: at once when
+    Content-Length says so (the body is never read), else as soon as the bytes received pass the limit (a
+    chunked body). It wraps the whole app, so it runs before authentication and before FastAPI, which
+    reads a body whole to parse it."""
+
+    def __init__(self, app: ASGIApp, limit: int, hint: str) -> None:
+        self._app = app
+        self._limit = limit
+        self._hint = hint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        # isascii: str.isdigit accepts "²"; the length check keeps int() away from a 10,000-digit header.
+        if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > self._limit):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._limit:
+                    raise BodyTooLarge(self._limit, self._hint)
+            return message
+
+        async def noting_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, counting_receive, noting_send)
+        except BodyTooLarge:
+            # Read outside a route's exception handlers (a middleware, say): answered here all the same.
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # No "Connection: close": the server would close while the client still sends, and the client,
+        # reset, would never read the 413. The server discards the rest of the body; nothing holds it.
+        response = problem_response(BodyTooLarge(self._limit, self._hint).problem(), scope["path"])
+        await response(scope, receive, send)
 
 
 class MeasureRequests:
@@ -316,6 +443,11 @@ def _validation_errors_are_problems(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
+                    if "requestBody" in operation:  # LimitBody's answer, whatever the route
+                        operation.setdefault("responses", {}).setdefault("413", {"description": "body too large"})
+                    for parameter in operation.get("parameters", []):
+                        if parameter["in"] == "header" and parameter["name"] == IDEMPOTENCY_KEY:
+                            _require_idempotency_key(parameter)
                     for status, response in operation.get("responses", {}).items():
                         if status.startswith("4") or status.startswith("5"):
                             response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
@@ -325,6 +457,16 @@ def _validation_errors_are_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _require_idempotency_key(parameter: dict[str, Any]) -> None:
+    """Wherever a route takes an Idempotency-Key, API.md requires it, a non-empty one. The routes declare it
+    optional so that they answer its absence themselves (idempotency-key-required, saying what to send);
+    the document says what a caller must send."""
+    parameter["required"] = True
+    schema = parameter["schema"]
+    strings = [s for s in schema.get("anyOf", [schema]) if s.get("type") == "string"]
+    parameter["schema"] = {**(strings[0] if strings else {"type": "string"}), "minLength": 1}
+
+
 def encode_cursor(value: int) -> str:
     return format(value, "x")
 
@@ -332,12 +474,13 @@ def encode_cursor(value: int) -> str:
 def decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    try:
+    # A cursor is a bigint in hex as we wrote it: anything else (int() also takes " 1_f", "0x1f", a
+    # 10,000-digit number, a value past bigint that PostgreSQL would refuse with a 500) is refused here.
+    if _CURSOR.fullmatch(cursor):
         return int(cursor, 16)
-    except ValueError as exc:
-        raise Problem(
-            422,
-            "invalid-cursor",
-            "Invalid cursor",
-            "cursor: pass the next_cursor of the previous page unchanged",
-        ) from exc
+    raise Problem(
+        422,
+        "invalid-cursor",
+        "Invalid cursor",
+        "cursor: pass the next_cursor of the previous page unchanged",
+    )

@@ -96,7 +96,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] | None = None
     # Prometheus that `warmbee run` starts, scraping the services above.
     prometheus_port: int = 9090
+    # Request body limits, refused with 413 before the body is read: the events service's (batches of
+    # up to max_batch_events), and every other service's, whose requests are a few small fields.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_api_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1)
 
     # Auth: HS256 locally; production injects the identity provider's key.

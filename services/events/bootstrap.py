@@ -47,6 +47,8 @@ def build_app(settings: Settings) -> FastAPI:
         readiness,
         lifespan,
         description="Source systems publish activity events (CloudEvents 1.0) here when they cannot speak Kafka.",
+        max_body_bytes=settings.max_body_bytes,  # a batch of up to max_batch_events events
+        too_large_hint="split the batch into smaller requests",
     )
     api.register(app, settings, db, load_schemas())
     return app

@@ -16,7 +16,16 @@ from libs.activity.model import ActivityEvent, EventSchemas, Invalid, validate_e
 from libs.activity.store import ActivityStore
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
-from libs.platform.http import Caller, PageLimit, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.http import (
+    Caller,
+    PageCursor,
+    PageLimit,
+    Problem,
+    decode_cursor,
+    encode_cursor,
+    problem_responses,
+    require,
+)
 from libs.platform.settings import Settings
 from services.events.handlers import Accepted, ReusedEventId, accept_events
 
@@ -87,7 +96,7 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
     async def publish(request: Request, caller: Caller) -> AcceptedBody:
         require(caller, Role.SOURCE)
         documents = _documents(
-            await _read_body(request, settings.max_body_bytes),
+            await request.body(),  # at most max_body_bytes: LimitBody (create_app) refuses more with 413
             request.headers.get("content-type"),
             settings.max_batch_events,
         )
@@ -138,7 +147,7 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
     async def dead_letters(
         caller: Caller,
         limit: PageLimit = 50,
-        cursor: str | None = None,
+        cursor: PageCursor = None,
     ) -> DeadLetterPage:
         require(caller, Role.OPERATOR)
         async with db.read() as conn:
@@ -165,27 +174,6 @@ def _type_of(document: object, schemas: EventSchemas) -> str:
     """The event's type as a label value: one of the known types, or "unknown" (label values stay bounded)."""
     value = document.get("type") if isinstance(document, dict) else None
     return value if isinstance(value, str) and value in schemas.by_type else "unknown"
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
-
-
-def _too_large(limit: int) -> Problem:
-    return Problem(
-        413,
-        "body-too-large",
-        "Request body too large",
-        f"body: is larger than {limit} bytes; split the batch into smaller requests",
-    )
 
 
 def _documents(body: bytes, content_type: str | None, max_batch: int) -> list[object]:

@@ -89,7 +89,7 @@ def register(app: FastAPI, settings: Settings) -> None:
         response_class=Response,
         responses={200: {"description": "SVG", "content": {"image/svg+xml": {}}}, **problem_responses(422)},
     )
-    async def qr(payload: Annotated[str, Path(max_length=17)]) -> Response:
+    async def qr(payload: Annotated[str, Path(max_length=17, pattern=QR_PAYLOAD.pattern)]) -> Response:
         if not QR_PAYLOAD.match(payload):
             raise Problem(422, "invalid-payload", "Invalid QR payload", "payload: WARMBEE1: and an 8-character code")
         out = io.BytesIO()

@@ -14,7 +14,17 @@ from libs.ledger.model import RIDER_ID_PATTERN
 from libs.ledger.store import Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
-from libs.platform.http import Caller, PageLimit, Problem, decode_cursor, encode_cursor, problem_responses, require
+from libs.platform.fields import JsonInt, Text
+from libs.platform.http import (
+    Caller,
+    PageCursor,
+    PageLimit,
+    Problem,
+    decode_cursor,
+    encode_cursor,
+    problem_responses,
+    require,
+)
 from libs.platform.settings import Settings
 from services.points.handlers import adjust
 from services.points.store import PointsStore
@@ -80,9 +90,11 @@ class EventStatusBody(BaseModel):
 
 
 class AdjustmentRequest(BaseModel):
-    rider_id: str = Field(pattern=RIDER_ID_PATTERN.pattern)
-    amount: int = Field(description="signed points; not 0", ge=-1_000_000, le=1_000_000)
-    reason: str = Field(min_length=3, max_length=500)
+    rider_id: Text = Field(pattern=RIDER_ID_PATTERN.pattern)
+    amount: JsonInt = Field(
+        description="signed points; not 0", ge=-1_000_000, le=1_000_000, json_schema_extra={"not": {"const": 0}}
+    )
+    reason: Text = Field(min_length=3, max_length=500, description="one line, shown to the rider")
 
 
 class RulesBody(BaseModel):
@@ -133,7 +145,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         rider_id: RiderId,
         caller: Caller,
         limit: PageLimit = 50,
-        cursor: str | None = None,
+        cursor: PageCursor = None,
     ) -> EntryPage:
         _may_read_rider(caller, rider_id)
         async with db.read() as conn:
@@ -182,7 +194,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def adjustment(
         body: AdjustmentRequest,
         caller: Caller,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+        idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)] = None,
     ) -> EntryBody:
         require(caller, Role.OPERATOR)
         if not idempotency_key:

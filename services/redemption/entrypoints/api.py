@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field
 from libs.ledger.store import InsufficientBalance
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
+from libs.platform.fields import NUMBER_ONLY, DateTime, JsonBool, JsonInt, Text
 from libs.platform.http import (
     Caller,
+    PageCursor,
     PageLimit,
     Problem,
     decode_cursor,
@@ -34,19 +36,19 @@ MONTH = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
 
 
 class PartnerBody(BaseModel):
-    partner_id: str = Field(pattern=ID)
-    name: str = Field(min_length=1, max_length=200)
+    partner_id: Text = Field(pattern=ID)
+    name: Text = Field(min_length=1, max_length=200)
     kind: Literal["merchant", "hospital", "barber"]
 
 
 class RewardBody(BaseModel):
-    reward_id: str = Field(pattern=ID)
-    partner_id: str = Field(pattern=ID)
-    title: str = Field(min_length=1, max_length=200)
-    cost: int = Field(gt=0, le=1_000_000)
-    stock_per_month: int | None = Field(default=None, ge=0, le=1_000_000)
-    per_rider_monthly_limit: int | None = Field(default=None, gt=0, le=1000)
-    active: bool = True
+    reward_id: Text = Field(pattern=ID)
+    partner_id: Text = Field(pattern=ID)
+    title: Text = Field(min_length=1, max_length=200)
+    cost: JsonInt = Field(gt=0, le=1_000_000)
+    stock_per_month: Annotated[int, Field(ge=0, le=1_000_000), NUMBER_ONLY] | None = None
+    per_rider_monthly_limit: Annotated[int, Field(gt=0, le=1000), NUMBER_ONLY] | None = None
+    active: JsonBool = True
 
     def reward(self) -> Reward:
         return Reward(**self.model_dump())
@@ -70,8 +72,10 @@ class Catalogue(BaseModel):
 
 
 class ReserveRequest(BaseModel):
-    reward_id: str = Field(pattern=ID)
-    expected_cost: int | None = Field(default=None, gt=0, description="the cost the rider saw; a change is reported")
+    reward_id: Text = Field(pattern=ID)
+    expected_cost: Annotated[int, Field(gt=0), NUMBER_ONLY] | None = Field(
+        default=None, description="the cost the rider saw; a change is reported"
+    )
 
 
 class RedemptionBody(BaseModel):
@@ -115,7 +119,7 @@ class RedemptionPage(BaseModel):
 
 
 class ConfirmRequest(BaseModel):
-    code: str = Field(min_length=1, max_length=64, description="the 8-character code, or the QR payload")
+    code: Text = Field(min_length=1, max_length=64, description="the 8-character code, or the QR payload")
 
 
 class SettlementItem(BaseModel):
@@ -157,6 +161,17 @@ def _may_see(caller: Principal, r: Redemption) -> bool:
         or (caller.role is Role.RIDER and caller.sub == r.rider_id)
         or (caller.role is Role.PARTNER and caller.sub == r.partner_id)
     )
+
+
+def _created_before(cursor: str | None) -> datetime | None:
+    """The creation time a page's cursor stands for (microseconds since the epoch, as written below)."""
+    before = decode_cursor(cursor)
+    if before is None:
+        return None
+    try:
+        return datetime.fromtimestamp(before / 1_000_000, UTC)
+    except (OverflowError, ValueError, OSError):  # past year 9999, which Python cannot hold: all of them
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -237,7 +252,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def create_redemption(
         body: ReserveRequest,
         caller: Caller,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+        idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)] = None,
     ) -> RedemptionBody:
         require(caller, Role.RIDER)
         if not idempotency_key:
@@ -269,11 +284,10 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         caller: Caller,
         status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
         limit: PageLimit = 50,
-        cursor: str | None = None,
+        cursor: PageCursor = None,
     ) -> RedemptionPage:
         require(caller, Role.RIDER)
-        before = decode_cursor(cursor)
-        before_at = datetime.fromtimestamp(before / 1_000_000, UTC) if before is not None else None
+        before_at = _created_before(cursor)
         async with db.read() as conn:
             rows = await RedemptionStore(conn).of_rider(caller.sub, status, limit, before_at)
         next_cursor = encode_cursor(int(rows[-1].created_at.timestamp() * 1_000_000)) if len(rows) == limit else None
@@ -286,7 +300,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         summary="A redemption (its rider, its partner, operator)",
         responses=problem_responses(401, 404),
     )
-    async def get_redemption(redemption_id: Annotated[str, Path(max_length=64)], caller: Caller) -> RedemptionBody:
+    async def get_redemption(redemption_id: Annotated[Text, Path(max_length=64)], caller: Caller) -> RedemptionBody:
         async with db.read() as conn:
             r = await RedemptionStore(conn).get(redemption_id)
         if r is None or not _may_see(caller, r):
@@ -300,7 +314,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         summary="Cancel a hold: its points come back (its rider, operator)",
         responses=problem_responses(401, 403, 404, 409),
     )
-    async def cancel_redemption(redemption_id: Annotated[str, Path(max_length=64)], caller: Caller) -> RedemptionBody:
+    async def cancel_redemption(redemption_id: Annotated[Text, Path(max_length=64)], caller: Caller) -> RedemptionBody:
         require(caller, Role.RIDER, Role.OPERATOR)
         rider = caller.sub if caller.role is Role.RIDER else None
         r = await cancel(db, settings, redemption_id, caller.sub, rider)
@@ -330,7 +344,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         "(code-expired, already-confirmed, already-cancelled). Looking changes nothing else.",
         responses=problem_responses(401, 403, 404, 409, 422, 429),
     )
-    async def look_up_code(code: Annotated[str, Path(min_length=1, max_length=64)], caller: Caller) -> RedemptionBody:
+    async def look_up_code(code: Annotated[Text, Path(min_length=1, max_length=64)], caller: Caller) -> RedemptionBody:
         require(caller, Role.PARTNER)
         normalised = _code_of(code)
         r = await look_up(db, settings, caller.sub, normalised)
@@ -346,14 +360,13 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     async def partner_redemptions(
         caller: Caller,
         status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
-        start: Annotated[datetime | None, Query(alias="from")] = None,
-        end: Annotated[datetime | None, Query(alias="to")] = None,
+        start: Annotated[DateTime | None, Query(alias="from")] = None,
+        end: Annotated[DateTime | None, Query(alias="to")] = None,
         limit: PageLimit = 50,
-        cursor: str | None = None,
+        cursor: PageCursor = None,
     ) -> RedemptionPage:
         require(caller, Role.PARTNER)
-        before = decode_cursor(cursor)
-        before_at = datetime.fromtimestamp(before / 1_000_000, UTC) if before is not None else None
+        before_at = _created_before(cursor)
         async with db.read() as conn:
             rows = await RedemptionStore(conn).of_partner(caller.sub, status, start, end, limit, before_at)
         next_cursor = encode_cursor(int(rows[-1].created_at.timestamp() * 1_000_000)) if len(rows) == limit else None

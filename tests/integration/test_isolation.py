@@ -29,6 +29,7 @@ from tests.integration.factories import (
     activity_event,
     awards,
     dead_letters,
+    outbox,
     record,
     volunteer_shift,
 )
@@ -300,3 +301,19 @@ async def test_a_kafka_value_over_1_mib_is_dead_lettered_and_its_batch_scored(
     assert await awards(db, f"{rider}-z") == [10]
     letters = await dead_letters(db, rider)
     assert "an event may be at most 1048576 bytes" in letters[0]["reason"]
+
+
+async def test_a_retried_dead_letter_over_1_mib_stays_one_and_is_not_sent_again(
+    db: Database, settings: Settings, rider: str
+) -> None:
+    huge = volunteer_shift(rider, 1) | {"note": "n" * (1024 * 1024)}
+    await run_lane(db, Scorer(settings, SCHEMAS, RulesCache()), [record(huge, key=rider)])
+    async with db.read() as conn:
+        letter = int(await conn.fetchval("SELECT max(dead_letter_id) FROM dead_letter WHERE key = $1", rider))
+    slack = timedelta(seconds=settings.event_future_slack_s)
+
+    retried = await db.run(lambda conn: retry_dead_letter(conn, letter, SCHEMAS, slack, "activity-events"))
+
+    assert retried == "dead_lettered"
+    assert "an event may be at most 1048576 bytes" in (await dead_letters(db, rider))[-1]["reason"]
+    assert await outbox(db, "activity-events", rider) == []

@@ -385,7 +385,7 @@ def replay() -> None:
 
     report = asyncio.run(go())
     for d in report.differences[:50]:
-        typer.echo(f"  {d.key}\n    live:     {d.live}\n    replayed: {d.replayed}")
+        typer.echo(f"  {d.key[0]} {d.key[1]}\n    live:     {d.live}\n    replayed: {d.replayed}")
     if report.differences:
         typer.echo(f"replay: {len(report.differences)} of {report.compared} awards differ", err=True)
         raise typer.Exit(1)

@@ -69,7 +69,7 @@ class Posting:
             raise LedgerError(f"posting amount must be an integer, got {self.amount!r}")
         if self.amount == 0:
             raise LedgerError("a posting of 0 moves nothing; leave it out")
-        if not ACCOUNT_PATTERN.match(self.account):
+        if not ACCOUNT_PATTERN.fullmatch(self.account):  # fullmatch: "$" would let a trailing newline by
             raise LedgerError(f"malformed account address {self.account!r}")
 
 
@@ -103,7 +103,7 @@ class LedgerTransaction:
     def __post_init__(self) -> None:
         if not self.idempotency_key:
             raise LedgerError("a transaction needs an idempotency key")
-        if not RIDER_ID_PATTERN.match(self.rider_id):
+        if not RIDER_ID_PATTERN.fullmatch(self.rider_id):
             raise LedgerError(f"malformed rider id {self.rider_id!r}")
         if not self.reason:
             raise LedgerError("every entry carries a reason")

@@ -8,7 +8,7 @@ Every event is scored exactly once, however often it arrives and by whichever wa
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson

@@ -145,7 +145,8 @@ def test_a_posting_amount_must_be_an_integer(amount):
 
 
 @pytest.mark.parametrize(
-    "account", ["", "Rider:rider-1:available", "rider:rider 1:available", "rider::available", "rider:"]
+    "account",
+    ["", "Rider:rider-1:available", "rider:rider 1:available", "rider::available", "rider:", "programme:issued\n"],
 )
 def test_a_malformed_account_address_is_refused(account):
     with pytest.raises(LedgerError, match="malformed account"):
@@ -183,7 +184,7 @@ def test_a_transaction_needs_a_reason():
         replace(award(), reason="")
 
 
-@pytest.mark.parametrize("rider_id", ["", "rider 1", "rider/1", "r" * 65])
+@pytest.mark.parametrize("rider_id", ["", "rider 1", "rider/1", "r" * 65, "rider-42\n"])
 def test_a_malformed_rider_id_is_refused(rider_id):
     with pytest.raises(LedgerError, match="rider id"):
         LedgerTransaction("k", EntryKind.ADJUSTMENT, rider_id, "reason")

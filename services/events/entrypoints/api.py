@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from prometheus_client import Counter
 from pydantic import BaseModel
 
-from libs.activity.model import ActivityEvent, EventSchemas, Invalid, validate_event
+from libs.activity.model import MAX_EVENT_BYTES, ActivityEvent, EventSchemas, Invalid, validate_event
 from libs.activity.store import ActivityStore
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
@@ -27,7 +28,7 @@ from libs.platform.http import (
     require,
 )
 from libs.platform.settings import Settings
-from services.events.handlers import Accepted, ReusedEventId, accept_events
+from services.events.handlers import Accepted, DeadLetterUnknown, ReusedEventId, accept_events, retry_dead_letter
 
 SINGLE_TYPES = ("application/cloudevents+json", "application/json")
 BATCH_TYPE = "application/cloudevents-batch+json"
@@ -53,14 +54,18 @@ class DeadLetter(BaseModel):
     dead_letter_id: int
     received_at: datetime
     reason: str
-    topic: str
-    partition: int
-    offset: int
+    topic: str | None  # null: accepted over HTTP, then found unscorable
+    partition: int | None
+    offset: int | None
     key: str | None
     source: str | None
     event_id: str | None
     payload: str
     payload_encoding: str
+
+
+class RetriedBody(BaseModel):
+    status: Literal["pending", "scored", "dead_lettered"]
 
 
 class DeadLetterPage(BaseModel):
@@ -95,14 +100,11 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
     )
     async def publish(request: Request, caller: Caller) -> AcceptedBody:
         require(caller, Role.SOURCE)
-        documents = _documents(
-            await request.body(),  # at most max_body_bytes: LimitBody (create_app) refuses more with 413
-            request.headers.get("content-type"),
-            settings.max_batch_events,
-        )
+        body = await request.body()  # at most max_body_bytes: LimitBody (create_app) refuses more with 413
+        documents = _documents(body, request.headers.get("content-type"), settings.max_batch_events)
         with structlog.contextvars.bound_contextvars(source=caller.sub):
             try:
-                result = await _accept(documents, caller)
+                result = await _accept(documents, caller, may_hold_large_event=len(body) > MAX_EVENT_BYTES)
             except Problem as problem:
                 _count_refused(caller.sub, documents, problem, schemas)
                 log.info("events.refused", status=problem.status, events=len(documents), detail=problem.detail)
@@ -116,8 +118,9 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
             log.info("events.accepted", accepted=result.accepted, duplicates=result.duplicates, **ids)
         return AcceptedBody(accepted=result.accepted, duplicates=result.duplicates)
 
-    async def _accept(documents: list[object], caller: Principal) -> Accepted:
-        events = _validated(documents, schemas, timedelta(seconds=settings.event_future_slack_s))
+    async def _accept(documents: list[object], caller: Principal, may_hold_large_event: bool) -> Accepted:
+        slack = timedelta(seconds=settings.event_future_slack_s)
+        events = _validated(documents, schemas, slack, may_hold_large_event)
         _check_sources(events, caller)
         try:
             return await db.run(lambda conn: accept_events(conn, events, settings.topic_activity_events))
@@ -154,6 +157,33 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
             rows = await ActivityStore(conn).dead_letters(limit, decode_cursor(cursor))
         next_cursor = encode_cursor(rows[-1]["dead_letter_id"]) if len(rows) == limit else None
         return DeadLetterPage(items=[DeadLetter(**r) for r in rows], next_cursor=next_cursor)
+
+    @app.post(
+        "/v1/dead-letters/{dead_letter_id}/retry",
+        status_code=202,
+        response_model=RetriedBody,
+        tags=["events"],
+        summary="Validate and score a dead letter again, e.g. once a fix is deployed (operator)",
+        description="A payload that still fails stays a dead letter, with the new reason; an event that was "
+        "scored meanwhile is not scored twice. `status` is the event's status now.",
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def retry(caller: Caller, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> RetriedBody:
+        require(caller, Role.OPERATOR)
+        slack = timedelta(seconds=settings.event_future_slack_s)
+        try:
+            status = await db.run(
+                lambda conn: retry_dead_letter(conn, dead_letter_id, schemas, slack, settings.topic_activity_events)
+            )
+        except DeadLetterUnknown as exc:
+            raise Problem(
+                404,
+                "not-found",
+                "Not found",
+                f"dead_letter_id: no dead letter {dead_letter_id}; see GET /v1/dead-letters",
+            ) from exc
+        log.info("dead_letter.retried", dead_letter_id=dead_letter_id, status=status, operator=caller.sub)
+        return RetriedBody(status=status)
 
 
 def _count(source: str, outcomes: Iterable[tuple[str, str]]) -> None:
@@ -211,9 +241,16 @@ def _documents(body: bytes, content_type: str | None, max_batch: int) -> list[ob
     return [decoded]
 
 
-def _validated(documents: list[object], schemas: EventSchemas, future_slack: timedelta) -> list[ActivityEvent]:
+def _validated(
+    documents: list[object], schemas: EventSchemas, future_slack: timedelta, may_hold_large_event: bool
+) -> list[ActivityEvent]:
+    """Every event valid, or a 422 naming each that is not. An event over MAX_EVENT_BYTES as JSON is
+    refused too (the relay publishes each event as one Kafka message): looked for only in a body larger
+    than that, since no event of a smaller body can be."""
     now = datetime.now(UTC)
     results = [validate_event(d, schemas, now, future_slack) for d in documents]
+    if may_hold_large_event:
+        results = [_sized(r) for r in results]
     errors = [
         {"index": i, "id": r.event_id, "reason": r.reason} for i, r in enumerate(results) if isinstance(r, Invalid)
     ]
@@ -221,6 +258,16 @@ def _validated(documents: list[object], schemas: EventSchemas, future_slack: tim
         detail = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:10])
         raise Problem(422, "invalid-event", "Invalid event", f"nothing was accepted: {detail}", errors=errors)
     return [r for r in results if isinstance(r, ActivityEvent)]
+
+
+def _sized(result: ActivityEvent | Invalid) -> ActivityEvent | Invalid:
+    if isinstance(result, Invalid):
+        return result
+    size = len(orjson.dumps(result.document))
+    if size <= MAX_EVENT_BYTES:
+        return result
+    reason = f"event: is {size} bytes as JSON; an event may be at most {MAX_EVENT_BYTES} bytes"
+    return Invalid(reason, result.source, result.event_id)
 
 
 def _check_sources(events: list[ActivityEvent], caller: Principal) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import FastAPI, Header, Path
+from fastapi import FastAPI, Header, Path, Request
 from pydantic import BaseModel, Field
 
+from libs.activity.model import MAX_ID_CHARS, printable
 from libs.activity.store import ActivityStore
 from libs.ledger.model import RIDER_ID_PATTERN
 from libs.ledger.store import Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
@@ -158,11 +160,25 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         response_model=EventStatusBody,
         tags=["events"],
         summary="What became of an event (its source, its rider, or an operator)",
+        description="`source` and `event_id` are percent-encoded path segments: a `/` inside either is "
+        "sent as `%2F` (a source such as `https://grid.example.cn/office`).",
         responses=problem_responses(401, 403, 404),
     )
-    async def event_status(source: str, event_id: str, caller: Caller) -> EventStatusBody:
-        async with db.read() as conn:
-            status = await ActivityStore(conn).status(source, event_id)
+    async def event_status(source: str, event_id: str, request: Request, caller: Caller) -> EventStatusBody:
+        return await _event_status(request, caller)
+
+    # The same, where a %2F in a segment made the decoded path longer: only the raw path tells which
+    # '/' separates the two segments.
+    @app.get("/v1/events/{encoded:path}", response_model=EventStatusBody, include_in_schema=False)
+    async def event_status_encoded(encoded: str, request: Request, caller: Caller) -> EventStatusBody:
+        return await _event_status(request, caller)
+
+    async def _event_status(request: Request, caller: Caller) -> EventStatusBody:
+        source, event_id = _event_of_path(request)
+        status = None
+        if _storable(source) and _storable(event_id):  # else no stored event has it (a NUL, 1 MiB)
+            async with db.read() as conn:
+                status = await ActivityStore(conn).status(source, event_id)
         allowed = caller.role is Role.OPERATOR or (caller.role is Role.SOURCE and caller.sub == source)
         if status is not None and caller.role is Role.RIDER and status.rider_id == caller.sub:
             allowed = True
@@ -172,7 +188,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
                 404,
                 "event-unknown",
                 "Unknown event",
-                f"no event {event_id!r} from {source!r} is known to you",
+                f"no event {printable(event_id, 300)!r} from {printable(source, 300)!r} is known to you",
             )
         return EventStatusBody(
             status=status.status,
@@ -253,3 +269,16 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
             timezone=r.timezone,
             categories=r.categories.model_dump(mode="json", exclude_none=True),
         )
+
+
+def _event_of_path(request: Request) -> tuple[str, str]:
+    """``(source, event_id)`` from the raw path ``/v1/events/{source}/{event_id}``, each segment
+    percent-decoded on its own, so that ``%2F`` inside one stays inside it."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    tail = raw.decode("latin-1").split("/v1/events/", 1)[-1]
+    source, _, event_id = tail.partition("/")
+    return urllib.parse.unquote(source), urllib.parse.unquote(event_id)
+
+
+def _storable(text: str) -> bool:
+    return 0 < len(text) <= MAX_ID_CHARS and printable(text) == text

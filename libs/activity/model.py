@@ -249,6 +249,17 @@ def _time_problem(field: str, text: str) -> str:
     return f"{field}: must be RFC 3339 with an offset, e.g. 2024-05-01T09:30:00+08:00"
 
 
+def validate_message(
+    value: bytes | None, schemas: EventSchemas, now: datetime, future_slack: timedelta = FUTURE_SLACK
+) -> ActivityEvent | Invalid:
+    """One Kafka value (or a dead letter's payload) checked as an event arriving: its size, its JSON, then
+    ``validate_event``."""
+    if value is not None and len(value) > MAX_EVENT_BYTES:
+        return Invalid(f"value: is {len(value)} bytes; an event may be at most {MAX_EVENT_BYTES} bytes")
+    decoded = decode_message(value)
+    return decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, now, future_slack)
+
+
 def decode_message(value: bytes | None) -> object | Invalid:
     """Decode a Kafka value into JSON, or say why it cannot be."""
     if value is None:

@@ -11,12 +11,10 @@ from typing import Literal
 import orjson
 
 from libs.activity.model import (
-    MAX_EVENT_BYTES,
     ActivityEvent,
     EventSchemas,
     Invalid,
-    decode_message,
-    validate_event,
+    validate_message,
 )
 from libs.activity.store import ActivityStore
 from libs.platform.db import Connection
@@ -73,7 +71,7 @@ async def retry_dead_letter(
     letter = await store.dead_letter_for_retry(dead_letter_id)
     if letter is None:
         raise DeadLetterUnknown(dead_letter_id)
-    result = _revalidated(letter.payload, schemas, future_slack)
+    result = validate_message(letter.payload, schemas, datetime.now(UTC), future_slack)
     if isinstance(result, Invalid):
         await store.settle_dead_letter(dead_letter_id, result.reason)
         return "dead_lettered"
@@ -90,16 +88,4 @@ async def retry_dead_letter(
     return "scored"
 
 
-def _revalidated(payload: bytes, schemas: EventSchemas, future_slack: timedelta) -> ActivityEvent | Invalid:
-    """The checks an event meets when it first arrives, the size of one Kafka message included."""
-    if len(payload) > MAX_EVENT_BYTES:
-        return Invalid(f"value: is {len(payload)} bytes; an event may be at most {MAX_EVENT_BYTES} bytes")
-    decoded = decode_message(payload)
-    return decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, _now(), future_slack)
-
-
 REUSED_ID = "already used by this source for a different event; give each event its own id"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

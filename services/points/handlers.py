@@ -14,7 +14,6 @@ import orjson
 
 from libs.activity.model import (
     FUTURE_SLACK,
-    MAX_EVENT_BYTES,
     ActivityEvent,
     EventSchemas,
     Invalid,
@@ -22,6 +21,7 @@ from libs.activity.model import (
     event_identity,
     printable,
     validate_event,
+    validate_message,
 )
 from libs.activity.store import ActivityStore, DeadLetterInput
 from libs.ledger.feed import entries_reference
@@ -101,15 +101,7 @@ def parse_messages(
     events: list[tuple[ActivityEvent, Message]] = []
     dead: list[DeadLetterInput] = []
     for m in messages:
-        if m.value is not None and len(m.value) > MAX_EVENT_BYTES:
-            dead.append(
-                _dead_letter(
-                    m, f"value: is {len(m.value)} bytes; an event may be at most {MAX_EVENT_BYTES} bytes", None, None
-                )
-            )
-            continue
-        decoded = decode_message(m.value)
-        result = decoded if isinstance(decoded, Invalid) else validate_event(decoded, schemas, now, future_slack)
+        result = validate_message(m.value, schemas, now, future_slack)
         if isinstance(result, Invalid):
             dead.append(_dead_letter(m, result.reason, result.source, result.event_id))
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -198,6 +199,12 @@ def printable(text: str, limit: int = MAX_REASON_CHARS) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
+# I-JSON (RFC 7493): beyond 2**53 - 1 a number is not kept exactly by every reader, and the content hash
+# (orjson) refuses integers beyond 64 bits, so such a value is refused rather than stored.
+MAX_SAFE_INT = 2**53 - 1
+_NO_BIG_INT = f"an integer beyond ±{MAX_SAFE_INT} (2^53 - 1) is not kept exactly by JSON readers; send it as a string"
+
+
 def text_problem(document: object) -> str | None:
     """The first place where a string (a value or a key) holds a control character, or the event nests
     deeper than ``MAX_DEPTH``; None when there is none. A trailing newline makes a different id, so it
@@ -222,6 +229,10 @@ def text_problem(document: object) -> str | None:
                 stack.append((item, f"{path}.{name}" if path else name, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            return f"{path or 'event'}: {_NO_BIG_INT}"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{path or 'event'}: is {value}, which JSON cannot carry; send a finite number"
     return None
 
 

@@ -52,6 +52,12 @@ e2e: install
 test: lint
 	$(BIN)/pytest
 
+# The property tests with fresh random examples, five times as many as `make test` draws (which repeats
+# the same ones every run): for finding new odd events, not a gate. About 25 minutes.
+.PHONY: fuzz
+fuzz: install
+	WARMBEE_HYPOTHESIS_PROFILE=explore WARMBEE_PROPERTY_SCALE=5 $(BIN)/pytest tests/unit
+
 # The speed benchmark on a stack of its own (own database and ports): PostgreSQL's ceiling, 200,000 events
 # over Kafka and 50,000 over HTTP, balance reads, redemptions, CPU and memory per process. One table, and
 # bench/results/latest.json. About 2 minutes.

@@ -9,8 +9,15 @@ import os
 import uuid
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from libs.platform.settings import Settings
+
+# `make test` draws the same examples every run, so main stays green on what it was green on; `make fuzz`
+# explores new ones (random seeds, more examples) and prints a reproducing blob for what it finds.
+hypothesis_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("WARMBEE_HYPOTHESIS_PROFILE", "repeatable"))
 
 # Another checkout's test run on the same machine picks other ports and databases with these two.
 PORT_BASE = int(os.environ.get("WARMBEE_TEST_PORT_BASE", "18000"))

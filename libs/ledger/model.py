@@ -15,14 +15,13 @@ from enum import StrEnum
 
 import orjson
 
+from libs.ledger.keys import rider_available, rider_held
+
 # Rider accounts carry the rider id as the contract allows it (colons included); others are plain paths.
 ACCOUNT_PATTERN = re.compile(
     r"^(rider:[A-Za-z0-9_.:\-]{1,64}:(available|held)|(programme|partner)(:[A-Za-z0-9_.\-]+)+)$"
 )
 RIDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-
-PROGRAMME_ISSUED = "programme:issued"
-PROGRAMME_ADJUSTMENTS = "programme:adjustments"
 
 
 class EntryKind(StrEnum):
@@ -36,27 +35,6 @@ class EntryKind(StrEnum):
 
 class LedgerError(Exception):
     """A transaction that the ledger refuses to record."""
-
-
-def rider_available(rider_id: str) -> str:
-    return f"rider:{rider_id}:available"
-
-
-def rider_held(rider_id: str) -> str:
-    return f"rider:{rider_id}:held"
-
-
-def is_rider_account(account: str) -> bool:
-    return account.startswith("rider:")
-
-
-def rider_of(account: str) -> str | None:
-    """The rider id of a rider account (ids may themselves contain colons)."""
-    if not is_rider_account(account):
-        return None
-    body = account[len("rider:") :]
-    rider_id, _, _bucket = body.rpartition(":")
-    return rider_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """The HTTP app factory shared by the services: RFC 9457 problem details, bearer auth,
-/healthz, /readyz, /metrics, request metrics, request ids, and the one place domain errors become statuses."""
+/healthz, /readyz, /metrics, request metrics, request ids; every DomainError is rendered here, with the
+status and title ``libs/platform/errors.py`` gives its kind."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.platform.auth import InvalidToken, Principal, Role, verify_token
+from libs.platform.db import Database
+from libs.platform.errors import DomainError
 from libs.platform.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.platform.settings import Settings
 
@@ -54,30 +57,18 @@ _CURSOR = re.compile(r"[0-7]?[0-9a-f]{1,15}")  # 0 to 2**63 - 1 in hex, as encod
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
-class Problem(Exception):
-    """An error the client can act on, rendered as application/problem+json."""
-
-    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.extra = extra
-
-
-def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + problem.slug,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-    }
+def problem_response(error: DomainError, instance: str | None = None, status: int | None = None) -> JSONResponse:
+    """``error`` as application/problem+json; ``status`` only where Starlette's own status has no kind."""
+    status = status or error.status
+    body: dict[str, Any] = {"type": PROBLEM_BASE + error.kind, "title": error.title, "status": status}
+    body["detail"] = error.detail
     if instance:
         body["instance"] = instance
-    body |= problem.extra
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
+    body |= error.extra
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if isinstance(retry_after := error.extra.get("retry_after_s"), int):
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -111,8 +102,8 @@ def _field_path(loc: Sequence[Any]) -> str:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    @app.exception_handler(DomainError)
+    async def _problem(request: Request, exc: DomainError) -> JSONResponse:
         return problem_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
@@ -120,7 +111,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [{"field": _field_path(e["loc"]), "reason": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
         return problem_response(
-            Problem(422, "invalid-request", "The request is not valid", detail, errors=errors),
+            DomainError(detail, kind="invalid-request", errors=errors),
             request.url.path,
         )
 
@@ -131,14 +122,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             # FastAPI's own word for a body that is not JSON: the contract answers 422 and names the body.
             return problem_response(
-                Problem(422, "malformed-json", "Malformed JSON", "body: is not valid JSON; send a JSON object"),
+                DomainError("body: is not valid JSON; send a JSON object", kind="malformed-json"),
                 request.url.path,
             )
-        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        response = problem_response(
-            Problem(exc.status_code, slug, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"),
-            request.url.path,
-        )
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        error = DomainError(f"{request.method} {request.url.path}: {exc.detail}", kind=kind, title=str(exc.detail))
+        response = problem_response(error, request.url.path, exc.status_code)
         # Starlette's exception carries the headers the status needs (405's Allow, RFC 9110 15.5.6).
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:
@@ -151,11 +140,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             # The database restarts or fails over: nothing was accepted; the caller retries shortly.
             log.warning("http.database_unavailable", path=request.url.path, error=type(exc).__name__)
             response = problem_response(
-                Problem(
-                    503,
-                    "database-unavailable",
-                    "Temporarily unavailable",
+                DomainError(
                     "the database is not reachable at the moment; nothing was done, retry in a few seconds",
+                    kind="database-unavailable",
                 ),
                 request.url.path,
             )
@@ -181,9 +168,7 @@ def allowed_methods(request: Request, named: str) -> str:
 
 
 def _internal_error(request: Request) -> JSONResponse:
-    return problem_response(
-        Problem(500, "internal", "Internal error", "something failed on our side; retry later"), request.url.path
-    )
+    return problem_response(DomainError("something failed on our side; retry later", kind="internal"), request.url.path)
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -194,20 +179,30 @@ async def authenticate(  # async: a plain def would cost every request a hop to 
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
-        raise Problem(
-            401,
-            "unauthenticated",
-            "Authentication required",
-            "send 'Authorization: Bearer <token>'; mint one locally with `warmbee token`",
+        raise DomainError(
+            "send 'Authorization: Bearer <token>'; mint one locally with `warmbee token`", kind="unauthenticated"
         )
     settings: Settings = request.app.state.settings
     try:
         return verify_token(settings, credentials.credentials)
     except InvalidToken as exc:
-        raise Problem(401, "invalid-token", "Invalid token", f"the bearer token was refused: {exc}") from exc
+        raise DomainError(f"the bearer token was refused: {exc}", kind="invalid-token") from exc
 
 
 Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+# What a module-level router's routes take: the service's database and settings, set by its bootstrap.
+Db = Annotated[Database, Depends(_database)]
+AppSettings = Annotated[Settings, Depends(_settings)]
 # Every list of the contract takes `limit` (1-500) and answers {"items", "next_cursor"}.
 PageLimit = Annotated[int, Query(ge=1, le=500, description="items per page, 1 to 500")]
 
@@ -239,11 +234,8 @@ PageCursor = Annotated[
 def require(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
         allowed = ", ".join(r.value for r in roles)
-        raise Problem(
-            403,
-            "forbidden",
-            "Not allowed",
-            f"this needs the role {allowed}; the token's role is {principal.role.value}",
+        raise DomainError(
+            f"this needs the role {allowed}; the token's role is {principal.role.value}", kind="forbidden"
         )
 
 
@@ -257,6 +249,7 @@ def create_app(
     description: str = "",
     max_body_bytes: int | None = None,
     too_large_hint: str = "send a smaller body",
+    db: Database | None = None,
 ) -> FastAPI:
     """The app of one service. ``max_body_bytes``: its request body limit (settings.max_api_body_bytes
     unless given), and ``too_large_hint`` what its 413 tells the caller to do instead."""
@@ -270,6 +263,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.db = db
     install_problem_handlers(app)
 
     # Inside MeasureRequests, so a 413 is counted and carries its request id like any answer.
@@ -291,9 +285,7 @@ def create_app(
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
         failing = ", ".join(name for name, ok in checks.items() if not ok)
-        return problem_response(
-            Problem(503, "not-ready", "Not ready", f"not reachable: {failing}", checks=checks), "/readyz"
-        )
+        return problem_response(DomainError(f"not reachable: {failing}", kind="not-ready", checks=checks), "/readyz")
 
     _validation_errors_are_problems(app)
 
@@ -330,10 +322,8 @@ class BodyTooLarge(StarletteHTTPException):
         self.limit = limit
         self.hint = hint
 
-    def problem(self) -> Problem:
-        return Problem(
-            413, "body-too-large", "Request body too large", f"body: is larger than {self.limit} bytes; {self.hint}"
-        )
+    def problem(self) -> DomainError:
+        return DomainError(f"body: is larger than {self.limit} bytes; {self.hint}", kind="body-too-large")
 
 
 class LimitBody:
@@ -478,9 +468,4 @@ def decode_cursor(cursor: str | None) -> int | None:
     # 10,000-digit number, a value past bigint that PostgreSQL would refuse with a 500) is refused here.
     if _CURSOR.fullmatch(cursor):
         return int(cursor, 16)
-    raise Problem(
-        422,
-        "invalid-cursor",
-        "Invalid cursor",
-        "cursor: pass the next_cursor of the previous page unchanged",
-    )
+    raise DomainError("cursor: pass the next_cursor of the previous page unchanged", kind="invalid-cursor")

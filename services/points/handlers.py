@@ -25,14 +25,8 @@ from libs.activity.model import (
 )
 from libs.activity.store import ActivityStore, DeadLetterInput
 from libs.ledger.feed import entries_reference
-from libs.ledger.model import (
-    PROGRAMME_ADJUSTMENTS,
-    PROGRAMME_ISSUED,
-    EntryKind,
-    LedgerTransaction,
-    rider_available,
-    transfer,
-)
+from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, PROGRAMME_ISSUED, adjustment_key, award_key, rider_available
+from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 from libs.ledger.store import Entry, LedgerStore
 from libs.platform.db import Connection, Database
 from libs.platform.kafka import Message
@@ -52,18 +46,6 @@ from services.points.domain.rules import (
 from services.points.store import CounterKey, PointsStore
 
 DLQ_VALUE_MAX = 512 * 1024
-
-
-def award_key(source: str, event_id: str) -> str:
-    """``award:{source}:{event_id}`` with ``%`` and ``:`` percent-encoded in both, so two events whose
-    ``(source, id)`` differ never share a key (``("a", "b:c")`` and ``("a:b", "c")`` once did). Ids without
-    either character keep the key they always had; whether an event is scored is asked of the entry's
-    columns (``LedgerStore.awarded``), so an event keyed the old way is still known."""
-    return f"award:{_key_part(source)}:{_key_part(event_id)}"
-
-
-def _key_part(text: str) -> str:
-    return text.replace("%", "%25").replace(":", "%3A")
 
 
 @dataclass(slots=True)
@@ -305,7 +287,7 @@ async def adjust(
     if amount < 0:
         source, destination = destination, source
     tx = LedgerTransaction(
-        idempotency_key=f"adjustment:{operator}:{idempotency_key}",
+        idempotency_key=adjustment_key(operator, idempotency_key),
         kind=EntryKind.ADJUSTMENT,
         rider_id=rider_id,
         reason=reason,

@@ -14,6 +14,7 @@ from prometheus_client import Counter, Gauge
 
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
+from libs.platform.errors import DomainError
 from libs.platform.locks import lock
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from libs.platform.settings import Settings
@@ -86,12 +87,12 @@ async def measure_open_holds(db: Database) -> None:
         HOLDS_OPEN.labels(kind).set(counts.get(kind, 0))
 
 
-class Refused(Exception):
+class Refused(DomainError):
     """A request the rules of redemption do not allow; nothing was changed."""
 
     def __init__(self, status: int, refusal: Refusal) -> None:
-        super().__init__(refusal.detail)
-        self.status = status
+        super().__init__(refusal.detail, kind=refusal.slug, title=refusal.title)
+        assert status == self.status, f"{refusal.slug}: {status} here, {self.status} in libs/platform/errors.py"
         self.refusal = refusal
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from libs.ledger.keys import partner_redeemed
+
 ALL_RIDERS = ""  # the reward_usage row that counts a reward's total for a month
 
 
@@ -325,11 +327,11 @@ class RedemptionStore:
             "SELECT t.event_id AS redemption_id, r.reward_id, r.title, p.amount AS points,"
             "       t.recorded_at AS confirmed_at"
             "  FROM ledger_transaction t"
-            "  JOIN ledger_posting p ON p.tx_id = t.tx_id AND p.account = 'partner:' || $1 || ':redeemed'"
+            "  JOIN ledger_posting p ON p.tx_id = t.tx_id AND p.account = $1"
             "  JOIN redemption r ON r.redemption_id = t.event_id"
             " WHERE t.kind = 'redeem' AND t.recorded_at >= $2 AND t.recorded_at < $3"
             " ORDER BY t.tx_id",
-            partner_id,
+            partner_redeemed(partner_id),
             start,
             end,
         )

@@ -15,7 +15,8 @@ import pytest
 
 from libs.activity.model import ActivityEvent
 from libs.activity.store import ActivityStore
-from libs.ledger.model import PROGRAMME_ISSUED, EntryKind, LedgerTransaction, rider_available, transfer
+from libs.ledger.keys import PROGRAMME_ISSUED, award_key, rider_available
+from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
 from libs.platform.kafka import Message
@@ -23,7 +24,7 @@ from libs.platform.loops import write_isolating
 from libs.platform.settings import Settings
 from services.events.handlers import DeadLetterUnknown, retry_dead_letter
 from services.points.entrypoints.consumer import UNSCORED_OLDEST_AGE, PendingSweep
-from services.points.handlers import BatchOutcome, RulesCache, Scorer, award_key
+from services.points.handlers import BatchOutcome, RulesCache, Scorer
 from tests.integration.factories import (
     SCHEMAS,
     activity_event,

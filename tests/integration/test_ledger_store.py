@@ -11,14 +11,8 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from libs.ledger.model import (
-    PROGRAMME_ADJUSTMENTS,
-    PROGRAMME_ISSUED,
-    EntryKind,
-    LedgerTransaction,
-    rider_available,
-    transfer,
-)
+from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, PROGRAMME_ISSUED, rider_available
+from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 from libs.ledger.store import AppendResult, Balance, Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
 from libs.platform.db import Database
 from libs.platform.settings import Settings

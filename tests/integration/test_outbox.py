@@ -8,7 +8,8 @@ import uuid
 import orjson
 
 from libs.ledger.feed import ENTRIES, entries_reference, render_entries
-from libs.ledger.model import PROGRAMME_ADJUSTMENTS, EntryKind, LedgerTransaction, rider_available, transfer
+from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, rider_available
+from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
 from libs.platform.outbox_store import Backlog, OutboxMessage, OutboxStore

@@ -15,7 +15,8 @@ from fastapi import FastAPI, Request
 from prometheus_client import REGISTRY
 from starlette.types import Receive, Scope, Send
 
-from libs.platform.http import REQUEST_ID_HEADER, Problem, create_app, decode_cursor
+from libs.platform.errors import DomainError
+from libs.platform.http import REQUEST_ID_HEADER, create_app, decode_cursor
 from libs.platform.settings import Settings
 
 
@@ -187,7 +188,7 @@ def test_a_cursor_we_wrote_is_read_back(cursor: str | None, value: int | None) -
 
 @pytest.mark.parametrize("cursor", ["", "-1", " 1f", "0x1f", "1_f", "FF", "8000000000000000", "f" * 5000, "a\x00"])
 def test_any_other_cursor_is_a_422(cursor: str) -> None:
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(DomainError) as refused:
         decode_cursor(cursor)
 
     assert refused.value.status == 422

@@ -10,20 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, PROGRAMME_ISSUED, rider_available, rider_held, rider_of
 from libs.ledger.model import (
-    PROGRAMME_ADJUSTMENTS,
-    PROGRAMME_ISSUED,
     EntryKind,
     LedgerError,
     LedgerTransaction,
     Posting,
     RiderDelta,
     account_deltas,
-    rider_available,
     rider_delta,
     rider_deltas,
-    rider_held,
-    rider_of,
     transfer,
 )
 

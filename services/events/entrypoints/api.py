@@ -17,11 +17,11 @@ from libs.activity.model import MAX_EVENT_BYTES, ActivityEvent, EventSchemas, In
 from libs.activity.store import ActivityStore
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
+from libs.platform.errors import DomainError
 from libs.platform.http import (
     Caller,
     PageCursor,
     PageLimit,
-    Problem,
     decode_cursor,
     encode_cursor,
     problem_responses,
@@ -105,7 +105,7 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
         with structlog.contextvars.bound_contextvars(source=caller.sub):
             try:
                 result = await _accept(documents, caller, may_hold_large_event=len(body) > MAX_EVENT_BYTES)
-            except Problem as problem:
+            except DomainError as problem:
                 _count_refused(caller.sub, documents, problem, schemas)
                 log.info("events.refused", status=problem.status, events=len(documents), detail=problem.detail)
                 raise
@@ -125,11 +125,9 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
         try:
             return await db.run(lambda conn: accept_events(conn, events, settings.topic_activity_events))
         except ReusedEventId as exc:
-            raise Problem(
-                409,
-                "event-id-reused",
-                "Event id reused",
+            raise DomainError(
                 "an event id was already used at this source for a different event; give each event its own id",
+                kind="event-id-reused",
                 errors=[
                     {
                         "index": events.index(e),
@@ -176,11 +174,10 @@ def register(app: FastAPI, settings: Settings, db: Database, schemas: EventSchem
                 lambda conn: retry_dead_letter(conn, dead_letter_id, schemas, slack, settings.topic_activity_events)
             )
         except DeadLetterUnknown as exc:
-            raise Problem(
-                404,
-                "not-found",
-                "Not found",
+            raise DomainError(
                 f"dead_letter_id: no dead letter {dead_letter_id}; see GET /v1/dead-letters",
+                kind="not-found",
+                title="Not found",
             ) from exc
         log.info("dead_letter.retried", dead_letter_id=dead_letter_id, status=status, operator=caller.sub)
         return RetriedBody(status=status)
@@ -191,7 +188,7 @@ def _count(source: str, outcomes: Iterable[tuple[str, str]]) -> None:
         EVENTS_RECEIVED.labels(source, event_type, outcome).inc(n)
 
 
-def _count_refused(source: str, documents: list[object], problem: Problem, schemas: EventSchemas) -> None:
+def _count_refused(source: str, documents: list[object], problem: DomainError, schemas: EventSchemas) -> None:
     """Each event of a refused request: ``invalid`` if the problem names it, else ``refused``."""
     faulty = {e.get("index") for e in problem.extra.get("errors", []) if isinstance(e, dict)}
     _count(
@@ -209,34 +206,27 @@ def _type_of(document: object, schemas: EventSchemas) -> str:
 def _documents(body: bytes, content_type: str | None, max_batch: int) -> list[object]:
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in (*SINGLE_TYPES, BATCH_TYPE):
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Unsupported content type",
+        raise DomainError(
             f"Content-Type: {media or 'missing'} is not accepted; send one event as "
             f"application/cloudevents+json or a batch as {BATCH_TYPE}",
+            kind="unsupported-media-type",
+            title="Unsupported content type",
         )
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise Problem(422, "malformed-json", "Malformed JSON", f"body: is not valid JSON ({exc})") from exc
+        raise DomainError(f"body: is not valid JSON ({exc})", kind="malformed-json") from exc
     if media == BATCH_TYPE:
         if not isinstance(decoded, list):
-            raise Problem(422, "invalid-batch", "Invalid batch", "body: a batch must be a JSON array of events")
+            raise DomainError("body: a batch must be a JSON array of events", kind="invalid-batch")
         if not 1 <= len(decoded) <= max_batch:
-            raise Problem(
-                422,
-                "invalid-batch",
-                "Invalid batch",
-                f"body: a batch holds 1 to {max_batch} events, got {len(decoded)}; split it",
+            raise DomainError(
+                f"body: a batch holds 1 to {max_batch} events, got {len(decoded)}; split it", kind="invalid-batch"
             )
         return decoded
     if isinstance(decoded, list):
-        raise Problem(
-            422,
-            "invalid-event",
-            "Invalid event",
-            f"body: a JSON array needs Content-Type {BATCH_TYPE}; one event is a JSON object",
+        raise DomainError(
+            f"body: a JSON array needs Content-Type {BATCH_TYPE}; one event is a JSON object", kind="invalid-event"
         )
     return [decoded]
 
@@ -256,7 +246,7 @@ def _validated(
     ]
     if errors:
         detail = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:10])
-        raise Problem(422, "invalid-event", "Invalid event", f"nothing was accepted: {detail}", errors=errors)
+        raise DomainError(f"nothing was accepted: {detail}", kind="invalid-event", errors=errors)
     return [r for r in results if isinstance(r, ActivityEvent)]
 
 
@@ -273,11 +263,10 @@ def _sized(result: ActivityEvent | Invalid) -> ActivityEvent | Invalid:
 def _check_sources(events: list[ActivityEvent], caller: Principal) -> None:
     foreign = [(i, e) for i, e in enumerate(events) if e.source != caller.sub]
     if foreign:
-        raise Problem(
-            403,
-            "source-mismatch",
-            "Source does not match the token",
+        raise DomainError(
             f"source: must equal the token's sub {caller.sub!r}; publish each source's events with its own token",
+            kind="source-mismatch",
+            title="Source does not match the token",
             errors=[
                 {"index": i, "id": e.event_id, "reason": f"source: {e.source!r} is not {caller.sub!r}"}
                 for i, e in foreign

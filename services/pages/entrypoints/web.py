@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from libs.platform.http import Problem, problem_responses
+from libs.platform.errors import DomainError
+from libs.platform.http import problem_responses
 from libs.platform.settings import Settings
 from services.pages.i18n import HTML_LANG, Lang, words
 
@@ -91,7 +92,7 @@ def register(app: FastAPI, settings: Settings) -> None:
     )
     async def qr(payload: Annotated[str, Path(max_length=17, pattern=QR_PAYLOAD.pattern)]) -> Response:
         if not QR_PAYLOAD.match(payload):
-            raise Problem(422, "invalid-payload", "Invalid QR payload", "payload: WARMBEE1: and an 8-character code")
+            raise DomainError("payload: WARMBEE1: and an 8-character code", kind="invalid-payload")
         out = io.BytesIO()
         segno.make(payload, error="m", micro=False).save(out, kind="svg", scale=8, border=2, xmldecl=False)
         # A live code is a bearer of points: not kept by caches.

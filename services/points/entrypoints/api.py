@@ -16,12 +16,12 @@ from libs.ledger.model import RIDER_ID_PATTERN
 from libs.ledger.store import Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
+from libs.platform.errors import DomainError
 from libs.platform.fields import JsonInt, Text
 from libs.platform.http import (
     Caller,
     PageCursor,
     PageLimit,
-    Problem,
     decode_cursor,
     encode_cursor,
     problem_responses,
@@ -112,7 +112,7 @@ def _may_read_rider(caller: Principal, rider_id: str) -> None:
         return
     if caller.role is Role.RIDER and caller.sub == rider_id:
         return
-    raise Problem(403, "forbidden", "Not your account", "a rider reads only its own balance and history")
+    raise DomainError("a rider reads only its own balance and history", kind="forbidden", title="Not your account")
 
 
 def register(app: FastAPI, settings: Settings, db: Database) -> None:
@@ -184,11 +184,9 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
             allowed = True
         if status is None or not allowed:
             # Existence must not leak to callers who may not see the event.
-            raise Problem(
-                404,
-                "event-unknown",
-                "Unknown event",
+            raise DomainError(
                 f"no event {printable(event_id, 300)!r} from {printable(source, 300)!r} is known to you",
+                kind="event-unknown",
             )
         return EventStatusBody(
             status=status.status,
@@ -214,29 +212,24 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     ) -> EntryBody:
         require(caller, Role.OPERATOR)
         if not idempotency_key:
-            raise Problem(
-                422,
-                "idempotency-key-required",
-                "Idempotency-Key required",
+            raise DomainError(
                 "Idempotency-Key: send a unique key per adjustment, and the same key when retrying",
+                kind="idempotency-key-required",
             )
         if body.amount == 0:
-            raise Problem(422, "invalid-request", "Invalid adjustment", "amount: must not be 0")
+            raise DomainError("amount: must not be 0", kind="invalid-request", title="Invalid adjustment")
         try:
             entry = await adjust(db, settings, caller.sub, idempotency_key, body.rider_id, body.amount, body.reason)
         except InsufficientBalance as exc:
-            raise Problem(
-                409,
-                "insufficient-balance",
-                "Not enough points",
+            raise DomainError(
                 f"amount: {body.amount} is more than the rider's available balance",
+                kind="insufficient-points",
+                title="Not enough points",
             ) from exc
         except IdempotencyConflict as exc:
-            raise Problem(
-                409,
-                "idempotency-key-reused",
-                "Idempotency-Key reused",
+            raise DomainError(
                 "Idempotency-Key: this key was used for a different adjustment; use a new key",
+                kind="idempotency-key-reused",
             ) from exc
         log.info(
             "adjustment.posted",
@@ -260,7 +253,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         now = datetime.now(UTC)
         current = [r for r in versions if r.effective_from <= now]
         if not current:
-            raise Problem(404, "no-rules", "No rules in force", "no rules version is in force yet; publish one")
+            raise DomainError("no rules version is in force yet; publish one", kind="no-rules")
         r = max(current, key=lambda v: (v.effective_from, v.version))
         return RulesBody(
             rules_id=r.rules_id,

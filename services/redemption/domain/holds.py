@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from libs.ledger.model import EntryKind, LedgerTransaction, rider_available, rider_held, transfer
+from libs.ledger.keys import partner_redeemed, redemption_key, rider_available, rider_held
+from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 
 # No look-alikes: no 0/O, 1/I/L. 31 symbols, 8 of them: about 8.5e11 codes.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -98,7 +99,7 @@ def hold_entry(
     redemption_id: str, rider_id: str, cost: int, title: str, partner_name: str, reward_id: str
 ) -> LedgerTransaction:
     return LedgerTransaction(
-        idempotency_key=f"redemption:{redemption_id}:hold",
+        idempotency_key=redemption_key(redemption_id, "hold"),
         kind=EntryKind.HOLD,
         rider_id=rider_id,
         reason=f"{cost} points held for {title} at {partner_name}",
@@ -115,7 +116,7 @@ def resolution_entry(
 ) -> LedgerTransaction:
     match action:
         case Resolution.CONFIRM:
-            kind, destination = EntryKind.REDEEM, f"partner:{partner_id}:redeemed"
+            kind, destination = EntryKind.REDEEM, partner_redeemed(partner_id)
             reason = f"{title} redeemed at the counter: the {cost} held points were paid"
         case Resolution.CANCEL:
             kind, destination = EntryKind.RELEASE, rider_available(rider_id)
@@ -124,7 +125,7 @@ def resolution_entry(
             kind, destination = EntryKind.EXPIRE, rider_available(rider_id)
             reason = f"the hold for {title} expired unconfirmed: {cost} points returned"
     return LedgerTransaction(
-        idempotency_key=f"redemption:{redemption_id}:{action.value}",
+        idempotency_key=redemption_key(redemption_id, action.value),
         kind=kind,
         rider_id=rider_id,
         reason=reason,

@@ -13,12 +13,12 @@ from pydantic import BaseModel, Field
 from libs.ledger.store import InsufficientBalance
 from libs.platform.auth import Principal, Role
 from libs.platform.db import Database
+from libs.platform.errors import DomainError
 from libs.platform.fields import NUMBER_ONLY, DateTime, JsonBool, JsonInt, Text
 from libs.platform.http import (
     Caller,
     PageCursor,
     PageLimit,
-    Problem,
     decode_cursor,
     encode_cursor,
     problem_response,
@@ -138,8 +138,8 @@ class Settlement(BaseModel):
     items: list[SettlementItem]
 
 
-def _refusal(exc: Refused) -> Problem:
-    problem = Problem(exc.status, exc.refusal.slug, exc.refusal.title, exc.refusal.detail)
+def _refusal(exc: Refused) -> DomainError:
+    problem = DomainError(exc.refusal.detail, kind=exc.refusal.slug, title=exc.refusal.title)
     if exc.status == 429:
         problem.extra["retry_after_s"] = int(re.findall(r"in (\d+) seconds", exc.refusal.detail)[0])
     return problem
@@ -149,8 +149,10 @@ def _code_of(text: str) -> str:
     """The code a partner typed or scanned, normalised, or a 422 saying what a code looks like."""
     code = normalise_code(text)
     if not re.fullmatch(r"[A-Z0-9]{8}", code):
-        raise Problem(
-            422, "invalid-code", "Invalid code", "code: a code is 8 letters and digits, as shown on the rider's phone"
+        raise DomainError(
+            "code: a code is 8 letters and digits, as shown on the rider's phone",
+            kind="invalid-code",
+            title="Invalid code",
         )
     return code
 
@@ -225,7 +227,9 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     ) -> RewardBody:
         require(caller, Role.OPERATOR)
         if body.reward_id != reward_id:
-            raise Problem(422, "invalid-request", "Invalid reward", "reward_id: must equal the reward_id of the path")
+            raise DomainError(
+                "reward_id: must equal the reward_id of the path", kind="invalid-request", title="Invalid reward"
+            )
         await put_reward(db, body.reward(), create=False)
         return body
 
@@ -256,20 +260,15 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
     ) -> RedemptionBody:
         require(caller, Role.RIDER)
         if not idempotency_key:
-            raise Problem(
-                422,
-                "idempotency-key-required",
-                "Idempotency-Key required",
+            raise DomainError(
                 "Idempotency-Key: send a unique key per redemption, and the same key when retrying",
+                kind="idempotency-key-required",
             )
         try:
             reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
         except InsufficientBalance as exc:
-            raise Problem(
-                409,
-                "insufficient-points",
-                "Not enough points",
-                f"reward_id: {body.reward_id} costs more than your available points",
+            raise DomainError(
+                f"reward_id: {body.reward_id} costs more than your available points", kind="insufficient-points"
             ) from exc
         return RedemptionBody.of(reserved.redemption, show_code=True)
 
@@ -304,7 +303,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         async with db.read() as conn:
             r = await RedemptionStore(conn).get(redemption_id)
         if r is None or not _may_see(caller, r):
-            raise Problem(404, "redemption-unknown", "Unknown redemption", f"no redemption {redemption_id!r} of yours")
+            raise DomainError(f"no redemption {redemption_id!r} of yours", kind="redemption-unknown")
         return RedemptionBody.of(r, show_code=caller.role is not Role.PARTNER)
 
     @app.post(
@@ -388,7 +387,7 @@ def register(app: FastAPI, settings: Settings, db: Database) -> None:
         if caller.role is Role.PARTNER:
             partner_id = caller.sub
         elif partner_id is None:
-            raise Problem(422, "partner-required", "partner_id required", "partner_id: an operator names the partner")
+            raise DomainError("partner_id: an operator names the partner", kind="partner-required")
         async with db.read() as conn:
             rows = await RedemptionStore(conn).settlement(partner_id, *_month_bounds(month))
         items = [SettlementItem(**r) for r in rows]

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every warmbee process; the command chooses which:
-#   docker run IMAGE serve events|points|redemption
+#   docker run IMAGE serve events|points|redemption|pages
 #   docker run IMAGE worker points
 #   docker run IMAGE migrate
 # Configuration is WARMBEE_* environment variables only (libs/platform/settings.py).
@@ -43,7 +43,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="warmbee" \
-      org.opencontainers.image.description="Points and rewards for delivery riders: events, points (API and worker), redemption"
+      org.opencontainers.image.description="Points and rewards for delivery riders: events, points (API and worker), redemption, pages"
 
 RUN groupadd --system --gid 10001 warmbee \
  && useradd --system --uid 10001 --gid warmbee --no-create-home --home-dir /nonexistent \
@@ -60,8 +60,8 @@ ENV PATH="/app/.venv/bin:${PATH}" \
 
 USER 10001:10001
 
-# events, points API, redemption, points worker metrics
-EXPOSE 8001 8002 8003 8012
+# events, points API, redemption, pages, points worker metrics
+EXPOSE 8001 8002 8003 8004 8012
 
 # /healthz of whichever service the command started (the worker: /metrics); see the script.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \

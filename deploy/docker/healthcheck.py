@@ -18,6 +18,7 @@ PROBES = {
     ("serve", "events"): ("WARMBEE_EVENTS_PORT", 8001, "/healthz"),
     ("serve", "points"): ("WARMBEE_POINTS_PORT", 8002, "/healthz"),
     ("serve", "redemption"): ("WARMBEE_REDEMPTION_PORT", 8003, "/healthz"),
+    ("serve", "pages"): ("WARMBEE_PAGES_PORT", 8004, "/healthz"),
     ("worker", "points"): ("WARMBEE_WORKER_METRICS_PORT", 8012, "/metrics"),
 }
 

@@ -69,6 +69,7 @@ def prometheus_config(settings: Settings, scrape_interval_s: float = 5.0) -> str
         points_port=settings.points_port,
         redemption_port=settings.redemption_port,
         worker_metrics_port=settings.worker_metrics_port,
+        pages_port=settings.pages_port,
         prometheus_port=settings.prometheus_port,
         scrape_interval=f"{round(scrape_interval_s * 1000)}ms",
         alerts_file=PROMETHEUS_DIR / "alerts.yml",

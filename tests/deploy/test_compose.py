@@ -148,6 +148,7 @@ def test_warmbee_services_run_one_image_with_the_production_settings_for_apache_
         "points": ("serve", "points"),
         "points-worker": ("worker", "points"),
         "redemption": ("serve", "redemption"),
+        "pages": ("serve", "pages"),
     }
     for name in commands:
         env = services[name]["environment"]
@@ -175,6 +176,16 @@ def test_the_points_worker_runs_three_replicas_in_one_group_without_host_ports()
     assert "WARMBEE_POINTS_CONSUMER_GROUP" not in worker["environment"]  # one group: the default
 
 
+def test_the_pages_service_waits_for_the_apis_its_browser_pages_call():
+    pages = load()["services"]["pages"]
+    assert pages["depends_on"] == {
+        "points": {"condition": "service_healthy"},
+        "redemption": {"condition": "service_healthy"},
+    }
+    assert pages["ports"] == ["127.0.0.1:8004:8004"]
+    assert pages["healthcheck"]["test"] == ["CMD", "python", "/app/deploy/docker/healthcheck.py"]
+
+
 def test_postgres_is_version_15_with_a_health_check():
     postgres = load()["services"]["postgres"]
     assert postgres["image"].startswith("postgres:15")
@@ -192,7 +203,12 @@ def test_prometheus_scrapes_compose_services_by_their_names_and_ports():
     """deploy/prometheus/prometheus.yml (the observability side) names compose services and ports."""
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     services = load()["services"]
-    ports = {("serve", "events"): 8001, ("serve", "points"): 8002, ("serve", "redemption"): 8003}
+    ports = {
+        ("serve", "events"): 8001,
+        ("serve", "points"): 8002,
+        ("serve", "redemption"): 8003,
+        ("serve", "pages"): 8004,
+    }
     scraped = set()
     for job in config["scrape_configs"]:
         if not job["job_name"].startswith("warmbee"):
@@ -206,7 +222,7 @@ def test_prometheus_scrapes_compose_services_by_their_names_and_ports():
             expected = ports.get(tuple(services[host]["command"]), 8012)
             assert int(port) == expected, f"{job['job_name']}: {address}, the service listens on {expected}"
             scraped.add(host)
-    assert scraped == {"events", "points", "redemption", "points-worker"}
+    assert scraped == {"events", "points", "redemption", "points-worker", "pages"}
 
 
 def test_no_variable_is_left_without_a_default_or_a_message():
@@ -247,6 +263,8 @@ def test_the_migration_runs_as_the_owner_and_the_services_as_the_application_rol
         )
         assert settings.app_role != settings.owner_role
         assert settings.pg_admin_server is None
+    # The pages service has no database: it gets no database credential at all.
+    assert not {k for k in services["pages"]["environment"] if k.startswith("WARMBEE_PG_") and k.endswith("_SERVER")}
     assert postgres["POSTGRES_USER"] not in (postgres["APP_ROLE"], postgres["OWNER_ROLE"])
 
 

@@ -157,6 +157,7 @@ def _healthcheck_module() -> ModuleType:
             {"WARMBEE_REDEMPTION_PORT": "9003"},
             "http://127.0.0.1:9003/healthz",
         ),
+        (["python", "warmbee", "serve", "pages"], {}, "http://127.0.0.1:8004/healthz"),
         (["python", "warmbee", "worker", "points"], {}, "http://127.0.0.1:8012/metrics"),
         (["python", "warmbee", "migrate"], {}, None),
         (["python", "warmbee", "migrate"], {"WARMBEE_HEALTHCHECK_URL": "http://x/healthz"}, "http://x/healthz"),

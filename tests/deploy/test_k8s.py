@@ -23,7 +23,7 @@ SECRET_KEYS = {
     "warmbee-secrets": {"jwt-secret", "pg-server", "pg-owner-server", "kafka-sasl-username", "kafka-sasl-password"},
     "warmbee-kafka-admin": {"client.properties"},
 }
-API_SERVICES = {"events": 8001, "points": 8002, "redemption": 8003}
+API_SERVICES = {"events": 8001, "points": 8002, "redemption": 8003, "pages": 8004}
 # Variables whose value is a secret: never written into a manifest.
 SECRET_WORDS = ("SECRET", "PASSWORD", "PG_SERVER", "PG_OWNER_SERVER", "PG_ADMIN_SERVER")
 
@@ -55,10 +55,12 @@ def test_there_are_manifests_for_every_part():
         ("Deployment", "points"),
         ("Deployment", "redemption"),
         ("Deployment", "points-worker"),
+        ("Deployment", "pages"),
         ("Service", "events"),
         ("Service", "points"),
         ("Service", "redemption"),
         ("Service", "points-worker"),
+        ("Service", "pages"),
         ("PodDisruptionBudget", "points-worker"),
         ("HorizontalPodAutoscaler", "points-worker"),
         ("Job", "warmbee-migrate"),
@@ -150,7 +152,7 @@ def test_production_settings_for_apache_kafka():
     assert config["WARMBEE_HOST"] == "0.0.0.0"  # noqa: S104 - in a pod, listen on the pod address
 
 
-@pytest.mark.parametrize("name", ["events", "points", "redemption", "points-worker"])
+@pytest.mark.parametrize("name", ["events", "points", "redemption", "points-worker", "pages"])
 def test_every_deployment_has_probes_resources_and_runs_unprivileged(name):
     spec = by_kind("Deployment")[name]["spec"]["template"]["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -234,6 +236,8 @@ def test_the_migration_runs_as_the_owner_and_the_services_as_the_application_rol
     job = by_kind("Job")["warmbee-migrate"]["spec"]["template"]["spec"]
     assert database_credentials(job) == {"WARMBEE_PG_OWNER_SERVER": "pg-owner-server"}
     deployments = by_kind("Deployment")
-    assert set(deployments) == {"events", "points", "redemption", "points-worker"}
+    assert set(deployments) == {"events", "points", "redemption", "points-worker", "pages"}
+    # The pages service has no database: no credential at all.
+    assert database_credentials(deployments.pop("pages")["spec"]["template"]["spec"]) == {}
     for name, deployment in deployments.items():
         assert database_credentials(deployment["spec"]["template"]["spec"]) == {"WARMBEE_PG_SERVER": "pg-server"}, name

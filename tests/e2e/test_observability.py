@@ -26,7 +26,7 @@ from tests.observability.promql import alert_rules, dashboard_exprs, names_used,
 
 pytestmark = pytest.mark.e2e
 
-JOBS = ("warmbee-events", "warmbee-points", "warmbee-redemption", "warmbee-points-worker")
+JOBS = ("warmbee-events", "warmbee-points", "warmbee-redemption", "warmbee-points-worker", "warmbee-pages")
 
 
 class Prometheus:

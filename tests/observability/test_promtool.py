@@ -58,6 +58,7 @@ def test_the_local_configuration_rendered_from_settings_passes_promtool_check_co
     assert targets["warmbee-points"] == [f"{settings.host}:{settings.points_port}"]
     assert targets["warmbee-redemption"] == [f"{settings.host}:{settings.redemption_port}"]
     assert targets["warmbee-points-worker"] == [f"{settings.host}:{settings.worker_metrics_port}"]
+    assert targets["warmbee-pages"] == [f"{settings.host}:{settings.pages_port}"]
 
 
 def test_the_local_and_container_configurations_have_the_same_jobs() -> None:

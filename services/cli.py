@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from libs.platform.localstack import LocalStack
+    from services.points.domain.reconcile import Report
     from services.points.domain.rules import Rules
     from services.points.replay import ReplayReport, WhatIfReport
-    from services.reconcile.domain import Report
 
 SERVICES = ("events", "points-api", "points-worker", "redemption", "pages")
 
@@ -141,7 +141,7 @@ def serve_pages() -> None:
 @worker_app.command("points")
 def worker_points() -> None:
     """The points worker: scores activity-events into the ledger."""
-    from services.points.entrypoints.consumer import run_worker
+    from services.points.bootstrap import run_worker
 
     settings = get_settings()
     configure_logging(settings.log_level, "points-worker")
@@ -399,7 +399,7 @@ def reconcile(
     """Check the whole database: balanced entries, balances equal to postings, never negative, awards
     grounded in events and rules, redemptions matching their entries, no accepted event left unscored.
     Exits 1 on any mismatch."""
-    from services.reconcile.handlers import reconcile as run_reconcile
+    from services.points.handlers import reconcile as run_reconcile
 
     settings = get_settings()
     configure_logging("WARNING", "reconcile")

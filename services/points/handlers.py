@@ -32,6 +32,7 @@ from libs.platform.db import Connection, Database
 from libs.platform.kafka import Message
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from libs.platform.settings import Settings
+from services.points.domain.reconcile import Report
 from services.points.domain.rules import (
     EarlierReport,
     PaidReports,
@@ -43,6 +44,7 @@ from services.points.domain.rules import (
     publication_problems,
     score_planned,
 )
+from services.points.queries import ReconcileStore
 from services.points.store import CounterKey, PointsStore
 
 DLQ_VALUE_MAX = 512 * 1024
@@ -332,3 +334,23 @@ async def publish_rules(db: Database, rules: Rules, published_by: str | None, le
 async def seed_rules(db: Database, rules: Rules, published_by: str | None) -> bool:
     """Store the default rules when no version of them is stored (a new database); idempotent."""
     return await db.run(lambda conn: PointsStore(conn).publish_rules(rules, published_by))
+
+
+async def reconcile(db: Database, stuck_after_s: int) -> Report:
+    """Run every reconciliation check in one read-only, repeatable-read snapshot of the database."""
+
+    async def work(conn: Connection) -> Report:
+        store = ReconcileStore(conn)
+        await store.one_snapshot()  # so a write between two checks cannot look like a mismatch
+        return Report(
+            [
+                await store.balanced_transactions(),
+                await store.projection_matches_postings(),
+                await store.never_negative(),
+                await store.awards_are_grounded(),
+                await store.redemptions_match_entries(),
+                await store.accepted_events_settled(stuck_after_s),
+            ]
+        )
+
+    return await db.run(work)

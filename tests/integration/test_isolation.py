@@ -22,9 +22,11 @@ from libs.platform.db import Connection, Database
 from libs.platform.kafka import Message
 from libs.platform.loops import write_isolating
 from libs.platform.settings import Settings
-from services.events.handlers import DeadLetterUnknown, retry_dead_letter
-from services.points.entrypoints.consumer import UNSCORED_OLDEST_AGE, PendingSweep
+from services.events.domain.intake import DeadLetterUnknown
+from services.events.handlers import retry_dead_letter
+from services.points.entrypoints.jobs import PendingSweep
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
+from services.points.metrics import UNSCORED_OLDEST_AGE
 from tests.integration.factories import (
     SCHEMAS,
     activity_event,
@@ -257,14 +259,14 @@ async def test_a_retried_dead_letter_is_accepted_again_once_it_can_be_scored_and
     letter = await dead_letter_id(db, bad["source"], bad["id"])
     slack = timedelta(seconds=settings.event_future_slack_s)
 
-    retried = await db.run(lambda conn: retry_dead_letter(conn, letter, SCHEMAS, slack, "activity-events"))
+    retried = await retry_dead_letter(db, letter, SCHEMAS, slack, "activity-events")
     assert retried == "pending"  # on its way to the worker again, through the outbox
     assert (await status(db, bad["source"], bad["id"])) == ("pending", None)
 
     # The fixed worker scores it; a second retry then finds it scored and sends nothing more.
     await run_lane(db, Scorer(settings, SCHEMAS, RulesCache()), [record(bad, key=rider)])
     assert await awards(db, rider) == [10]
-    again = await db.run(lambda conn: retry_dead_letter(conn, letter, SCHEMAS, slack, "activity-events"))
+    again = await retry_dead_letter(db, letter, SCHEMAS, slack, "activity-events")
     assert again == "scored"
     await run_lane(db, Scorer(settings, SCHEMAS, RulesCache()), [record(bad, key=rider)])
     assert await awards(db, rider) == [10]
@@ -282,11 +284,9 @@ async def test_a_retried_dead_letter_that_still_fails_stays_one_with_the_new_rea
     letter = await db.run(dead_letter_with_old_reason)
     slack = timedelta(seconds=settings.event_future_slack_s)
 
-    assert await db.run(lambda conn: retry_dead_letter(conn, letter, SCHEMAS, slack, "activity-events")) == (
-        "dead_lettered"
-    )
+    assert await retry_dead_letter(db, letter, SCHEMAS, slack, "activity-events") == "dead_lettered"
     with pytest.raises(DeadLetterUnknown):
-        await db.run(lambda conn: retry_dead_letter(conn, 2**62, SCHEMAS, slack, "activity-events"))
+        await retry_dead_letter(db, 2**62, SCHEMAS, slack, "activity-events")
     letters = await dead_letters(db, rider)
     assert letters[-1]["reason"].startswith("value: is not valid JSON")
 
@@ -313,7 +313,7 @@ async def test_a_retried_dead_letter_over_1_mib_stays_one_and_is_not_sent_again(
         letter = int(await conn.fetchval("SELECT max(dead_letter_id) FROM dead_letter WHERE key = $1", rider))
     slack = timedelta(seconds=settings.event_future_slack_s)
 
-    retried = await db.run(lambda conn: retry_dead_letter(conn, letter, SCHEMAS, slack, "activity-events"))
+    retried = await retry_dead_letter(db, letter, SCHEMAS, slack, "activity-events")
 
     assert retried == "dead_lettered"
     assert "an event may be at most 1048576 bytes" in (await dead_letters(db, rider))[-1]["reason"]

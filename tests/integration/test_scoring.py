@@ -20,7 +20,7 @@ from libs.ledger.store import LedgerStore
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.events.handlers import Accepted, accept_events
-from services.points.entrypoints.consumer import PendingSweep
+from services.points.entrypoints.jobs import PendingSweep
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
 from tests.integration.factories import (
     SCHEMAS,
@@ -124,11 +124,11 @@ async def test_an_event_accepted_over_http_then_delivered_over_kafka_is_scored_o
 ) -> None:
     document = volunteer_shift(rider, 2)
     event = activity_event(document)
-    first = await db.run(lambda conn: accept_events(conn, [event], "activity-events"))
+    first = await accept_events(db, [event], "activity-events")
 
     await score(db, scorer, record(document, key=rider))
     await score(db, scorer, record(document, key=rider))  # relayed twice: at-least-once
-    again = await db.run(lambda conn: accept_events(conn, [event], "activity-events"))
+    again = await accept_events(db, [event], "activity-events")
 
     assert first == Accepted(accepted=1, duplicates=0)
     assert again == Accepted(accepted=0, duplicates=1)
@@ -303,7 +303,7 @@ async def test_an_event_recorded_but_never_delivered_is_pending_until_the_sweep_
 ) -> None:
     event = validate_event(civic_action(rider), load_schemas(), datetime.now(UTC))
     assert isinstance(event, ActivityEvent)
-    await db.run(lambda conn: accept_events(conn, [event], "activity-events"))
+    await accept_events(db, [event], "activity-events")
     async with db.read() as conn:
         before = await ActivityStore(conn).status(event.source, event.event_id)
 

@@ -100,9 +100,8 @@ def test_the_dashboard_provider_loads_the_dashboards_directory() -> None:
 METRIC_MODULES = (
     "libs.platform.metrics",
     "services.events.entrypoints.api",
-    "services.points.entrypoints.consumer",
+    "services.points.metrics",
     "services.redemption.handlers",
-    "services.reconcile.loop",
 )
 SUFFIXES = {
     "counter": ("_total",),

@@ -1,4 +1,5 @@
-"""What reconciliation checks and how it reports. Pure: the store gathers, this judges."""
+"""What reconciliation checks and how it reports. Pure: the queries (services/points/queries.py)
+gather, this judges."""
 
 from __future__ import annotations
 

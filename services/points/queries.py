@@ -1,17 +1,103 @@
-"""The reconciliation queries: each returns how much it examined and what does not add up."""
+"""The read side of the points service: what became of an event, what waits to be scored, and the
+reconciliation checks (each returns how much it examined and what does not add up)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
 import asyncpg
 
-from services.reconcile.domain import Check, redemption_problems
+from services.points.domain.reconcile import Check, redemption_problems
 
 RIDER_ACCOUNT = r"^rider:(.*):(available|held)$"
+
+
+@dataclass(frozen=True, slots=True)
+class EventStatus:
+    status: Literal["pending", "scored", "dead_lettered"]
+    category: str | None
+    points: int | None
+    reason: str | None
+    rule_id: str | None
+    rule_version: int | None
+    rider_id: str | None
+
+
+class PointsQueries:
+    """What became of an event, and which stored events wait to be scored."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def event_status(self, source: str, event_id: str) -> EventStatus | None:
+        row = await self._conn.fetchrow(
+            "SELECT a.category, a.rider_id, t.available_delta, t.reason, t.rule_id, t.rule_version,"
+            "       t.tx_id IS NOT NULL AS scored, d.reason AS dead_reason"
+            "  FROM activity_event a"
+            "  LEFT JOIN ledger_transaction t"
+            "    ON t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id"
+            "  LEFT JOIN LATERAL (SELECT reason FROM dead_letter d WHERE d.source = a.source"
+            "                     AND d.event_id = a.event_id AND d.retried_at IS NULL"
+            "                     ORDER BY d.dead_letter_id DESC LIMIT 1) d ON true"
+            " WHERE a.source = $1 AND a.event_id = $2",
+            source,
+            event_id,
+        )
+        if row is not None:
+            if not row["scored"] and row["dead_reason"] is not None:
+                return EventStatus(
+                    "dead_lettered", row["category"], None, row["dead_reason"], None, None, row["rider_id"]
+                )
+            if not row["scored"]:
+                return EventStatus("pending", row["category"], None, None, None, None, row["rider_id"])
+            return EventStatus(
+                "scored",
+                row["category"],
+                row["available_delta"],
+                row["reason"],
+                row["rule_id"],
+                row["rule_version"],
+                row["rider_id"],
+            )
+        dead = await self._conn.fetchrow(
+            "SELECT reason FROM dead_letter WHERE source = $1 AND event_id = $2 AND retried_at IS NULL"
+            " ORDER BY dead_letter_id DESC LIMIT 1",
+            source,
+            event_id,
+        )
+        if dead is None:
+            return None
+        return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)
+
+    async def pending(self, limit: int, since: datetime | None, older_than: datetime) -> list[dict[str, Any]]:
+        """Events accepted over HTTP in [since, older_than) that have no award entry yet and are not
+        dead letters waiting for an operator, oldest first. (An event that came over Kafka was recorded and
+        scored in one transaction: it never waits.)"""
+        rows = await self._conn.fetch(
+            "SELECT a.event, a.received_at FROM activity_event a"
+            " WHERE a.received_via = 'http' AND a.received_at < $2"
+            "   AND ($3::timestamptz IS NULL OR a.received_at >= $3) AND NOT EXISTS ("
+            "   SELECT 1 FROM ledger_transaction t"
+            "    WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
+            "   AND NOT EXISTS (SELECT 1 FROM dead_letter d"
+            "    WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
+            " ORDER BY a.received_at LIMIT $1",
+            limit,
+            older_than,
+            since,
+        )
+        return [dict(r) for r in rows]
 
 
 class ReconcileStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+
+    async def one_snapshot(self) -> None:
+        """Every following check reads the same read-only, repeatable-read snapshot (first in its transaction)."""
+        await self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     async def balanced_transactions(self) -> Check:
         examined = await self._conn.fetchval("SELECT count(*) FROM ledger_transaction")

@@ -1,0 +1,105 @@
+"""The points worker's background jobs, each a ``Periodic`` step: the pending sweep (scores stored events
+Kafka did not bring) and reconciliation (checks the whole ledger)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from libs.platform.db import Database
+from libs.platform.loops import write_isolating
+from libs.platform.periodic import Periodic
+from libs.platform.settings import Settings
+from services.points import metrics
+from services.points.handlers import BatchOutcome, Scorer, reconcile
+from services.points.queries import PointsQueries
+
+log = structlog.get_logger(__name__)
+
+
+class PendingSweep:
+    """Scores stored events that Kafka has not brought within ``pending_after_s``.
+
+    It remembers how far back it must look (``_since``), and moves that mark only after what it scored
+    committed, and with an overlap, so an event whose transaction committed late is still seen. An event
+    it cannot score is dead-lettered alone (``write_isolating``); the others are scored."""
+
+    PAGE = 1000
+    OVERLAP = timedelta(seconds=60)
+
+    def __init__(self, db: Database, scorer: Scorer, settings: Settings) -> None:
+        self._db = db
+        self._scorer = scorer
+        self._settings = settings
+        self._since: datetime | None = None  # None: look through every stored event once
+
+    async def step(self) -> bool:
+        """One run of the job: everything that waits is swept at once, so no more work waits after it."""
+        await self.sweep()
+        return False
+
+    async def sweep(self) -> BatchOutcome:
+        """Score (or dead-letter) what waits; returns what became of it."""
+        older_than = datetime.now(UTC) - timedelta(seconds=self._settings.pending_after_s)
+        since = self._since
+        done = BatchOutcome()
+        while True:
+            async with self._db.read() as conn:
+                rows = await PointsQueries(conn).pending(self.PAGE, since, older_than)
+            page = await self._score_page([r["event"] for r in rows])
+            done.scored += page.scored
+            done.dead_letters += page.dead_letters
+            if len(rows) < self.PAGE:
+                break
+            since = rows[-1]["received_at"]  # the next page: those at this instant are scored now
+        self._since = older_than - self.OVERLAP  # committed: from here on only the newer ones
+        await self._measure_unscored()
+        return done
+
+    async def _score_page(self, documents: list[dict[str, object]]) -> BatchOutcome:
+        started = time.perf_counter()
+        outcome = BatchOutcome()
+        await write_isolating(
+            documents,
+            lambda part: self._score(part, outcome),
+            lambda document, exc: self._set_aside(document, exc, outcome),
+        )
+        if outcome.scored or outcome.dead_letters:
+            log.info("sweep.scored", events=len(outcome.scored), dead_letters=len(outcome.dead_letters))
+            metrics.record_batch(outcome, [], started)
+        return outcome
+
+    async def _score(self, documents: Sequence[dict[str, object]], outcome: BatchOutcome) -> None:
+        part = await self._db.run(lambda conn: self._scorer.score_stored(conn, documents))
+        outcome.scored += part.scored
+        outcome.dead_letters += part.dead_letters
+
+    async def _set_aside(self, document: dict[str, object], exc: Exception, outcome: BatchOutcome) -> None:
+        outcome.dead_letters += await self._db.run(lambda conn: self._scorer.quarantine_stored(conn, document, exc))
+        metrics.record_unscorable("http")
+
+    async def _measure_unscored(self) -> None:
+        """The age of the oldest event accepted over HTTP that is neither scored nor a dead letter."""
+        async with self._db.read() as conn:
+            oldest = await PointsQueries(conn).pending(1, self._since, datetime.now(UTC))
+        age = (datetime.now(UTC) - oldest[0]["received_at"]).total_seconds() if oldest else 0.0
+        metrics.record_unscored_age(age)
+
+
+def pending_sweep_job(db: Database, scorer: Scorer, settings: Settings) -> Periodic:
+    """Every ``pending_sweep_interval_s``, the first after one interval (Kafka brings most events first)."""
+    sweep = PendingSweep(db, scorer, settings)
+    return Periodic("pending_sweep", sweep.step, settings.pending_sweep_interval_s)
+
+
+def reconcile_job(db: Database, settings: Settings) -> Periodic:
+    """Every ``reconcile_interval_s``, the first after one interval; the result becomes metrics."""
+
+    async def step() -> bool:
+        metrics.record_reconciliation(await reconcile(db, settings.reconcile_stuck_after_s))
+        return False
+
+    return Periodic("reconcile", step, settings.reconcile_interval_s)

@@ -1,65 +1,19 @@
-"""SQL of the redemption service: partners, rewards, redemptions, stock and limit counters."""
+"""The write side of the redemption service: the SQL its use cases run inside their unit of work
+(partners, rewards, holds, stock and limit counters, wrong-code counts). Reads for the API are in
+queries.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
-from libs.ledger.keys import partner_redeemed
+from services.redemption.domain.catalogue import Partner, Reward
+from services.redemption.domain.holds import Redemption, Status
+from services.redemption.queries import REDEMPTION_COLUMNS, redemption_of
 
 ALL_RIDERS = ""  # the reward_usage row that counts a reward's total for a month
-
-
-@dataclass(frozen=True, slots=True)
-class Partner:
-    partner_id: str
-    name: str
-    kind: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reward:
-    reward_id: str
-    partner_id: str
-    title: str
-    cost: int
-    stock_per_month: int | None
-    per_rider_monthly_limit: int | None
-    active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Redemption:
-    redemption_id: str
-    reward_id: str
-    partner_id: str
-    rider_id: str
-    title: str
-    cost: int
-    status: str
-    code: str
-    month: str
-    idempotency_key: str
-    request_hash: str
-    notice: str | None
-    created_at: datetime
-    expires_at: datetime
-    resolved_at: datetime | None
-    resolved_by: str | None
-
-
-_REDEMPTION_COLUMNS = (
-    "redemption_id, reward_id, partner_id, rider_id, title, cost, status, code, month, idempotency_key,"
-    " request_hash, notice, created_at, expires_at, resolved_at, resolved_by"
-)
-
-
-def _redemption(row: asyncpg.Record) -> Redemption:
-    return Redemption(**dict(row))
 
 
 class RedemptionStore:
@@ -69,6 +23,7 @@ class RedemptionStore:
     # --- catalogue -----------------------------------------------------------------------------
 
     async def partner(self, partner_id: str) -> Partner | None:
+        """The partner as stored (inside the unit of work that may add it or a reward of it)."""
         row = await self._conn.fetchrow("SELECT partner_id, name, kind FROM partner WHERE partner_id = $1", partner_id)
         return Partner(**dict(row)) if row else None
 
@@ -120,19 +75,6 @@ class RedemptionStore:
             reward.active,
         )
 
-    async def catalogue(self, month: str) -> list[dict[str, Any]]:
-        rows = await self._conn.fetch(
-            "SELECT r.reward_id, r.partner_id, p.name AS partner_name, p.kind, r.title, r.cost, r.stock_per_month,"
-            "       CASE WHEN r.stock_per_month IS NULL THEN NULL"
-            "            ELSE greatest(r.stock_per_month - coalesce(u.used, 0), 0) END AS stock_left,"
-            "       r.per_rider_monthly_limit"
-            "  FROM reward r JOIN partner p USING (partner_id)"
-            "  LEFT JOIN reward_usage u ON u.reward_id = r.reward_id AND u.month = $1 AND u.rider_id = ''"
-            " WHERE r.active ORDER BY p.kind, r.cost, r.reward_id",
-            month,
-        )
-        return [dict(r) for r in rows]
-
     # --- stock and limits ----------------------------------------------------------------------
 
     async def take(self, reward_id: str, month: str, limits: Sequence[tuple[str, int | None]]) -> set[str]:
@@ -168,7 +110,7 @@ class RedemptionStore:
     async def add(self, r: Redemption) -> bool:
         """Insert a new hold; False when its code collides with a live hold (draw another)."""
         status = await self._conn.execute(
-            f"INSERT INTO redemption ({_REDEMPTION_COLUMNS})"
+            f"INSERT INTO redemption ({REDEMPTION_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             " ON CONFLICT (code) WHERE status = 'held' DO NOTHING",
             r.redemption_id,
@@ -177,7 +119,7 @@ class RedemptionStore:
             r.rider_id,
             r.title,
             r.cost,
-            r.status,
+            r.status.value,
             r.code,
             r.month,
             r.idempotency_key,
@@ -193,97 +135,53 @@ class RedemptionStore:
     async def get(self, redemption_id: str, *, for_update: bool = False) -> Redemption | None:
         lock = " FOR UPDATE" if for_update else ""
         row = await self._conn.fetchrow(
-            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE redemption_id = $1{lock}", redemption_id
+            f"SELECT {REDEMPTION_COLUMNS} FROM redemption WHERE redemption_id = $1{lock}", redemption_id
         )
-        return _redemption(row) if row else None
+        return redemption_of(row) if row else None
 
     async def by_idempotency_key(self, rider_id: str, key: str) -> Redemption | None:
         row = await self._conn.fetchrow(
-            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE rider_id = $1 AND idempotency_key = $2",
+            f"SELECT {REDEMPTION_COLUMNS} FROM redemption WHERE rider_id = $1 AND idempotency_key = $2",
             rider_id,
             key,
         )
-        return _redemption(row) if row else None
+        return redemption_of(row) if row else None
 
     async def live_by_code(self, code: str) -> Redemption | None:
         row = await self._conn.fetchrow(
-            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE code = $1 AND status = 'held' FOR UPDATE", code
+            f"SELECT {REDEMPTION_COLUMNS} FROM redemption WHERE code = $1 AND status = 'held' FOR UPDATE", code
         )
-        return _redemption(row) if row else None
+        return redemption_of(row) if row else None
 
     async def latest_by_code(self, code: str, partner_id: str) -> Redemption | None:
         """The partner's most recent redemption with this code, whatever its state (to explain a refusal)."""
         row = await self._conn.fetchrow(
-            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE code = $1 AND partner_id = $2"
+            f"SELECT {REDEMPTION_COLUMNS} FROM redemption WHERE code = $1 AND partner_id = $2"
             " ORDER BY created_at DESC LIMIT 1",
             code,
             partner_id,
         )
-        return _redemption(row) if row else None
+        return redemption_of(row) if row else None
 
-    async def resolve(self, redemption_id: str, status: str, actor: str | None) -> Redemption | None:
+    async def resolve(self, redemption_id: str, status: Status, actor: str | None) -> Redemption | None:
         """Resolve a held redemption; the redemption as it is now, or None when it was not held."""
         row = await self._conn.fetchrow(
             "UPDATE redemption SET status = $2, resolved_at = now(), resolved_by = $3"
-            f" WHERE redemption_id = $1 AND status = 'held' RETURNING {_REDEMPTION_COLUMNS}",
+            f" WHERE redemption_id = $1 AND status = 'held' RETURNING {REDEMPTION_COLUMNS}",
             redemption_id,
-            status,
+            status.value,
             actor,
         )
-        return _redemption(row) if row else None
-
-    async def open_holds_by_kind(self) -> dict[str, int]:
-        rows = await self._conn.fetch(
-            "SELECT p.kind, count(*) AS n FROM redemption r JOIN partner p USING (partner_id)"
-            " WHERE r.status = 'held' GROUP BY p.kind"
-        )
-        return {r["kind"]: int(r["n"]) for r in rows}
+        return redemption_of(row) if row else None
 
     async def due_to_expire(self, limit: int) -> list[Redemption]:
         """Holds past their expiry, locked; other replicas skip them."""
         rows = await self._conn.fetch(
-            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE status = 'held' AND expires_at <= now()"
+            f"SELECT {REDEMPTION_COLUMNS} FROM redemption WHERE status = 'held' AND expires_at <= now()"
             " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             limit,
         )
-        return [_redemption(r) for r in rows]
-
-    async def of_partner(
-        self,
-        partner_id: str,
-        status: str | None,
-        start: datetime | None,
-        end: datetime | None,
-        limit: int,
-        before: datetime | None,
-    ) -> list[Redemption]:
-        rows = await self._conn.fetch(
-            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE partner_id = $1"
-            " AND ($2::text IS NULL OR status = $2) AND ($3::timestamptz IS NULL OR created_at >= $3)"
-            " AND ($4::timestamptz IS NULL OR created_at < $4) AND ($5::timestamptz IS NULL OR created_at < $5)"
-            " ORDER BY created_at DESC LIMIT $6",
-            partner_id,
-            status,
-            start,
-            end,
-            before,
-            limit,
-        )
-        return [_redemption(r) for r in rows]
-
-    async def of_rider(
-        self, rider_id: str, status: str | None, limit: int, before: datetime | None
-    ) -> list[Redemption]:
-        rows = await self._conn.fetch(
-            f"SELECT {_REDEMPTION_COLUMNS} FROM redemption WHERE rider_id = $1"
-            " AND ($2::text IS NULL OR status = $2) AND ($3::timestamptz IS NULL OR created_at < $3)"
-            " ORDER BY created_at DESC LIMIT $4",
-            rider_id,
-            status,
-            before,
-            limit,
-        )
-        return [_redemption(r) for r in rows]
+        return [redemption_of(r) for r in rows]
 
     # --- guessing --------------------------------------------------------------------------------
 
@@ -318,21 +216,3 @@ class RedemptionStore:
             window_s,
         )
         return value
-
-    # --- settlement ----------------------------------------------------------------------------
-
-    async def settlement(self, partner_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Confirmed redemptions of a month, read from the ledger's redeem entries to the partner."""
-        rows = await self._conn.fetch(
-            "SELECT t.event_id AS redemption_id, r.reward_id, r.title, p.amount AS points,"
-            "       t.recorded_at AS confirmed_at"
-            "  FROM ledger_transaction t"
-            "  JOIN ledger_posting p ON p.tx_id = t.tx_id AND p.account = $1"
-            "  JOIN redemption r ON r.redemption_id = t.event_id"
-            " WHERE t.kind = 'redeem' AND t.recorded_at >= $2 AND t.recorded_at < $3"
-            " ORDER BY t.tx_id",
-            partner_redeemed(partner_id),
-            start,
-            end,
-        )
-        return [dict(r) for r in rows]

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from libs.platform.db import Connection, Database
 from libs.platform.settings import Settings
-from services.redemption.bootstrap import ExpirySweep
+from services.redemption.entrypoints.jobs import expiry_sweep
 from services.redemption.handlers import expire_due, reserve
 from tests.integration.test_redemption import (
     catalogue_entry,
@@ -103,7 +103,7 @@ async def test_the_sweep_survives_an_unexpected_error_counts_it_and_expires_the_
     await wait_past(h.expires_at)
     flaky = FailingOnce(settings)
     await flaky.open()
-    sweep = ExpirySweep(flaky, settings.model_copy(update={"redemption_expiry_sweep_s": 0.05}))
+    sweep = expiry_sweep(flaky, settings.model_copy(update={"redemption_expiry_sweep_s": 0.05}))
     before = loop_failures()
 
     task = asyncio.create_task(sweep.run())

@@ -15,9 +15,10 @@ from libs.ledger.store import Balance, InsufficientBalance, LedgerStore
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.points.handlers import adjust
-from services.redemption.domain.holds import month_of, new_code
+from services.redemption.domain.catalogue import Partner, Reward
+from services.redemption.domain.errors import Refused
+from services.redemption.domain.holds import Redemption, month_of, new_code
 from services.redemption.handlers import (
-    Refused,
     Reserved,
     add_partner,
     cancel,
@@ -26,7 +27,8 @@ from services.redemption.handlers import (
     put_reward,
     reserve,
 )
-from services.redemption.store import Partner, Redemption, RedemptionStore, Reward
+from services.redemption.queries import RedemptionQueries
+from services.redemption.store import RedemptionStore
 
 OPERATOR = "ops-test"
 
@@ -114,7 +116,7 @@ async def ledger_kinds(db: Database, redemption_id: str) -> list[str]:
 
 async def stock_left(db: Database, reward: Reward) -> int | None:
     async with db.read() as conn:
-        items = await RedemptionStore(conn).catalogue(month_of(datetime.now(UTC)))
+        items = await RedemptionQueries(conn).catalogue(month_of(datetime.now(UTC)))
     [item] = [i for i in items if i["reward_id"] == reward.reward_id]
     left: int | None = item["stock_left"]
     return left
@@ -137,10 +139,10 @@ async def posting_sums(db: Database, rider: str) -> tuple[int, int]:
 
 
 async def refusal_of(call: Awaitable[Any]) -> tuple[int, str]:
-    """(status, slug) of the Refused that ``call`` raises."""
+    """(status, kind) of the Refused that ``call`` raises."""
     with pytest.raises(Refused) as refused:
         await call
-    return refused.value.status, refused.value.refusal.slug
+    return refused.value.status, refused.value.kind
 
 
 async def wait_past(moment: datetime) -> None:
@@ -540,7 +542,7 @@ async def test_20_riders_racing_for_a_stock_of_3_get_exactly_3(db: Database, set
     )
 
     won = [o for o in outcomes if isinstance(o, Reserved)]
-    refused = [(o.status, o.refusal.slug) for o in outcomes if isinstance(o, Refused)]
+    refused = [(o.status, o.kind) for o in outcomes if isinstance(o, Refused)]
     assert len(won) == 3
     assert refused == [(409, "out-of-stock")] * 17
     assert await stock_left(db, reward) == 0
@@ -706,11 +708,11 @@ async def test_the_settlement_is_the_sum_of_the_partners_confirmed_redemptions(
     await confirm(db, settings, elsewhere.partner_id, other.code)  # another partner's
 
     async with db.read() as conn:
-        rows = await RedemptionStore(conn).settlement(lunch.partner_id, started, datetime.now(UTC))
+        rows = await RedemptionQueries(conn).settlement(lunch.partner_id, started, datetime.now(UTC))
 
-    assert sorted(r["redemption_id"] for r in rows) == sorted(r.redemption_id for r in paid)
-    assert sum(r["points"] for r in rows) == 30 + 45
-    assert {r["reward_id"]: r["points"] for r in rows} == {lunch.reward_id: 30, checkup.reward_id: 45}
+    assert sorted(r.redemption_id for r in rows) == sorted(r.redemption_id for r in paid)
+    assert sum(r.points for r in rows) == 30 + 45
+    assert {r.reward_id: r.points for r in rows} == {lunch.reward_id: 30, checkup.reward_id: 45}
 
 
 async def test_the_settlement_counts_only_confirmations_inside_the_period(
@@ -723,6 +725,6 @@ async def test_the_settlement_counts_only_confirmations_inside_the_period(
     await confirm(db, settings, reward.partner_id, r.code)
 
     async with db.read() as conn:
-        earlier = await RedemptionStore(conn).settlement(reward.partner_id, before - timedelta(days=30), before)
+        earlier = await RedemptionQueries(conn).settlement(reward.partner_id, before - timedelta(days=30), before)
 
     assert earlier == []

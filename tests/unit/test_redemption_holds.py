@@ -82,7 +82,7 @@ def test_check_resolution(status: Status, action: Resolution, past_expiry: bool,
 
     refusal = check_resolution(status, action, EXPIRES_AT, now)
 
-    assert (refusal.slug if refusal else None) == refused_as
+    assert (refusal.kind if refusal else None) == refused_as
 
 
 def test_a_hold_is_expired_from_the_very_moment_of_its_expiry() -> None:

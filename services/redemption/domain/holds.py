@@ -7,7 +7,10 @@ Each resolution is a new ledger entry with its own key; only a 'held' redemption
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -15,6 +18,15 @@ from zoneinfo import ZoneInfo
 
 from libs.ledger.keys import partner_redeemed, redemption_key, rider_available, rider_held
 from libs.ledger.model import EntryKind, LedgerTransaction, transfer
+from services.redemption.domain.catalogue import Reward
+from services.redemption.domain.errors import (
+    AlreadyCancelled,
+    AlreadyConfirmed,
+    CodeExpired,
+    InvalidCode,
+    NotExpired,
+    Refused,
+)
 
 # No look-alikes: no 0/O, 1/I/L. 31 symbols, 8 of them: about 8.5e11 codes.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -44,10 +56,67 @@ RESULT_OF: dict[Resolution, Status] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    slug: str
+class Redemption:
+    redemption_id: str
+    reward_id: str
+    partner_id: str
+    rider_id: str
     title: str
-    detail: str
+    cost: int
+    status: Status
+    code: str
+    month: str
+    idempotency_key: str
+    request_hash: str
+    notice: str | None
+    created_at: datetime
+    expires_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A domain event: a redemption of a partner of ``kind`` reached the state it has now."""
+
+    kind: str
+    redemption: Redemption
+
+
+def request_hash(reward_id: str) -> str:
+    """What an Idempotency-Key was first used for: the same key for another reward is refused."""
+    return hashlib.sha256(reward_id.encode()).hexdigest()
+
+
+def new_hold(
+    reward: Reward, rider_id: str, key: str, now: datetime, ttl: timedelta, expected_cost: int | None
+) -> Redemption:
+    """A new hold of ``reward`` for ``rider_id``; ``expected_cost`` (the price the rider saw), when it
+    differs from the price now, becomes a notice saying so."""
+    notice = None
+    if expected_cost is not None and expected_cost != reward.cost:
+        notice = (
+            f"the price of {reward.title} is now {reward.cost} points (you saw {expected_cost}); "
+            f"{reward.cost} points were held"
+        )
+    return Redemption(
+        redemption_id=str(uuid.uuid4()),
+        reward_id=reward.reward_id,
+        partner_id=reward.partner_id,
+        rider_id=rider_id,
+        title=reward.title,
+        cost=reward.cost,
+        status=Status.HELD,
+        code=new_code(),
+        month=month_of(now),
+        idempotency_key=key,
+        request_hash=request_hash(reward.reward_id),
+        notice=notice,
+        created_at=now,
+        expires_at=expiry(now, ttl),
+        resolved_at=None,
+        resolved_by=None,
+    )
 
 
 def new_code() -> str:
@@ -58,6 +127,14 @@ def normalise_code(text: str) -> str:
     """What a partner types or scans: spaces, dashes, lower case and the QR prefix are forgiven."""
     cleaned = text.strip().upper().removeprefix(QR_PREFIX)
     return cleaned.replace(" ", "").replace("-", "")
+
+
+def code_of(text: str) -> str:
+    """The code a partner typed or scanned, normalised; refused (InvalidCode) when it cannot be one."""
+    code = normalise_code(text)
+    if not re.fullmatch(r"[A-Z0-9]{8}", code):
+        raise InvalidCode()
+    return code
 
 
 def qr_payload(code: str) -> str:
@@ -72,27 +149,24 @@ def expiry(created_at: datetime, ttl: timedelta) -> datetime:
     return created_at + ttl
 
 
-def check_resolution(status: Status, action: Resolution, expires_at: datetime, now: datetime) -> Refusal | None:
+def check_resolution(status: Status, action: Resolution, expires_at: datetime, now: datetime) -> Refused | None:
     """Why ``action`` may not happen to a redemption in ``status`` at ``now``; None when it may."""
     if status is Status.HELD:
         if action is Resolution.CONFIRM and now >= expires_at:
-            return Refusal(
-                "code-expired",
-                "Code expired",
-                f"code: this hold expired at {expires_at.isoformat()}; the rider's points were returned",
-            )
+            return CodeExpired(expires_at)
         if action is Resolution.EXPIRE and now < expires_at:
-            return Refusal("not-expired", "Not expired yet", f"the hold runs until {expires_at.isoformat()}")
+            return NotExpired(expires_at)
         return None
     if status is RESULT_OF[action] and action is not Resolution.CONFIRM:
         return None  # already done: the same cancel or expiry again changes nothing
     # A code pays once: confirming a confirmed code again is refused (already-confirmed), not replayed.
-    words = {
-        Status.CONFIRMED: ("already-confirmed", "Already confirmed", "code: this code was already used at the counter"),
-        Status.CANCELLED: ("already-cancelled", "Already cancelled", "the rider cancelled this redemption"),
-        Status.EXPIRED: ("code-expired", "Code expired", "code: this hold expired and its points were returned"),
-    }[status]
-    return Refusal(*words)
+    match status:
+        case Status.CONFIRMED:
+            return AlreadyConfirmed()
+        case Status.CANCELLED:
+            return AlreadyCancelled()
+        case _:
+            return CodeExpired()
 
 
 def hold_entry(

@@ -1,38 +1,44 @@
-"""HTTP entrypoint of the redemption service: catalogue, redemptions, partner counter, settlement."""
+"""HTTP entrypoint of the redemption service: catalogue, redemptions, partner counter, settlement.
+
+Each route parses, checks the caller's role and calls one use case (handlers.py) or one read
+(queries.py); refusals are domain errors, rendered by libs/platform/http.py."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 
 from libs.ledger.store import InsufficientBalance
 from libs.platform.auth import Principal, Role
-from libs.platform.db import Database
 from libs.platform.errors import DomainError
 from libs.platform.fields import NUMBER_ONLY, DateTime, JsonBool, JsonInt, Text
 from libs.platform.http import (
+    AppSettings,
     Caller,
+    Db,
     PageCursor,
     PageLimit,
     decode_cursor,
     encode_cursor,
-    problem_response,
     problem_responses,
     require,
 )
-from libs.platform.settings import Settings
-from services.redemption.domain.holds import SHANGHAI, month_of, normalise_code, qr_payload
-from services.redemption.handlers import Refused, add_partner, cancel, confirm, look_up, put_reward, reserve
-from services.redemption.store import Partner, Redemption, RedemptionStore, Reward
+from services.redemption.domain.catalogue import Partner, Reward
+from services.redemption.domain.errors import InsufficientPoints, PartnerRequired, RedemptionUnknown
+from services.redemption.domain.holds import Redemption, Status, code_of, month_of, qr_payload
+from services.redemption.domain.settlement import month_bounds, settlement_of
+from services.redemption.handlers import add_partner, cancel, confirm, look_up, put_reward, reserve
+from services.redemption.queries import RedemptionQueries
 
 ID = r"^[A-Za-z0-9_.\-]{1,64}$"
 RIDER_ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
 MONTH = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
+StatusFilter = Literal["held", "confirmed", "cancelled", "expired"]
+
+router = APIRouter()
 
 
 class PartnerBody(BaseModel):
@@ -95,7 +101,7 @@ class RedemptionBody(BaseModel):
 
     @classmethod
     def of(cls, r: Redemption, show_code: bool) -> RedemptionBody:
-        live = show_code and r.status == "held"
+        live = show_code and r.status is Status.HELD
         return cls(
             redemption_id=r.redemption_id,
             reward_id=r.reward_id,
@@ -103,7 +109,7 @@ class RedemptionBody(BaseModel):
             partner_id=r.partner_id,
             title=r.title,
             cost=r.cost,
-            status=r.status,
+            status=r.status.value,
             code=r.code if live else None,
             qr_payload=qr_payload(r.code) if live else None,
             expires_at=r.expires_at,
@@ -138,25 +144,6 @@ class Settlement(BaseModel):
     items: list[SettlementItem]
 
 
-def _refusal(exc: Refused) -> DomainError:
-    problem = DomainError(exc.refusal.detail, kind=exc.refusal.slug, title=exc.refusal.title)
-    if exc.status == 429:
-        problem.extra["retry_after_s"] = int(re.findall(r"in (\d+) seconds", exc.refusal.detail)[0])
-    return problem
-
-
-def _code_of(text: str) -> str:
-    """The code a partner typed or scanned, normalised, or a 422 saying what a code looks like."""
-    code = normalise_code(text)
-    if not re.fullmatch(r"[A-Z0-9]{8}", code):
-        raise DomainError(
-            "code: a code is 8 letters and digits, as shown on the rider's phone",
-            kind="invalid-code",
-            title="Invalid code",
-        )
-    return code
-
-
 def _may_see(caller: Principal, r: Redemption) -> bool:
     return (
         caller.role is Role.OPERATOR
@@ -176,225 +163,235 @@ def _created_before(cursor: str | None) -> datetime | None:
         return datetime.max.replace(tzinfo=UTC)
 
 
-def _month_bounds(month: str) -> tuple[datetime, datetime]:
-    year, number = (int(x) for x in month.split("-"))
-    start = datetime(year, number, 1, tzinfo=SHANGHAI)
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=SHANGHAI)
-    return start, end
+def _status(value: StatusFilter | None) -> Status | None:
+    return Status(value) if value is not None else None
 
 
-def register(app: FastAPI, settings: Settings, db: Database) -> None:
-    @app.exception_handler(Refused)
-    async def _refused(request: Request, exc: Refused) -> JSONResponse:
-        # One place turns a refusal of the redemption rules into problem details for every route.
-        return problem_response(_refusal(exc), request.url.path)
+def _page(rows: list[Redemption], limit: int, show_code: bool) -> RedemptionPage:
+    next_cursor = encode_cursor(int(rows[-1].created_at.timestamp() * 1_000_000)) if len(rows) == limit else None
+    return RedemptionPage(items=[RedemptionBody.of(r, show_code=show_code) for r in rows], next_cursor=next_cursor)
 
-    @app.post(
-        "/v1/partners",
-        status_code=201,
-        response_model=PartnerBody,
-        tags=["catalogue"],
-        summary="Add a partner (operator)",
-        responses=problem_responses(401, 403, 409, 422),
-    )
-    async def create_partner(body: PartnerBody, caller: Caller) -> PartnerBody:
-        require(caller, Role.OPERATOR)
-        partner, _ = await add_partner(db, Partner(body.partner_id, body.name, body.kind))
-        return PartnerBody(partner_id=partner.partner_id, name=partner.name, kind=partner.kind)
 
-    @app.post(
-        "/v1/rewards",
-        status_code=201,
-        response_model=RewardBody,
-        tags=["catalogue"],
-        summary="Add a reward (operator)",
-        responses=problem_responses(401, 403, 409, 422),
-    )
-    async def create_reward(body: RewardBody, caller: Caller) -> RewardBody:
-        require(caller, Role.OPERATOR)
-        await put_reward(db, body.reward(), create=True)
-        return body
+@router.post(
+    "/v1/partners",
+    status_code=201,
+    response_model=PartnerBody,
+    tags=["catalogue"],
+    summary="Add a partner (operator)",
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_partner(body: PartnerBody, db: Db, caller: Caller) -> PartnerBody:
+    require(caller, Role.OPERATOR)
+    partner, _ = await add_partner(db, Partner(body.partner_id, body.name, body.kind))
+    return PartnerBody(partner_id=partner.partner_id, name=partner.name, kind=partner.kind)
 
-    @app.put(
-        "/v1/rewards/{reward_id}",
-        response_model=RewardBody,
-        tags=["catalogue"],
-        summary="Replace a reward (operator; the whole body again)",
-        responses=problem_responses(401, 403, 404, 422),
-    )
-    async def update_reward(
-        reward_id: Annotated[str, Path(pattern=ID)], body: RewardBody, caller: Caller
-    ) -> RewardBody:
-        require(caller, Role.OPERATOR)
-        if body.reward_id != reward_id:
-            raise DomainError(
-                "reward_id: must equal the reward_id of the path", kind="invalid-request", title="Invalid reward"
-            )
-        await put_reward(db, body.reward(), create=False)
-        return body
 
-    @app.get(
-        "/v1/rewards",
-        response_model=Catalogue,
-        tags=["catalogue"],
-        summary="The active catalogue, with this month's stock left",
-        responses=problem_responses(401),
-    )
-    async def catalogue(caller: Caller) -> Catalogue:
-        async with db.read() as conn:
-            rows = await RedemptionStore(conn).catalogue(month_of(datetime.now(UTC)))
-        return Catalogue(items=[CatalogueItem(**r) for r in rows])
+@router.post(
+    "/v1/rewards",
+    status_code=201,
+    response_model=RewardBody,
+    tags=["catalogue"],
+    summary="Add a reward (operator)",
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_reward(body: RewardBody, db: Db, caller: Caller) -> RewardBody:
+    require(caller, Role.OPERATOR)
+    await put_reward(db, body.reward(), create=True)
+    return body
 
-    @app.post(
-        "/v1/redemptions",
-        status_code=201,
-        response_model=RedemptionBody,
-        tags=["redemptions"],
-        summary="Reserve a reward: hold its cost and get a code (rider)",
-        responses=problem_responses(401, 403, 404, 409, 422),
-    )
-    async def create_redemption(
-        body: ReserveRequest,
-        caller: Caller,
-        idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-    ) -> RedemptionBody:
-        require(caller, Role.RIDER)
-        if not idempotency_key:
-            raise DomainError(
-                "Idempotency-Key: send a unique key per redemption, and the same key when retrying",
-                kind="idempotency-key-required",
-            )
-        try:
-            reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
-        except InsufficientBalance as exc:
-            raise DomainError(
-                f"reward_id: {body.reward_id} costs more than your available points", kind="insufficient-points"
-            ) from exc
-        return RedemptionBody.of(reserved.redemption, show_code=True)
 
-    @app.get(
-        "/v1/redemptions",
-        response_model=RedemptionPage,
-        tags=["redemptions"],
-        summary="The rider's own redemptions, newest first, with the code of each live hold (rider)",
-        responses=problem_responses(401, 403, 422),
-    )
-    async def rider_redemptions(
-        caller: Caller,
-        status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
-        limit: PageLimit = 50,
-        cursor: PageCursor = None,
-    ) -> RedemptionPage:
-        require(caller, Role.RIDER)
-        before_at = _created_before(cursor)
-        async with db.read() as conn:
-            rows = await RedemptionStore(conn).of_rider(caller.sub, status, limit, before_at)
-        next_cursor = encode_cursor(int(rows[-1].created_at.timestamp() * 1_000_000)) if len(rows) == limit else None
-        return RedemptionPage(items=[RedemptionBody.of(r, show_code=True) for r in rows], next_cursor=next_cursor)
-
-    @app.get(
-        "/v1/redemptions/{redemption_id}",
-        response_model=RedemptionBody,
-        tags=["redemptions"],
-        summary="A redemption (its rider, its partner, operator)",
-        responses=problem_responses(401, 404),
-    )
-    async def get_redemption(redemption_id: Annotated[Text, Path(max_length=64)], caller: Caller) -> RedemptionBody:
-        async with db.read() as conn:
-            r = await RedemptionStore(conn).get(redemption_id)
-        if r is None or not _may_see(caller, r):
-            raise DomainError(f"no redemption {redemption_id!r} of yours", kind="redemption-unknown")
-        return RedemptionBody.of(r, show_code=caller.role is not Role.PARTNER)
-
-    @app.post(
-        "/v1/redemptions/{redemption_id}/cancel",
-        response_model=RedemptionBody,
-        tags=["redemptions"],
-        summary="Cancel a hold: its points come back (its rider, operator)",
-        responses=problem_responses(401, 403, 404, 409),
-    )
-    async def cancel_redemption(redemption_id: Annotated[Text, Path(max_length=64)], caller: Caller) -> RedemptionBody:
-        require(caller, Role.RIDER, Role.OPERATOR)
-        rider = caller.sub if caller.role is Role.RIDER else None
-        r = await cancel(db, settings, redemption_id, caller.sub, rider)
-        return RedemptionBody.of(r, show_code=False)
-
-    @app.post(
-        "/v1/partner/confirmations",
-        response_model=RedemptionBody,
-        tags=["partners"],
-        summary="Confirm a rider's code at the counter (partner)",
-        responses=problem_responses(401, 403, 404, 409, 422, 429),
-    )
-    async def confirm_code(body: ConfirmRequest, caller: Caller) -> RedemptionBody:
-        require(caller, Role.PARTNER)
-        code = _code_of(body.code)
-        r = await confirm(db, settings, caller.sub, code)
-        return RedemptionBody.of(r, show_code=False)
-
-    @app.get(
-        "/v1/partner/codes/{code}",
-        response_model=RedemptionBody,
-        tags=["partners"],
-        summary="What a rider's code stands for, before confirming it (partner)",
-        description="The partner's own live hold with this code (the 8 characters or the QR payload). "
-        "An unknown code, or another partner's, is 404 and counts as a wrong code like a confirmation: "
-        "past the limit the partner gets 429. A code of its own that is no longer held is 409 saying why "
-        "(code-expired, already-confirmed, already-cancelled). Looking changes nothing else.",
-        responses=problem_responses(401, 403, 404, 409, 422, 429),
-    )
-    async def look_up_code(code: Annotated[Text, Path(min_length=1, max_length=64)], caller: Caller) -> RedemptionBody:
-        require(caller, Role.PARTNER)
-        normalised = _code_of(code)
-        r = await look_up(db, settings, caller.sub, normalised)
-        return RedemptionBody.of(r, show_code=False)
-
-    @app.get(
-        "/v1/partner/redemptions",
-        response_model=RedemptionPage,
-        tags=["partners"],
-        summary="The partner's own redemptions, newest first",
-        responses=problem_responses(401, 403, 422),
-    )
-    async def partner_redemptions(
-        caller: Caller,
-        status: Literal["held", "confirmed", "cancelled", "expired"] | None = None,
-        start: Annotated[DateTime | None, Query(alias="from")] = None,
-        end: Annotated[DateTime | None, Query(alias="to")] = None,
-        limit: PageLimit = 50,
-        cursor: PageCursor = None,
-    ) -> RedemptionPage:
-        require(caller, Role.PARTNER)
-        before_at = _created_before(cursor)
-        async with db.read() as conn:
-            rows = await RedemptionStore(conn).of_partner(caller.sub, status, start, end, limit, before_at)
-        next_cursor = encode_cursor(int(rows[-1].created_at.timestamp() * 1_000_000)) if len(rows) == limit else None
-        return RedemptionPage(items=[RedemptionBody.of(r, show_code=False) for r in rows], next_cursor=next_cursor)
-
-    @app.get(
-        "/v1/partner/settlement",
-        response_model=Settlement,
-        tags=["partners"],
-        summary="A month's confirmed redemptions and points, from the ledger (partner; operator with partner_id)",
-        responses=problem_responses(401, 403, 422),
-    )
-    async def settlement(
-        caller: Caller,
-        month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM, by confirmation time in Asia/Shanghai")],
-        partner_id: Annotated[str | None, Query(pattern=ID)] = None,
-    ) -> Settlement:
-        require(caller, Role.PARTNER, Role.OPERATOR)
-        if caller.role is Role.PARTNER:
-            partner_id = caller.sub
-        elif partner_id is None:
-            raise DomainError("partner_id: an operator names the partner", kind="partner-required")
-        async with db.read() as conn:
-            rows = await RedemptionStore(conn).settlement(partner_id, *_month_bounds(month))
-        items = [SettlementItem(**r) for r in rows]
-        return Settlement(
-            partner_id=partner_id,
-            month=month,
-            redemptions=len(items),
-            points_total=sum(i.points for i in items),
-            items=items,
+@router.put(
+    "/v1/rewards/{reward_id}",
+    response_model=RewardBody,
+    tags=["catalogue"],
+    summary="Replace a reward (operator; the whole body again)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def update_reward(
+    reward_id: Annotated[str, Path(pattern=ID)], body: RewardBody, db: Db, caller: Caller
+) -> RewardBody:
+    require(caller, Role.OPERATOR)
+    if body.reward_id != reward_id:
+        raise DomainError(
+            "reward_id: must equal the reward_id of the path", kind="invalid-request", title="Invalid reward"
         )
+    await put_reward(db, body.reward(), create=False)
+    return body
+
+
+@router.get(
+    "/v1/rewards",
+    response_model=Catalogue,
+    tags=["catalogue"],
+    summary="The active catalogue, with this month's stock left",
+    responses=problem_responses(401),
+)
+async def catalogue(db: Db, caller: Caller) -> Catalogue:
+    async with db.read() as conn:
+        rows = await RedemptionQueries(conn).catalogue(month_of(datetime.now(UTC)))
+    return Catalogue(items=[CatalogueItem(**r) for r in rows])
+
+
+@router.post(
+    "/v1/redemptions",
+    status_code=201,
+    response_model=RedemptionBody,
+    tags=["redemptions"],
+    summary="Reserve a reward: hold its cost and get a code (rider)",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def create_redemption(
+    body: ReserveRequest,
+    db: Db,
+    settings: AppSettings,
+    caller: Caller,
+    idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> RedemptionBody:
+    require(caller, Role.RIDER)
+    if not idempotency_key:
+        raise DomainError(
+            "Idempotency-Key: send a unique key per redemption, and the same key when retrying",
+            kind="idempotency-key-required",
+        )
+    try:
+        reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
+    except InsufficientBalance as exc:  # the ledger's refusal, in the rider's words
+        raise InsufficientPoints(body.reward_id) from exc
+    return RedemptionBody.of(reserved.redemption, show_code=True)
+
+
+@router.get(
+    "/v1/redemptions",
+    response_model=RedemptionPage,
+    tags=["redemptions"],
+    summary="The rider's own redemptions, newest first, with the code of each live hold (rider)",
+    responses=problem_responses(401, 403, 422),
+)
+async def rider_redemptions(
+    db: Db,
+    caller: Caller,
+    status: StatusFilter | None = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> RedemptionPage:
+    require(caller, Role.RIDER)
+    before_at = _created_before(cursor)
+    async with db.read() as conn:
+        rows = await RedemptionQueries(conn).of_rider(caller.sub, _status(status), limit, before_at)
+    return _page(rows, limit, show_code=True)
+
+
+@router.get(
+    "/v1/redemptions/{redemption_id}",
+    response_model=RedemptionBody,
+    tags=["redemptions"],
+    summary="A redemption (its rider, its partner, operator)",
+    responses=problem_responses(401, 404),
+)
+async def get_redemption(redemption_id: Annotated[Text, Path(max_length=64)], db: Db, caller: Caller) -> RedemptionBody:
+    async with db.read() as conn:
+        r = await RedemptionQueries(conn).redemption(redemption_id)
+    if r is None or not _may_see(caller, r):
+        raise RedemptionUnknown(redemption_id)
+    return RedemptionBody.of(r, show_code=caller.role is not Role.PARTNER)
+
+
+@router.post(
+    "/v1/redemptions/{redemption_id}/cancel",
+    response_model=RedemptionBody,
+    tags=["redemptions"],
+    summary="Cancel a hold: its points come back (its rider, operator)",
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def cancel_redemption(
+    redemption_id: Annotated[Text, Path(max_length=64)], db: Db, settings: AppSettings, caller: Caller
+) -> RedemptionBody:
+    require(caller, Role.RIDER, Role.OPERATOR)
+    rider = caller.sub if caller.role is Role.RIDER else None
+    r = await cancel(db, settings, redemption_id, caller.sub, rider)
+    return RedemptionBody.of(r, show_code=False)
+
+
+@router.post(
+    "/v1/partner/confirmations",
+    response_model=RedemptionBody,
+    tags=["partners"],
+    summary="Confirm a rider's code at the counter (partner)",
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
+)
+async def confirm_code(body: ConfirmRequest, db: Db, settings: AppSettings, caller: Caller) -> RedemptionBody:
+    require(caller, Role.PARTNER)
+    r = await confirm(db, settings, caller.sub, code_of(body.code))
+    return RedemptionBody.of(r, show_code=False)
+
+
+@router.get(
+    "/v1/partner/codes/{code}",
+    response_model=RedemptionBody,
+    tags=["partners"],
+    summary="What a rider's code stands for, before confirming it (partner)",
+    description="The partner's own live hold with this code (the 8 characters or the QR payload). "
+    "An unknown code, or another partner's, is 404 and counts as a wrong code like a confirmation: "
+    "past the limit the partner gets 429. A code of its own that is no longer held is 409 saying why "
+    "(code-expired, already-confirmed, already-cancelled). Looking changes nothing else.",
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
+)
+async def look_up_code(
+    code: Annotated[Text, Path(min_length=1, max_length=64)], db: Db, settings: AppSettings, caller: Caller
+) -> RedemptionBody:
+    require(caller, Role.PARTNER)
+    r = await look_up(db, settings, caller.sub, code_of(code))
+    return RedemptionBody.of(r, show_code=False)
+
+
+@router.get(
+    "/v1/partner/redemptions",
+    response_model=RedemptionPage,
+    tags=["partners"],
+    summary="The partner's own redemptions, newest first",
+    responses=problem_responses(401, 403, 422),
+)
+async def partner_redemptions(
+    db: Db,
+    caller: Caller,
+    status: StatusFilter | None = None,
+    start: Annotated[DateTime | None, Query(alias="from")] = None,
+    end: Annotated[DateTime | None, Query(alias="to")] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> RedemptionPage:
+    require(caller, Role.PARTNER)
+    before_at = _created_before(cursor)
+    async with db.read() as conn:
+        rows = await RedemptionQueries(conn).of_partner(caller.sub, _status(status), start, end, limit, before_at)
+    return _page(rows, limit, show_code=False)
+
+
+@router.get(
+    "/v1/partner/settlement",
+    response_model=Settlement,
+    tags=["partners"],
+    summary="A month's confirmed redemptions and points, from the ledger (partner; operator with partner_id)",
+    responses=problem_responses(401, 403, 422),
+)
+async def settlement(
+    db: Db,
+    caller: Caller,
+    month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM, by confirmation time in Asia/Shanghai")],
+    partner_id: Annotated[str | None, Query(pattern=ID)] = None,
+) -> Settlement:
+    require(caller, Role.PARTNER, Role.OPERATOR)
+    if caller.role is Role.PARTNER:
+        partner_id = caller.sub
+    elif partner_id is None:
+        raise PartnerRequired()
+    async with db.read() as conn:
+        lines = await RedemptionQueries(conn).settlement(partner_id, *month_bounds(month))
+    done = settlement_of(partner_id, month, lines)
+    return Settlement(
+        partner_id=done.partner_id,
+        month=done.month,
+        redemptions=done.redemptions,
+        points_total=done.points_total,
+        items=[SettlementItem.model_validate(line, from_attributes=True) for line in done.lines],
+    )

@@ -1,0 +1,46 @@
+"""A partner's settlement: the month's confirmed redemptions, by confirmation time in Asia/Shanghai,
+and what they add up to. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.redemption.domain.holds import SHANGHAI
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementLine:
+    redemption_id: str
+    reward_id: str
+    title: str
+    points: int
+    confirmed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    partner_id: str
+    month: str
+    lines: tuple[SettlementLine, ...]
+
+    @property
+    def redemptions(self) -> int:
+        return len(self.lines)
+
+    @property
+    def points_total(self) -> int:
+        return sum(line.points for line in self.lines)
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """The first moment of ``month`` (YYYY-MM) in Asia/Shanghai and the first of the month after."""
+    year, number = (int(x) for x in month.split("-"))
+    start = datetime(year, number, 1, tzinfo=SHANGHAI)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=SHANGHAI)
+    return start, end
+
+
+def settlement_of(partner_id: str, month: str, lines: Sequence[SettlementLine]) -> Settlement:
+    return Settlement(partner_id, month, tuple(lines))

@@ -1,8 +1,8 @@
-"""Composition root of the events service: settings, database, producer, relay, HTTP app."""
+"""Composition root of the events service: settings, database, event schemas, the outbox relay (run in
+the background while the app serves), the HTTP app."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +12,7 @@ from libs.activity.model import load_schemas
 from libs.platform.db import Database
 from libs.platform.http import create_app
 from libs.platform.metrics import watch_pool
+from libs.platform.periodic import Background
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
 from services.events.entrypoints import api
@@ -30,12 +31,10 @@ def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.open()
-        task = asyncio.create_task(relay.run(), name="outbox-relay")
         try:
-            yield
+            async with Background(relay):
+                yield
         finally:
-            relay.stop()
-            await task
             await relay.close()
             await db.close()
 
@@ -49,6 +48,9 @@ def build_app(settings: Settings) -> FastAPI:
         description="Source systems publish activity events (CloudEvents 1.0) here when they cannot speak Kafka.",
         max_body_bytes=settings.max_body_bytes,  # a batch of up to max_batch_events events
         too_large_hint="split the batch into smaller requests",
+        db=db,
     )
-    api.register(app, settings, db, load_schemas())
+    app.state.schemas = load_schemas()
+    app.include_router(api.router)
+    api.document_batch_limit(app, settings.max_batch_events)
     return app

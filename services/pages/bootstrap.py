@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from libs.platform.http import create_app
 from libs.platform.settings import Settings
@@ -31,5 +32,6 @@ def build_app(settings: Settings) -> FastAPI:
         lifespan,
         description="The rider's phone page and the partner's counter page, in Chinese with an English switch.",
     )
-    web.register(app, settings)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app

@@ -8,19 +8,24 @@ from pathlib import Path as FilePath
 from typing import Annotated
 
 import segno
-from fastapi import FastAPI, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from libs.platform.errors import DomainError
-from libs.platform.http import problem_responses
+from libs.platform.http import AppSettings, problem_responses
 from libs.platform.settings import Settings
 from services.pages.i18n import HTML_LANG, Lang, words
 
 HERE = FilePath(__file__).resolve().parents[1]
+STATIC = HERE / "static"  # mounted at /static by the bootstrap
 QR_PAYLOAD = re.compile(r"^WARMBEE1:[0-9A-Z]{8}$")
 LanguageQuery = Annotated[str, Query(max_length=8, description="zh (the default) or en; anything else is zh")]
+
+router = APIRouter()
+TEMPLATES = Environment(
+    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+)
 
 
 def language(asked: str) -> Lang:
@@ -35,13 +40,9 @@ def api_urls(settings: Settings) -> dict[str, str]:
     }
 
 
-def register(app: FastAPI, settings: Settings) -> None:
-    templates = Environment(
-        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
-    )
-    urls = api_urls(settings)
-    # Scripts and styles only from here, and the browser may talk to the two APIs and nothing else.
-    security_headers = {
+def security_headers(urls: dict[str, str]) -> dict[str, str]:
+    """Scripts and styles only from here, and the browser may talk to the two APIs and nothing else."""
+    return {
         "Content-Security-Policy": (
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
             f"connect-src {urls['points']} {urls['redemption']}; base-uri 'none'; form-action 'none'; "
@@ -51,51 +52,55 @@ def register(app: FastAPI, settings: Settings) -> None:
         "X-Content-Type-Options": "nosniff",
     }
 
-    def page(name: str, lang: Lang, role: str) -> HTMLResponse:
-        html = templates.get_template(f"{name}.html").render(
-            t=words(lang),
-            lang=lang,
-            html_lang=HTML_LANG[lang],
-            other_lang="en" if lang == "zh" else "zh",
-            config={"role": role, "lang": lang, "api": urls, "words": words(lang)},
-        )
-        return HTMLResponse(html, headers={**security_headers, "Cache-Control": "no-cache"})
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> RedirectResponse:
-        return RedirectResponse("/rider", status_code=307)
-
-    @app.get(
-        "/rider",
-        response_class=HTMLResponse,
-        tags=["pages"],
-        summary="The rider's phone page (token in the fragment: /rider#token=...)",
+def page(settings: Settings, name: str, lang: Lang, role: str) -> HTMLResponse:
+    urls = api_urls(settings)
+    html = TEMPLATES.get_template(f"{name}.html").render(
+        t=words(lang),
+        lang=lang,
+        html_lang=HTML_LANG[lang],
+        other_lang="en" if lang == "zh" else "zh",
+        config={"role": role, "lang": lang, "api": urls, "words": words(lang)},
     )
-    async def rider_page(lang: LanguageQuery = "zh") -> HTMLResponse:
-        return page("rider", language(lang), "rider")
+    return HTMLResponse(html, headers={**security_headers(urls), "Cache-Control": "no-cache"})
 
-    @app.get(
-        "/partner",
-        response_class=HTMLResponse,
-        tags=["pages"],
-        summary="The partner's counter page (token in the fragment: /partner#token=...)",
-    )
-    async def partner_page(lang: LanguageQuery = "zh") -> HTMLResponse:
-        return page("partner", language(lang), "partner")
 
-    @app.get(
-        "/qr/{payload}.svg",
-        tags=["pages"],
-        summary="The QR code of a redemption's payload (WARMBEE1:<code>) as SVG",
-        response_class=Response,
-        responses={200: {"description": "SVG", "content": {"image/svg+xml": {}}}, **problem_responses(422)},
-    )
-    async def qr(payload: Annotated[str, Path(max_length=17, pattern=QR_PAYLOAD.pattern)]) -> Response:
-        if not QR_PAYLOAD.match(payload):
-            raise DomainError("payload: WARMBEE1: and an 8-character code", kind="invalid-payload")
-        out = io.BytesIO()
-        segno.make(payload, error="m", micro=False).save(out, kind="svg", scale=8, border=2, xmldecl=False)
-        # A live code is a bearer of points: not kept by caches.
-        return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+@router.get("/", include_in_schema=False)
+async def index() -> RedirectResponse:
+    return RedirectResponse("/rider", status_code=307)
 
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+@router.get(
+    "/rider",
+    response_class=HTMLResponse,
+    tags=["pages"],
+    summary="The rider's phone page (token in the fragment: /rider#token=...)",
+)
+async def rider_page(settings: AppSettings, lang: LanguageQuery = "zh") -> HTMLResponse:
+    return page(settings, "rider", language(lang), "rider")
+
+
+@router.get(
+    "/partner",
+    response_class=HTMLResponse,
+    tags=["pages"],
+    summary="The partner's counter page (token in the fragment: /partner#token=...)",
+)
+async def partner_page(settings: AppSettings, lang: LanguageQuery = "zh") -> HTMLResponse:
+    return page(settings, "partner", language(lang), "partner")
+
+
+@router.get(
+    "/qr/{payload}.svg",
+    tags=["pages"],
+    summary="The QR code of a redemption's payload (WARMBEE1:<code>) as SVG",
+    response_class=Response,
+    responses={200: {"description": "SVG", "content": {"image/svg+xml": {}}}, **problem_responses(422)},
+)
+async def qr(payload: Annotated[str, Path(max_length=17, pattern=QR_PAYLOAD.pattern)]) -> Response:
+    if not QR_PAYLOAD.match(payload):
+        raise DomainError("payload: WARMBEE1: and an 8-character code", kind="invalid-payload")
+    out = io.BytesIO()
+    segno.make(payload, error="m", micro=False).save(out, kind="svg", scale=8, border=2, xmldecl=False)
+    # A live code is a bearer of points: not kept by caches.
+    return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})

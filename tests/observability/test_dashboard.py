@@ -101,7 +101,7 @@ METRIC_MODULES = (
     "libs.platform.metrics",
     "services.events.entrypoints.api",
     "services.points.metrics",
-    "services.redemption.handlers",
+    "services.redemption.metrics",
 )
 SUFFIXES = {
     "counter": ("_total",),

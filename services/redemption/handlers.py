@@ -48,7 +48,7 @@ from services.redemption.domain.holds import (
     request_hash,
     resolution_entry,
 )
-from services.redemption.store import ALL_RIDERS, RedemptionStore
+from services.redemption.store import RedemptionStore
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -123,10 +123,8 @@ async def reserve(
 
 
 async def _take(store: RedemptionStore, reward: Reward, month: str, rider_id: str) -> None:
-    full = await store.take(
-        reward.reward_id, month, [(ALL_RIDERS, reward.stock_per_month), (rider_id, reward.per_rider_monthly_limit)]
-    )
-    refusal = limit_refusal(reward, month, stock_full=ALL_RIDERS in full, rider_full=rider_id in full)
+    full = await store.take(reward, month, rider_id)
+    refusal = limit_refusal(reward, month, stock_full=full.stock, rider_full=full.rider)
     if refusal is not None:
         raise refusal  # the unit of work rolls back: the hold and the counters taken with it
 
@@ -151,7 +149,7 @@ async def _resolve(
         [resolution_entry(r.redemption_id, r.rider_id, r.cost, r.title, r.partner_id, action, actor)]
     )
     if action is not Resolution.CONFIRM:
-        await store.give_back(r.reward_id, r.month, [ALL_RIDERS, r.rider_id])
+        await store.give_back(r.reward_id, r.month, r.rider_id)
     await OutboxStore(conn).add([state_message(settings, resolved)])
     partner = await store.partner(r.partner_id)
     return Changed(partner.kind if partner else "unknown", resolved)

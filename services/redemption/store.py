@@ -5,6 +5,7 @@ queries.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -14,6 +15,14 @@ from services.redemption.domain.holds import Redemption, Status
 from services.redemption.queries import REDEMPTION_COLUMNS, redemption_of
 
 ALL_RIDERS = ""  # the reward_usage row that counts a reward's total for a month
+
+
+@dataclass(frozen=True, slots=True)
+class Full:
+    """Which counters had no room for one more hold: the reward's stock, the rider's monthly limit."""
+
+    stock: bool
+    rider: bool
 
 
 class RedemptionStore:
@@ -77,10 +86,21 @@ class RedemptionStore:
 
     # --- stock and limits ----------------------------------------------------------------------
 
-    async def take(self, reward_id: str, month: str, limits: Sequence[tuple[str, int | None]]) -> set[str]:
+    async def take(self, reward: Reward, month: str, rider_id: str) -> Full:
+        """Count one more hold of ``reward`` in ``month`` against its stock and against the rider's
+        monthly limit, each where it has room; returns which had none. The caller rolls back when any
+        was full."""
+        full = await self._take(
+            reward.reward_id,
+            month,
+            [(ALL_RIDERS, reward.stock_per_month), (rider_id, reward.per_rider_monthly_limit)],
+        )
+        return Full(stock=ALL_RIDERS in full, rider=rider_id in full)
+
+    async def _take(self, reward_id: str, month: str, limits: Sequence[tuple[str, int | None]]) -> set[str]:
         """Count one more hold against each (counter, most) of ``limits`` that has room; returns the
         counters that had none. One statement, each counter a conditional upsert: concurrent reserves
-        can never take more than ``most``. The caller rolls back when any counter was full."""
+        can never take more than ``most``."""
         rows = await self._conn.fetch(
             "INSERT INTO reward_usage AS u (reward_id, month, rider_id, used)"
             " SELECT $1, $2, c, 1 FROM unnest($3::text[], $4::int[]) AS l(c, most)"
@@ -96,13 +116,14 @@ class RedemptionStore:
         )
         return {c for c, _ in limits} - {r["rider_id"] for r in rows}
 
-    async def give_back(self, reward_id: str, month: str, rider_ids: Sequence[str]) -> None:
+    async def give_back(self, reward_id: str, month: str, rider_id: str) -> None:
+        """A hold released: it no longer counts against the reward's stock nor the rider's limit."""
         await self._conn.execute(
             "UPDATE reward_usage SET used = used - 1"
             " WHERE reward_id = $1 AND month = $2 AND rider_id = ANY($3::text[])",
             reward_id,
             month,
-            list(rider_ids),
+            [ALL_RIDERS, rider_id],
         )
 
     # --- redemptions ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -137,18 +137,3 @@ def rider_delta(tx: LedgerTransaction) -> RiderDelta:
     earned = available if tx.kind in (EntryKind.AWARD, EntryKind.ADJUSTMENT) else 0
     redeemed = -held if tx.kind is EntryKind.REDEEM else 0
     return RiderDelta(available, held, earned, redeemed)
-
-
-def rider_deltas(txs: Iterable[LedgerTransaction]) -> dict[str, RiderDelta]:
-    out: dict[str, RiderDelta] = {}
-    for tx in txs:
-        out[tx.rider_id] = out.get(tx.rider_id, RiderDelta()) + rider_delta(tx)
-    return out
-
-
-def account_deltas(txs: Iterable[LedgerTransaction]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for tx in txs:
-        for p in tx.postings:
-            out[p.account] = out.get(p.account, 0) + p.amount
-    return {account: amount for account, amount in out.items() if amount != 0}

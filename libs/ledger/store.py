@@ -10,18 +10,27 @@ from datetime import datetime
 import asyncpg
 
 from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_delta
+from libs.platform.errors import DomainError
 
 
-class IdempotencyConflict(LedgerError):
-    """The idempotency key was used before for an entry that says something else."""
+class IdempotencyConflict(LedgerError, DomainError):
+    """The idempotency key was used before for an entry that says something else. A use case may raise
+    it again with a detail in its own words (``detail``)."""
 
-    def __init__(self, key: str) -> None:
-        super().__init__(f"idempotency key {key!r} was already used for a different entry")
+    kind = "idempotency-key-reused"
+
+    def __init__(self, key: str, detail: str | None = None) -> None:
+        DomainError.__init__(self, detail or f"idempotency key {key!r} was already used for a different entry")
         self.key = key
 
 
-class InsufficientBalance(LedgerError):
+class InsufficientBalance(LedgerError, DomainError):
     """The entry would take a rider's available or held balance below zero."""
+
+    kind = "insufficient-points"
+
+    def __init__(self, detail: str = "the entry would take a rider's balance below zero") -> None:
+        DomainError.__init__(self, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +155,9 @@ class LedgerStore:
             )
         except asyncpg.CheckViolationError as exc:
             if exc.constraint_name and exc.constraint_name.startswith("rider_balance_"):
-                raise InsufficientBalance(str(exc.constraint_name)) from exc
+                raise InsufficientBalance(
+                    f"the entry would take a rider's balance below zero ({exc.constraint_name})"
+                ) from exc
             raise
         recorded = {r["idempotency_key"]: r["tx_id"] for r in rows}
         existing = await self._check_existing([tx for tx in batch if tx.idempotency_key not in recorded])

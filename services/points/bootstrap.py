@@ -52,8 +52,9 @@ def build_app(settings: Settings) -> FastAPI:
         readiness,
         lifespan,
         description="Riders' balances and histories, event status, operators' adjustments, the rules in force.",
+        db=db,
     )
-    api.register(app, settings, db)
+    app.include_router(api.router)
     return app
 
 

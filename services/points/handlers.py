@@ -27,14 +27,16 @@ from libs.activity.store import ActivityStore, DeadLetterInput
 from libs.ledger.feed import entries_reference
 from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, PROGRAMME_ISSUED, adjustment_key, award_key, rider_available
 from libs.ledger.model import EntryKind, LedgerTransaction, transfer
-from libs.ledger.store import Entry, LedgerStore
+from libs.ledger.store import Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
 from libs.platform.db import Connection, Database
+from libs.platform.errors import DomainError
 from libs.platform.kafka import Message
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from libs.platform.settings import Settings
 from services.points.domain.reconcile import Report
 from services.points.domain.rules import (
     EarlierReport,
+    NoRulesInForce,
     PaidReports,
     RuleBook,
     Rules,
@@ -248,6 +250,26 @@ class Scorer:
         return OutboxMessage(self._settings.topic_activity_events_dlq, d.key, value, tuple(headers))
 
 
+async def score_kafka_batch(db: Database, scorer: Scorer, messages: Sequence[Message]) -> BatchOutcome:
+    """Score one Kafka batch in one transaction, committed when this returns (then the offsets may be)."""
+    return await db.run(lambda conn: scorer.score_batch(conn, messages))
+
+
+async def set_aside_message(db: Database, scorer: Scorer, message: Message, exc: Exception) -> BatchOutcome:
+    """Dead-letter one Kafka message that cannot be scored, alone, in its own transaction."""
+    return BatchOutcome(dead_letters=await db.run(lambda conn: scorer.quarantine(conn, message, exc)))
+
+
+async def score_waiting(db: Database, scorer: Scorer, documents: Sequence[Mapping[str, Any]]) -> BatchOutcome:
+    """Score stored events that wait (accepted over HTTP, not brought by Kafka), in one transaction."""
+    return await db.run(lambda conn: scorer.score_stored(conn, documents))
+
+
+async def set_aside_stored(db: Database, scorer: Scorer, document: Mapping[str, Any], exc: Exception) -> BatchOutcome:
+    """Dead-letter one stored event that cannot be scored, alone, in its own transaction."""
+    return BatchOutcome(dead_letters=await db.run(lambda conn: scorer.quarantine_stored(conn, document, exc)))
+
+
 def _report_of(event: ActivityEvent) -> EarlierReport:
     reported_at = datetime.fromisoformat(str(event.data["reported_at"]).upper())
     return EarlierReport(
@@ -269,10 +291,6 @@ def award_transaction(event: ActivityEvent, result: Score) -> LedgerTransaction:
         rule_version=result.rule_version,
         occurred_at=event.time,
     )
-
-
-class AdjustmentRefused(Exception):
-    """A negative adjustment larger than the rider's available balance."""
 
 
 async def adjust(
@@ -299,7 +317,14 @@ async def adjust(
 
     async def work(conn: Connection) -> Entry:
         ledger = LedgerStore(conn)
-        appended = await ledger.append([tx])
+        try:
+            appended = await ledger.append([tx])
+        except InsufficientBalance as exc:
+            raise InsufficientBalance(f"amount: {amount} is more than the rider's available balance") from exc
+        except IdempotencyConflict as exc:
+            raise IdempotencyConflict(
+                exc.key, "Idempotency-Key: this key was used for a different adjustment; use a new key"
+            ) from exc
         tx_id = {**appended.recorded, **appended.existing}[tx.idempotency_key]
         if tx.idempotency_key in appended.recorded:
             await OutboxStore(conn).add([entries_reference(settings.topic_points_ledger, [tx_id])])
@@ -310,10 +335,24 @@ async def adjust(
     return await db.run(work)
 
 
-class RulesRefused(Exception):
+class RulesRefused(DomainError):
+    """A rules version that cannot be published: each problem says what to fix."""
+
+    kind = "rules-refused"
+
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+async def rules_in_force(db: Database, now: datetime) -> Rules:
+    """The rules version in force at ``now``; ``NoRulesInForce`` before the first takes effect."""
+    async with db.read() as conn:
+        book = RuleBook(await PointsStore(conn).rules_versions())
+    rules = book.in_force_at(now)
+    if rules is None:
+        raise NoRulesInForce("no rules version is in force yet; publish one")
+    return rules
 
 
 async def publish_rules(db: Database, rules: Rules, published_by: str | None, lead: timedelta) -> None:

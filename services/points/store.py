@@ -107,10 +107,6 @@ class PointsStore:
         return status.endswith(" 1")
 
 
-def counter_keys(rider_id: str, counters: Sequence[str]) -> list[CounterKey]:
-    return [(rider_id, c) for c in counters]
-
-
 # Tables that scoring writes; a scratch schema gets empty copies of them, and reads the rest
 # (rules_version) from the live schema through the search path.
 SCORING_TABLES = (

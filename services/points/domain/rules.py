@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from libs.activity.model import ActivityEvent
+from libs.platform.errors import DomainError
 
 Period = Literal["day", "week", "month", "year"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month", "year")
@@ -148,6 +149,12 @@ class Rules(_Strict):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class NoRulesInForce(DomainError):
+    """No published version is in force yet."""
+
+    kind = "no-rules"
 
 
 class RuleBook:

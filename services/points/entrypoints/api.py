@@ -1,4 +1,6 @@
-"""HTTP entrypoint of the points service: balances, history, event status, adjustments, rules."""
+"""HTTP entrypoint of the points service: balances, history, event status, adjustments, rules.
+A module-level router: the bootstrap includes it; each route takes the database, the settings and the
+caller as dependencies, calls one query or use case, and raises the domain's errors as they come."""
 
 from __future__ import annotations
 
@@ -7,19 +9,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import FastAPI, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, Field
 
 from libs.activity.model import MAX_ID_CHARS, printable
-from libs.activity.store import ActivityStore
 from libs.ledger.model import RIDER_ID_PATTERN
-from libs.ledger.store import Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
+from libs.ledger.store import Entry, LedgerStore
 from libs.platform.auth import Principal, Role
-from libs.platform.db import Database
 from libs.platform.errors import DomainError
 from libs.platform.fields import JsonInt, Text
 from libs.platform.http import (
+    AppSettings,
     Caller,
+    Db,
     PageCursor,
     PageLimit,
     decode_cursor,
@@ -27,13 +29,15 @@ from libs.platform.http import (
     problem_responses,
     require,
 )
-from libs.platform.settings import Settings
-from services.points.handlers import adjust
-from services.points.store import PointsStore
+from services.points.handlers import adjust, rules_in_force
+from services.points.queries import EventStatus, PointsQueries
 
 log = structlog.get_logger(__name__)
 
+router = APIRouter()
+
 RiderId = Annotated[str, Path(pattern=RIDER_ID_PATTERN.pattern, description="the rider id")]
+IdempotencyKey = Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 class BalanceBody(BaseModel):
@@ -107,6 +111,108 @@ class RulesBody(BaseModel):
     categories: dict[str, Any]
 
 
+@router.get(
+    "/v1/riders/{rider_id}/balance",
+    response_model=BalanceBody,
+    tags=["riders"],
+    summary="A rider's balance (that rider, or an operator)",
+    responses=problem_responses(401, 403, 422),
+)
+async def balance(rider_id: RiderId, db: Db, caller: Caller) -> BalanceBody:
+    _may_read_rider(caller, rider_id)
+    async with db.read() as conn:
+        b = await LedgerStore(conn).balance(rider_id)
+    return BalanceBody(
+        rider_id=b.rider_id,
+        available=b.available,
+        held=b.held,
+        earned_total=b.earned_total,
+        redeemed_total=b.redeemed_total,
+        as_of=b.as_of or datetime.now(UTC),
+    )
+
+
+@router.get(
+    "/v1/riders/{rider_id}/entries",
+    response_model=EntryPage,
+    tags=["riders"],
+    summary="A rider's history, newest first, with the reason for every entry",
+    responses=problem_responses(401, 403, 422),
+)
+async def entries(
+    rider_id: RiderId, db: Db, caller: Caller, limit: PageLimit = 50, cursor: PageCursor = None
+) -> EntryPage:
+    _may_read_rider(caller, rider_id)
+    async with db.read() as conn:
+        rows = await LedgerStore(conn).entries(rider_id, limit, decode_cursor(cursor))
+    next_cursor = encode_cursor(rows[-1].entry_id) if len(rows) == limit else None
+    return EntryPage(items=[EntryBody.of(e) for e in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/v1/events/{source}/{event_id}",
+    response_model=EventStatusBody,
+    tags=["events"],
+    summary="What became of an event (its source, its rider, or an operator)",
+    description="`source` and `event_id` are percent-encoded path segments: a `/` inside either is "
+    "sent as `%2F` (a source such as `https://grid.example.cn/office`).",
+    responses=problem_responses(401, 403, 404),
+)
+async def event_status(source: str, event_id: str, request: Request, db: Db, caller: Caller) -> EventStatusBody:
+    return await _event_status(request, db, caller)
+
+
+# The same, where a %2F in a segment made the decoded path longer: only the raw path tells which
+# '/' separates the two segments.
+@router.get("/v1/events/{encoded:path}", response_model=EventStatusBody, include_in_schema=False)
+async def event_status_encoded(encoded: str, request: Request, db: Db, caller: Caller) -> EventStatusBody:
+    return await _event_status(request, db, caller)
+
+
+@router.post(
+    "/v1/adjustments",
+    status_code=201,
+    response_model=EntryBody,
+    tags=["operators"],
+    summary="Adjust a rider's balance with a reason (operator)",
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def adjustment(
+    body: AdjustmentRequest, db: Db, settings: AppSettings, caller: Caller, idempotency_key: IdempotencyKey = None
+) -> EntryBody:
+    require(caller, Role.OPERATOR)
+    if not idempotency_key:
+        raise DomainError(
+            "Idempotency-Key: send a unique key per adjustment, and the same key when retrying",
+            kind="idempotency-key-required",
+        )
+    if body.amount == 0:
+        raise DomainError("amount: must not be 0", kind="invalid-request", title="Invalid adjustment")
+    entry = await adjust(db, settings, caller.sub, idempotency_key, body.rider_id, body.amount, body.reason)
+    log.info(
+        "adjustment.posted", operator=caller.sub, rider_id=body.rider_id, amount=body.amount, entry_id=entry.entry_id
+    )
+    return EntryBody.of(entry)
+
+
+@router.get(
+    "/v1/rules",
+    response_model=RulesBody,
+    tags=["rules"],
+    summary="The rules in force now",
+    responses=problem_responses(401, 404),
+)
+async def rules(db: Db, caller: Caller) -> RulesBody:
+    r = await rules_in_force(db, datetime.now(UTC))
+    return RulesBody(
+        rules_id=r.rules_id,
+        version=r.version,
+        effective_from=r.effective_from,
+        timezone=r.timezone,
+        categories=r.categories.model_dump(mode="json", exclude_none=True),
+    )
+
+
 def _may_read_rider(caller: Principal, rider_id: str) -> None:
     if caller.role is Role.OPERATOR:
         return
@@ -115,153 +221,33 @@ def _may_read_rider(caller: Principal, rider_id: str) -> None:
     raise DomainError("a rider reads only its own balance and history", kind="forbidden", title="Not your account")
 
 
-def register(app: FastAPI, settings: Settings, db: Database) -> None:
-    @app.get(
-        "/v1/riders/{rider_id}/balance",
-        response_model=BalanceBody,
-        tags=["riders"],
-        summary="A rider's balance (that rider, or an operator)",
-        responses=problem_responses(401, 403, 422),
-    )
-    async def balance(rider_id: RiderId, caller: Caller) -> BalanceBody:
-        _may_read_rider(caller, rider_id)
+async def _event_status(request: Request, db: Db, caller: Principal) -> EventStatusBody:
+    source, event_id = _event_of_path(request)
+    status = None
+    if _storable(source) and _storable(event_id):  # else no stored event has it (a NUL, 1 MiB)
         async with db.read() as conn:
-            b = await LedgerStore(conn).balance(rider_id)
-        return BalanceBody(
-            rider_id=b.rider_id,
-            available=b.available,
-            held=b.held,
-            earned_total=b.earned_total,
-            redeemed_total=b.redeemed_total,
-            as_of=b.as_of or datetime.now(UTC),
+            status = await PointsQueries(conn).event_status(source, event_id)
+    if status is None or not _may_see_event(caller, source, status):
+        # Existence must not leak to callers who may not see the event.
+        raise DomainError(
+            f"no event {printable(event_id, 300)!r} from {printable(source, 300)!r} is known to you",
+            kind="event-unknown",
         )
-
-    @app.get(
-        "/v1/riders/{rider_id}/entries",
-        response_model=EntryPage,
-        tags=["riders"],
-        summary="A rider's history, newest first, with the reason for every entry",
-        responses=problem_responses(401, 403, 422),
+    return EventStatusBody(
+        status=status.status,
+        points=status.points,
+        reason=status.reason,
+        rule_id=status.rule_id,
+        rule_version=status.rule_version,
+        category=status.category,
     )
-    async def entries(
-        rider_id: RiderId,
-        caller: Caller,
-        limit: PageLimit = 50,
-        cursor: PageCursor = None,
-    ) -> EntryPage:
-        _may_read_rider(caller, rider_id)
-        async with db.read() as conn:
-            rows = await LedgerStore(conn).entries(rider_id, limit, decode_cursor(cursor))
-        next_cursor = encode_cursor(rows[-1].entry_id) if len(rows) == limit else None
-        return EntryPage(items=[EntryBody.of(e) for e in rows], next_cursor=next_cursor)
 
-    @app.get(
-        "/v1/events/{source}/{event_id}",
-        response_model=EventStatusBody,
-        tags=["events"],
-        summary="What became of an event (its source, its rider, or an operator)",
-        description="`source` and `event_id` are percent-encoded path segments: a `/` inside either is "
-        "sent as `%2F` (a source such as `https://grid.example.cn/office`).",
-        responses=problem_responses(401, 403, 404),
-    )
-    async def event_status(source: str, event_id: str, request: Request, caller: Caller) -> EventStatusBody:
-        return await _event_status(request, caller)
 
-    # The same, where a %2F in a segment made the decoded path longer: only the raw path tells which
-    # '/' separates the two segments.
-    @app.get("/v1/events/{encoded:path}", response_model=EventStatusBody, include_in_schema=False)
-    async def event_status_encoded(encoded: str, request: Request, caller: Caller) -> EventStatusBody:
-        return await _event_status(request, caller)
-
-    async def _event_status(request: Request, caller: Caller) -> EventStatusBody:
-        source, event_id = _event_of_path(request)
-        status = None
-        if _storable(source) and _storable(event_id):  # else no stored event has it (a NUL, 1 MiB)
-            async with db.read() as conn:
-                status = await ActivityStore(conn).status(source, event_id)
-        allowed = caller.role is Role.OPERATOR or (caller.role is Role.SOURCE and caller.sub == source)
-        if status is not None and caller.role is Role.RIDER and status.rider_id == caller.sub:
-            allowed = True
-        if status is None or not allowed:
-            # Existence must not leak to callers who may not see the event.
-            raise DomainError(
-                f"no event {printable(event_id, 300)!r} from {printable(source, 300)!r} is known to you",
-                kind="event-unknown",
-            )
-        return EventStatusBody(
-            status=status.status,
-            points=status.points,
-            reason=status.reason,
-            rule_id=status.rule_id,
-            rule_version=status.rule_version,
-            category=status.category,
-        )
-
-    @app.post(
-        "/v1/adjustments",
-        status_code=201,
-        response_model=EntryBody,
-        tags=["operators"],
-        summary="Adjust a rider's balance with a reason (operator)",
-        responses=problem_responses(401, 403, 409, 422),
-    )
-    async def adjustment(
-        body: AdjustmentRequest,
-        caller: Caller,
-        idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-    ) -> EntryBody:
-        require(caller, Role.OPERATOR)
-        if not idempotency_key:
-            raise DomainError(
-                "Idempotency-Key: send a unique key per adjustment, and the same key when retrying",
-                kind="idempotency-key-required",
-            )
-        if body.amount == 0:
-            raise DomainError("amount: must not be 0", kind="invalid-request", title="Invalid adjustment")
-        try:
-            entry = await adjust(db, settings, caller.sub, idempotency_key, body.rider_id, body.amount, body.reason)
-        except InsufficientBalance as exc:
-            raise DomainError(
-                f"amount: {body.amount} is more than the rider's available balance",
-                kind="insufficient-points",
-                title="Not enough points",
-            ) from exc
-        except IdempotencyConflict as exc:
-            raise DomainError(
-                "Idempotency-Key: this key was used for a different adjustment; use a new key",
-                kind="idempotency-key-reused",
-            ) from exc
-        log.info(
-            "adjustment.posted",
-            operator=caller.sub,
-            rider_id=body.rider_id,
-            amount=body.amount,
-            entry_id=entry.entry_id,
-        )
-        return EntryBody.of(entry)
-
-    @app.get(
-        "/v1/rules",
-        response_model=RulesBody,
-        tags=["rules"],
-        summary="The rules in force now",
-        responses=problem_responses(401, 404),
-    )
-    async def rules(caller: Caller) -> RulesBody:
-        async with db.read() as conn:
-            versions = await PointsStore(conn).rules_versions()
-        now = datetime.now(UTC)
-        current = [r for r in versions if r.effective_from <= now]
-        if not current:
-            raise DomainError("no rules version is in force yet; publish one", kind="no-rules")
-        r = max(current, key=lambda v: (v.effective_from, v.version))
-        return RulesBody(
-            rules_id=r.rules_id,
-            version=r.version,
-            effective_from=r.effective_from,
-            timezone=r.timezone,
-            categories=r.categories.model_dump(mode="json", exclude_none=True),
-        )
+def _may_see_event(caller: Principal, source: str, status: EventStatus) -> bool:
+    """An operator, the event's source, or its rider."""
+    if caller.role is Role.OPERATOR or (caller.role is Role.SOURCE and caller.sub == source):
+        return True
+    return caller.role is Role.RIDER and status.rider_id == caller.sub
 
 
 def _event_of_path(request: Request) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from libs.platform.db import Database
 from libs.platform.kafka import BatchConsumer, Message
 from libs.platform.settings import Settings
 from services.points import metrics
-from services.points.handlers import BatchOutcome, Scorer
+from services.points.handlers import Scorer, score_kafka_batch, set_aside_message
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +23,7 @@ def activity_consumer(settings: Settings, db: Database, scorer: Scorer) -> Batch
 
     async def handle(messages: Sequence[Message]) -> None:
         started = time.perf_counter()
-        outcome = await db.run(lambda conn: scorer.score_batch(conn, messages))
+        outcome = await score_kafka_batch(db, scorer, messages)  # committed; then the consumer commits offsets
         metrics.record_batch(outcome, messages, started)
         log.debug(
             "worker.batch",
@@ -34,8 +34,8 @@ def activity_consumer(settings: Settings, db: Database, scorer: Scorer) -> Batch
         )
 
     async def quarantine(message: Message, exc: Exception) -> None:
-        stored = await db.run(lambda conn: scorer.quarantine(conn, message, exc))
+        outcome = await set_aside_message(db, scorer, message, exc)
         metrics.record_unscorable("kafka")
-        metrics.record_batch(BatchOutcome(dead_letters=stored), [], time.perf_counter())
+        metrics.record_batch(outcome, [], time.perf_counter())
 
     return BatchConsumer(settings, settings.topic_activity_events, settings.points_consumer_group, handle, quarantine)

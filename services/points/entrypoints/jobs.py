@@ -14,7 +14,7 @@ from libs.platform.loops import write_isolating
 from libs.platform.periodic import Periodic
 from libs.platform.settings import Settings
 from services.points import metrics
-from services.points.handlers import BatchOutcome, Scorer, reconcile
+from services.points.handlers import BatchOutcome, Scorer, reconcile, score_waiting, set_aside_stored
 from services.points.queries import PointsQueries
 
 log = structlog.get_logger(__name__)
@@ -73,12 +73,12 @@ class PendingSweep:
         return outcome
 
     async def _score(self, documents: Sequence[dict[str, object]], outcome: BatchOutcome) -> None:
-        part = await self._db.run(lambda conn: self._scorer.score_stored(conn, documents))
+        part = await score_waiting(self._db, self._scorer, documents)
         outcome.scored += part.scored
         outcome.dead_letters += part.dead_letters
 
     async def _set_aside(self, document: dict[str, object], exc: Exception, outcome: BatchOutcome) -> None:
-        outcome.dead_letters += await self._db.run(lambda conn: self._scorer.quarantine_stored(conn, document, exc))
+        outcome.dead_letters += (await set_aside_stored(self._db, self._scorer, document, exc)).dead_letters
         metrics.record_unscorable("http")
 
     async def _measure_unscored(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
@@ -24,7 +24,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Mount
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -157,7 +157,7 @@ def allowed_methods(request: Request, named: str) -> str:
     route ``named``. Starlette's router names only the first route whose path matched, and FastAPI
     declares GET and POST of one path as two routes."""
     methods = {m.strip() for m in named.split(",") if m.strip()}
-    for route in request.app.router.routes:
+    for route in _flat(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match is Match.NONE:
             continue
@@ -165,6 +165,18 @@ def allowed_methods(request: Request, named: str) -> str:
             methods |= {"GET", "HEAD"}
         methods |= getattr(route, "methods", None) or set()
     return ", ".join(sorted(methods))
+
+
+def _flat(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes of an app, those of its included routers among them: FastAPI keeps an included router
+    as one entry (with no methods of its own). Our routers are included without a prefix, so their
+    routes match the request's path as they stand."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
 
 
 def _internal_error(request: Request) -> JSONResponse:

@@ -33,19 +33,10 @@ from libs.platform.errors import DomainError
 from libs.platform.kafka import Message
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from libs.platform.settings import Settings
+from services.points.domain.hazards import EarlierReport, PaidReports, hazard_cells
 from services.points.domain.reconcile import Report
-from services.points.domain.rules import (
-    EarlierReport,
-    NoRulesInForce,
-    PaidReports,
-    RuleBook,
-    Rules,
-    Score,
-    hazard_cells,
-    plan,
-    publication_problems,
-    score_planned,
-)
+from services.points.domain.rules import NoRulesInForce, RuleBook, Rules, publication_problems
+from services.points.domain.scoring import Score, plan, score_planned
 from services.points.queries import ReconcileStore
 from services.points.store import CounterKey, PointsStore
 

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from libs.activity.model import CATEGORIES
 from libs.platform.kafka import Message
 from services.points.domain.reconcile import Report
-from services.points.domain.rules import Score
+from services.points.domain.scoring import Score
 from services.points.handlers import BatchOutcome
 
 log = structlog.get_logger(__name__)

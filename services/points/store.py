@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 
 from libs.platform.locks import SCRATCH_SETTING, lock
-from services.points.domain.rules import EarlierReport, HazardSearch, Rules
+from services.points.domain.hazards import EarlierReport, HazardSearch
+from services.points.domain.rules import Rules
 
 CounterKey = tuple[str, str]  # (rider_id, counter)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import yaml
 
 from libs.activity.model import ActivityEvent
+from services.points.domain.hazards import EarlierReport, HazardSearch
 from services.points.domain.rules import RuleBook, Rules
+from services.points.domain.scoring import Score, plan, score_planned
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "rules" / "warmbee-default.v1.yaml"
 
@@ -73,3 +76,20 @@ def default_rules() -> Rules:
 
 
 DEFAULT_BOOK = RuleBook([default_rules()])
+
+
+# The rules tests ask one event at a time what the worker asks of a batch: through the same live
+# functions (plan, then score_planned), without the batch around them.
+def score(e: ActivityEvent, counters: Mapping[str, int], book: RuleBook, earlier: EarlierReport | None = None) -> Score:
+    """What the event earns, as the worker scores it: its plan, then ``score_planned``."""
+    return score_planned(e, plan(e, book), counters, earlier)
+
+
+def counters_needed(e: ActivityEvent, book: RuleBook) -> list[str]:
+    """The counter keys scoring the event reads (its plan's)."""
+    return plan(e, book).counters
+
+
+def hazard_search(e: ActivityEvent, book: RuleBook) -> HazardSearch | None:
+    """Where the worker looks for an earlier report of the same hazard (its plan's search)."""
+    return plan(e, book).search

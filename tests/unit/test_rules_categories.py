@@ -18,20 +18,16 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from libs.activity.model import ActivityEvent
-from services.points.domain.rules import (
+from services.points.domain.hazards import (
     EARTH_RADIUS_M,
     EarlierReport,
     PaidReports,
-    RuleBook,
-    Rules,
-    counters_needed,
     distance_m,
     hazard_cells,
-    hazard_search,
     same_hazard,
-    score,
 )
-from tests.unit.rules_factories import DEFAULT_BOOK, default_document, event
+from services.points.domain.rules import RuleBook, Rules
+from tests.unit.rules_factories import DEFAULT_BOOK, counters_needed, default_document, event, hazard_search, score
 
 BOOK = DEFAULT_BOOK
 DEG = 111_320  # metres per degree of latitude, for offsets

@@ -21,19 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from libs.activity.model import CATEGORY_OF_TYPE, ActivityEvent
-from services.points.domain.rules import (
-    PERIODS,
-    EarlierReport,
-    Score,
-    claim,
-    counter_key,
-    counters_needed,
-    distance_m,
-    hazard_search,
-    same_hazard,
-    score,
-)
-from tests.unit.rules_factories import DEFAULT_BOOK, default_rules, event
+from services.points.domain.hazards import EarlierReport, distance_m, same_hazard
+from services.points.domain.rules import PERIODS
+from services.points.domain.scoring import Score, claim, counter_key
+from tests.unit.rules_factories import DEFAULT_BOOK, counters_needed, default_rules, event, hazard_search, score
 
 RULES = default_rules()
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from libs.activity.model import ActivityEvent
-from services.points.domain.rules import RuleBook, Rules, counter_key, counters_needed, score
+from services.points.domain.rules import RuleBook, Rules
+from services.points.domain.scoring import counter_key
+from tests.unit.rules_factories import counters_needed, score
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "rules" / "warmbee-default.v1.yaml"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -21,7 +21,8 @@ from hypothesis_jsonschema import from_schema
 
 from libs.activity.model import CATEGORY_OF_TYPE, ActivityEvent, Invalid, load_schemas, validate_event
 from libs.ledger.keys import PROGRAMME_ISSUED, award_key, rider_available
-from services.points.domain.rules import PaidReports, hazard_cells, plan, score_planned
+from services.points.domain.hazards import PaidReports, hazard_cells
+from services.points.domain.scoring import plan, score_planned
 from services.points.handlers import _report_of, award_transaction
 from tests.unit.rules_factories import DEFAULT_BOOK
 

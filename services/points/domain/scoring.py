@@ -1,0 +1,331 @@
+"""Scoring: what one event earns under the rules in force at its own time. Pure, no I/O.
+
+``plan(event, book)`` works out once what scoring the event reads: the rules version, the event's claim
+(its base award and how it was earned), the rider's counters it needs (once-only, limits, caps) and, for
+a hazard report, where an earlier report of the same hazard would be. The caller loads those, then
+``score_planned`` clips the claim to the caps and limits left and says why, in the rider's words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from libs.activity.model import ActivityEvent
+from services.points.domain.hazards import EarlierReport, HazardSearch, where_to_look
+from services.points.domain.rules import (
+    PERIOD_WORDS,
+    ActivityParticipationRule,
+    Caps,
+    CategoryRules,
+    HonorsRule,
+    Period,
+    RuleBook,
+    Rules,
+    VolunteerServiceRule,
+)
+
+Data = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    category: str
+    points: int
+    reason: str
+    rule_id: str | None
+    rule_version: int | None
+    counters: Mapping[str, int] = field(default_factory=dict)  # increments to apply
+    paid_in_full_hazard: bool = False  # a hazard report that later reports of the same hazard defer to
+    duplicate_hazard: bool = False  # a later report of a hazard already paid in full
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """Pays at most once: ``key`` counts how often it has paid."""
+
+    key: str
+    already: str  # the reason when it has paid before
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """Pays at most ``most`` times per key (e.g. activities per ISO week)."""
+
+    key: str
+    most: int
+    reached: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What an event would earn before caps and limits: ``base`` points, and how."""
+
+    base: int
+    earned: str
+    caps: Caps
+    once: tuple[Once, ...] = ()
+    limits: tuple[Limit, ...] = ()
+
+
+def counter_key(category: str, period: Period, local: datetime) -> str:
+    match period:
+        case "day":
+            label = f"{local.year:04d}-{local.month:02d}-{local.day:02d}"  # f-strings: strftime is slower
+        case "week":
+            iso = local.isocalendar()
+            label = f"{iso.year}-W{iso.week:02d}"
+        case "month":
+            label = f"{local.year:04d}-{local.month:02d}"
+        case "year":
+            label = f"{local.year:04d}"
+    return f"{category}:{period}:{label}"
+
+
+def claim(event: ActivityEvent, rules: Rules) -> Claim:
+    """The base award of an event under one version of the rules, with its once-only limits."""
+    claim_of = CLAIMS.get(event.type)
+    if claim_of is None:
+        raise ValueError(f"no rule for event type {event.type!r}")  # validation lets no other type through
+    return claim_of(event.data, event.time.astimezone(rules.zone), rules.categories)
+
+
+def _volunteer_shift(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    return _volunteer(Decimal(repr(data["hours"])), c.volunteer_service)
+
+
+def _civic_action(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    rule = c.civic_practice
+    action = str(data["action"]).replace("_", " ")
+    return Claim(
+        rule.points_per_action, f"verified civic action ({action}): {rule.points_per_action} points", rule.caps
+    )
+
+
+def _activity_attended(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    return _activity(str(data["activity_id"]), local, c.activity_participation)
+
+
+def _hazard_report(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    rule = c.grassroots_governance
+    severity = str(data["severity"])
+    points = getattr(rule.points_by_severity, severity)
+    verdict = "rejected by the grid office" if severity == "rejected" else f"verified, severity {severity}"
+    return Claim(points, f"hazard report {data['report_id']} {verdict}: {points} points", rule.caps)
+
+
+def _safety_training(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    safe_riding = c.safe_riding
+    return Claim(safe_riding.training, f"safety training completed: {safe_riding.training} points", safe_riding.caps)
+
+
+def _safety_quiz(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    safe_riding, quiz = c.safe_riding, str(data["quiz_id"])
+    return Claim(
+        safe_riding.quiz,
+        f"safety quiz {quiz} passed: {safe_riding.quiz} points",
+        safe_riding.caps,
+        once=(Once(f"safe_riding:once:quiz:{quiz}", f"safety quiz {quiz} was already rewarded"),),
+    )
+
+
+def _clean_month(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    safe_riding, month = c.safe_riding, str(data["month"])
+    return Claim(
+        safe_riding.clean_month,
+        f"no traffic violation in {month}: {safe_riding.clean_month} points",
+        safe_riding.caps,
+        once=(Once(f"safe_riding:once:clean_month:{month}", f"the clean month {month} was already rewarded"),),
+    )
+
+
+def _course(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    skills = c.skill_development
+    return Claim(skills.course, f"course completed: {skills.course} points", skills.caps)
+
+
+def _certificate(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    skills = c.skill_development
+    return Claim(skills.certificate, f"certificate obtained: {skills.certificate} points", skills.caps)
+
+
+def _outreach_session(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    outreach = c.publicity_outreach
+    topic = {"anti_fraud": "anti-fraud", "health": "health"}.get(str(data["topic"]), "outreach")
+    return Claim(
+        outreach.points_per_session, f"{topic} session given: {outreach.points_per_session} points", outreach.caps
+    )
+
+
+def _honour_awarded(data: Data, local: datetime, c: CategoryRules) -> Claim:
+    return _honour(str(data["honor_id"]), str(data["level"]), local, c.honors)
+
+
+def _volunteer(hours: Decimal, rule: VolunteerServiceRule) -> Claim:
+    units = int(hours * 60 // rule.counted_in_minutes)
+    unit = "half-hour" if rule.counted_in_minutes == 30 else f"{rule.counted_in_minutes}-minute unit"
+    if units == 0:
+        return Claim(0, f"{_fmt(hours)} verified hours is less than one whole {unit}: 0 points", rule.caps)
+    plural = "" if units == 1 else "s"
+    base = units * rule.points_per_unit
+    return Claim(
+        base,
+        f"{_fmt(hours)} verified hours = {units} whole {unit}{plural} × {rule.points_per_unit} points = {base} points",
+        rule.caps,
+    )
+
+
+def _activity(activity_id: str, local: datetime, rule: ActivityParticipationRule) -> Claim:
+    limits: tuple[Limit, ...] = ()
+    if rule.max_activities_per_week is not None:
+        iso = local.isocalendar()
+        week = f"{iso.year}-W{iso.week:02d}"
+        limits = (
+            Limit(
+                f"activity_participation:count:week:{week}",
+                rule.max_activities_per_week,
+                f"weekly limit of {rule.max_activities_per_week} activities reached in {week}",
+            ),
+        )
+    return Claim(
+        rule.points_per_activity,
+        f"activity {activity_id} attended: {rule.points_per_activity} points",
+        rule.caps,
+        once=(Once(f"activity_participation:once:{activity_id}", f"activity {activity_id} was already rewarded"),),
+        limits=limits,
+    )
+
+
+def _honour(honor_id: str, level: str, local: datetime, rule: HonorsRule) -> Claim:
+    points = getattr(rule.points_by_level, level)
+    year = local.strftime("%Y")
+    return Claim(
+        points,
+        f"{level} honour {honor_id}: {points} points",
+        rule.caps,
+        once=(Once(f"honors:once:{honor_id}:{year}", f"honour {honor_id} was already rewarded in {year}"),),
+    )
+
+
+# What each event type earns before caps and limits: (the event's data, its time in the rules' zone,
+# the rules of every category) -> its claim.
+CLAIMS: Mapping[str, Callable[[Data, datetime, CategoryRules], Claim]] = {
+    "volunteer.shift.completed": _volunteer_shift,
+    "civic.action.verified": _civic_action,
+    "activity.attended": _activity_attended,
+    "hazard.report.verified": _hazard_report,
+    "safety.training.completed": _safety_training,
+    "safety.quiz.passed": _safety_quiz,
+    "safety.month.clean": _clean_month,
+    "skill.course.completed": _course,
+    "skill.certificate.obtained": _certificate,
+    "outreach.session.completed": _outreach_session,
+    "honor.awarded": _honour_awarded,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one event will be scored, worked out once: the rules in force at its time, its claim, the
+    counters it reads (once-only, limits, then caps) and, for a hazard report, where an earlier report
+    of the same hazard would be."""
+
+    rules: Rules | None
+    claim: Claim | None
+    limit_keys: tuple[str, ...] = ()
+    cap_keys: tuple[tuple[Period, int, str], ...] = ()  # (period, cap, counter key)
+    search: HazardSearch | None = None
+
+    @property
+    def counters(self) -> list[str]:
+        return [*self.limit_keys, *(key for _, _, key in self.cap_keys)]
+
+
+def plan(event: ActivityEvent, book: RuleBook) -> Plan:
+    rules = book.in_force_at(event.time)
+    if rules is None:
+        return Plan(None, None)
+    c = claim(event, rules)
+    local = event.time.astimezone(rules.zone)
+    return Plan(
+        rules,
+        c,
+        limit_keys=(*(o.key for o in c.once), *(lim.key for lim in c.limits)),
+        cap_keys=tuple((period, cap, counter_key(event.category, period, local)) for period, cap in c.caps.items()),
+        search=where_to_look(event, rules),
+    )
+
+
+def score_planned(
+    event: ActivityEvent, p: Plan, counters: Mapping[str, int], earlier: EarlierReport | None = None
+) -> Score:
+    """What the event earns under its plan, given the rider's ``counters`` (those ``plan`` named) and
+    ``earlier``, a report of the same hazard already paid in full, if any."""
+    rules, c = p.rules, p.claim
+    if rules is None or c is None:
+        return Score(event.category, 0, "no rules were in force at the time of this activity", None, None)
+    for once in c.once:
+        if counters.get(once.key, 0) > 0:
+            return Score(event.category, 0, f"{once.already}: 0 points", rules.rules_id, rules.version)
+    for limit in c.limits:
+        if counters.get(limit.key, 0) >= limit.most:
+            return Score(event.category, 0, f"{limit.reached}: 0 of {c.base} awarded", rules.rules_id, rules.version)
+    if earlier is not None:
+        same = rules.categories.grassroots_governance.same_hazard
+        c = Claim(
+            min(same.points, c.base),
+            f"the same hazard (within {same.radius_m:g} m and {same.window_hours:g} h) was first reported in report "
+            f"{earlier.report_id}, paid in full: this later report earns {_points(min(same.points, c.base))}",
+            c.caps,
+            c.once,
+            c.limits,
+        )
+    result = _capped(event, counters, rules, c, p.cap_keys)
+    paid_in_full = earlier is None and p.search is not None and result.points > 0
+    return Score(
+        result.category,
+        result.points,
+        result.reason,
+        result.rule_id,
+        result.rule_version,
+        result.counters,
+        paid_in_full,
+        earlier is not None,
+    )
+
+
+def _capped(
+    event: ActivityEvent,
+    counters: Mapping[str, int],
+    rules: Rules,
+    c: Claim,
+    cap_keys: Sequence[tuple[Period, int, str]],
+) -> Score:
+    """Clip the base to what is left below every cap; the smallest remainder wins and is named."""
+    points, binding = c.base, None
+    for period, cap, key in cap_keys:
+        left = max(cap - counters.get(key, 0), 0)
+        if left < points:
+            points, binding = left, (period, cap)
+    label = event.category.replace("_", " ")
+    if binding is None:
+        reason = c.earned
+    else:
+        period, cap = binding
+        state = "already reached" if points == 0 else "reached"
+        reason = f"{PERIOD_WORDS[period]} cap of {cap} points for {label} {state}: {points} of {c.base} awarded"
+    increments: dict[str, int] = {}
+    if points > 0:  # a limit is used up only by an event that paid something
+        increments = {key: points for _, _, key in cap_keys}
+        increments |= {o.key: 1 for o in c.once} | {lim.key: 1 for lim in c.limits}
+    return Score(event.category, points, reason, rules.rules_id, rules.version, increments)
+
+
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
+def _fmt(value: Decimal) -> str:
+    return format(value.normalize(), "f")

@@ -16,7 +16,7 @@ from typing import Generic, ParamSpec, TypeVar
 
 import orjson
 
-from libs.ledger.store import LedgerStore
+from libs.ledger.store import InsufficientBalance, LedgerStore
 from libs.platform.db import Connection, Database
 from libs.platform.locks import lock
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
@@ -90,7 +90,8 @@ async def reserve(
     db: Database, settings: Settings, rider_id: str, reward_id: str, idempotency_key: str, expected_cost: int | None
 ) -> Done[Reserved]:
     """Hold the reward's cost from the rider's available points and issue a code. The same key again
-    answers the first hold; the ledger refuses a hold beyond the available balance (InsufficientBalance)."""
+    answers the first hold; a hold beyond the available balance is refused (InsufficientBalance, from the
+    ledger, which alone knows the balance)."""
 
     async def work(conn: Connection) -> Done[Reserved]:
         store = RedemptionStore(conn)
@@ -110,9 +111,11 @@ async def reserve(
         redemption = await _insert(
             store, new_hold(reward, rider_id, idempotency_key, datetime.now(UTC), ttl, expected_cost)
         )
-        await LedgerStore(conn).append(
-            [hold_entry(redemption.redemption_id, rider_id, reward.cost, reward.title, partner.name, reward.reward_id)]
-        )
+        entry = hold_entry(redemption.redemption_id, rider_id, reward.cost, reward.title, partner.name, reward_id)
+        try:
+            await LedgerStore(conn).append([entry])
+        except InsufficientBalance as exc:  # the ledger's refusal, in the rider's words
+            raise InsufficientBalance(f"reward_id: {reward_id} costs more than your available points") from exc
         # The stock is counted last: its row is shared by every rider of the reward, and each reserve
         # holds its lock until commit.
         await _take(store, reward, redemption.month, rider_id)

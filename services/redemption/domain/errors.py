@@ -86,13 +86,6 @@ class IdempotencyKeyReused(Refused):
         super().__init__("Idempotency-Key: this key was used for another reward; use a new key per redemption")
 
 
-class InsufficientPoints(Refused):
-    kind = "insufficient-points"
-
-    def __init__(self, reward_id: str) -> None:
-        super().__init__(f"reward_id: {reward_id} costs more than your available points")
-
-
 class RedemptionUnknown(Refused):
     kind = "redemption-unknown"
 

@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 
-from libs.ledger.store import InsufficientBalance
 from libs.platform.auth import Principal, Role
 from libs.platform.errors import DomainError
 from libs.platform.fields import NUMBER_ONLY, DateTime, JsonBool, JsonInt, Text
@@ -27,7 +26,7 @@ from libs.platform.http import (
     require,
 )
 from services.redemption.domain.catalogue import Partner, Reward
-from services.redemption.domain.errors import InsufficientPoints, PartnerRequired, RedemptionUnknown
+from services.redemption.domain.errors import PartnerRequired, RedemptionUnknown
 from services.redemption.domain.holds import Redemption, Status, code_of, month_of, qr_payload
 from services.redemption.domain.settlement import month_bounds, settlement_of
 from services.redemption.handlers import add_partner, cancel, confirm, look_up, put_reward, reserve
@@ -253,10 +252,7 @@ async def create_redemption(
             "Idempotency-Key: send a unique key per redemption, and the same key when retrying",
             kind="idempotency-key-required",
         )
-    try:
-        reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
-    except InsufficientBalance as exc:  # the ledger's refusal, in the rider's words
-        raise InsufficientPoints(body.reward_id) from exc
+    reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
     return RedemptionBody.of(reserved.redemption, show_code=True)
 
 

@@ -7,7 +7,6 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -221,22 +220,3 @@ class ActivityStore:
         if dead is None:
             return None
         return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)
-
-    async def pending(self, limit: int, since: datetime | None, older_than: datetime) -> list[dict[str, Any]]:
-        """Events accepted over HTTP in [since, older_than) that have no award entry yet and are not
-        dead letters waiting for an operator, oldest first. (An event that came over Kafka was recorded and
-        scored in one transaction: it never waits.)"""
-        rows = await self._conn.fetch(
-            "SELECT a.event, a.received_at FROM activity_event a"
-            " WHERE a.received_via = 'http' AND a.received_at < $2"
-            "   AND ($3::timestamptz IS NULL OR a.received_at >= $3) AND NOT EXISTS ("
-            "   SELECT 1 FROM ledger_transaction t"
-            "    WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
-            "   AND NOT EXISTS (SELECT 1 FROM dead_letter d"
-            "    WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
-            " ORDER BY a.received_at LIMIT $1",
-            limit,
-            older_than,
-            since,
-        )
-        return [dict(r) for r in rows]

@@ -44,17 +44,6 @@ class StoredDeadLetter:
     event_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class EventStatus:
-    status: Literal["pending", "scored", "dead_lettered"]
-    category: str | None
-    points: int | None
-    reason: str | None
-    rule_id: str | None
-    rule_version: int | None
-    rider_id: str | None
-
-
 _INSERT_EVENTS = """
 INSERT INTO activity_event (source, event_id, type, category, rider_id, occurred_at, content_hash, event,
                             received_via)
@@ -180,43 +169,3 @@ class ActivityStore:
             dead_letter_id,
             reason,
         )
-
-    async def status(self, source: str, event_id: str) -> EventStatus | None:
-        row = await self._conn.fetchrow(
-            "SELECT a.category, a.rider_id, t.available_delta, t.reason, t.rule_id, t.rule_version,"
-            "       t.tx_id IS NOT NULL AS scored, d.reason AS dead_reason"
-            "  FROM activity_event a"
-            "  LEFT JOIN ledger_transaction t"
-            "    ON t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id"
-            "  LEFT JOIN LATERAL (SELECT reason FROM dead_letter d WHERE d.source = a.source"
-            "                     AND d.event_id = a.event_id AND d.retried_at IS NULL"
-            "                     ORDER BY d.dead_letter_id DESC LIMIT 1) d ON true"
-            " WHERE a.source = $1 AND a.event_id = $2",
-            source,
-            event_id,
-        )
-        if row is not None:
-            if not row["scored"] and row["dead_reason"] is not None:
-                return EventStatus(
-                    "dead_lettered", row["category"], None, row["dead_reason"], None, None, row["rider_id"]
-                )
-            if not row["scored"]:
-                return EventStatus("pending", row["category"], None, None, None, None, row["rider_id"])
-            return EventStatus(
-                "scored",
-                row["category"],
-                row["available_delta"],
-                row["reason"],
-                row["rule_id"],
-                row["rule_version"],
-                row["rider_id"],
-            )
-        dead = await self._conn.fetchrow(
-            "SELECT reason FROM dead_letter WHERE source = $1 AND event_id = $2 AND retried_at IS NULL"
-            " ORDER BY dead_letter_id DESC LIMIT 1",
-            source,
-            event_id,
-        )
-        if dead is None:
-            return None
-        return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)

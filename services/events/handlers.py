@@ -13,6 +13,7 @@ import orjson
 
 from libs.activity.model import ActivityEvent, EventSchemas, Invalid, validate_message
 from libs.activity.store import ActivityStore
+from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from services.events.domain import intake
@@ -94,8 +95,7 @@ async def retry_dead_letter(
             await store.settle_dead_letter(dead_letter_id, f"id: {REUSED_ID}")
             return "dead_lettered"
         await store.settle_dead_letter(dead_letter_id, None)
-        status = await store.status(result.source, result.event_id)
-        if status is None or status.status != "scored":
+        if not await LedgerStore(conn).awarded([result.key]):
             # Through Kafka again, also when it was stored before: the worker scores what has no award yet.
             await OutboxStore(conn).add([relay_message(result, topic)])
             return "pending"

@@ -20,8 +20,7 @@ from libs.platform.metrics import watch_pool
 from libs.platform.periodic import Background
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
-from services.points.entrypoints import api, jobs
-from services.points.entrypoints.consumer import activity_consumer
+from services.points.entrypoints import api
 from services.points.handlers import RulesCache, Scorer
 
 VERSION = "0.1.0"
@@ -62,6 +61,11 @@ class Worker:
     """The points worker's parts, run together until ``stop()`` (SIGTERM, SIGINT)."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
+        # Imported here, not above: they define the worker's metrics, which the API process must not export
+        # (a second series of warmbee_dead_letters_total at 0, a reconciliation that never ran).
+        from services.points.entrypoints import jobs
+        from services.points.entrypoints.consumer import activity_consumer
+
         self.settings = settings
         self.db = db
         scorer = Scorer(settings, load_schemas(), RulesCache(settings.rules_reload_s))

@@ -27,6 +27,7 @@ from services.events.handlers import retry_dead_letter
 from services.points.entrypoints.jobs import PendingSweep
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
 from services.points.metrics import UNSCORED_OLDEST_AGE
+from services.points.queries import PointsQueries
 from tests.integration.factories import (
     SCHEMAS,
     activity_event,
@@ -78,7 +79,7 @@ async def run_lane(db: Database, scorer: Scorer, messages: Sequence[Message]) ->
 
 async def status(db: Database, source: str, event_id: str) -> tuple[str, str | None] | None:
     async with db.read() as conn:
-        found = await ActivityStore(conn).status(source, event_id)
+        found = await PointsQueries(conn).event_status(source, event_id)
     return None if found is None else (found.status, found.reason)
 
 

@@ -15,13 +15,13 @@ import orjson
 import pytest
 
 from libs.activity.model import ActivityEvent, load_schemas, validate_event
-from libs.activity.store import ActivityStore
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.events.handlers import Accepted, accept_events
 from services.points.entrypoints.jobs import PendingSweep
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
+from services.points.queries import PointsQueries
 from tests.integration.factories import (
     SCHEMAS,
     SOURCE,
@@ -278,7 +278,7 @@ async def test_an_event_id_reused_for_other_content_is_dead_lettered_and_the_fir
     assert letter["reason"].startswith("id: already used by this source for a different event")
     assert (letter["source"], letter["event_id"]) == (SOURCE, event_id)
     async with db.read() as conn:
-        status = await ActivityStore(conn).status(SOURCE, event_id)
+        status = await PointsQueries(conn).event_status(SOURCE, event_id)
     assert status is not None
     assert (status.status, status.points) == ("scored", 20)
 
@@ -293,7 +293,7 @@ async def test_a_civic_action_is_scored_by_its_own_category_rule(db: Database, s
 
     assert [(e.event_id, s.points) for e, s in outcome.scored] == [(document["id"], 5)]
     async with db.read() as conn:
-        status = await ActivityStore(conn).status("grid-office", document["id"])
+        status = await PointsQueries(conn).event_status("grid-office", document["id"])
     assert status is not None
     assert (status.status, status.category, status.points) == ("scored", "civic_practice", 5)
 
@@ -305,7 +305,7 @@ async def test_an_event_recorded_but_never_delivered_is_pending_until_the_sweep_
     assert isinstance(event, ActivityEvent)
     await accept_events(db, [event], "activity-events")
     async with db.read() as conn:
-        before = await ActivityStore(conn).status(event.source, event.event_id)
+        before = await PointsQueries(conn).event_status(event.source, event.event_id)
 
     sweep = PendingSweep(db, scorer, settings.model_copy(update={"pending_after_s": 0.001}))
     await asyncio.sleep(0.01)
@@ -315,7 +315,7 @@ async def test_an_event_recorded_but_never_delivered_is_pending_until_the_sweep_
     assert before.status == "pending"
     assert (event.event_id, 5) in [(e.event_id, s.points) for e, s in outcome.scored]
     async with db.read() as conn:
-        after = await ActivityStore(conn).status(event.source, event.event_id)
+        after = await PointsQueries(conn).event_status(event.source, event.event_id)
     assert after is not None
     assert (after.status, after.points) == ("scored", 5)
 
@@ -325,7 +325,7 @@ async def test_the_status_of_a_scored_event_gives_its_points_and_rule(db: Databa
     await score(db, scorer, shift(rider, 1.5, event_id=event_id))
 
     async with db.read() as conn:
-        status = await ActivityStore(conn).status(SOURCE, event_id)
+        status = await PointsQueries(conn).event_status(SOURCE, event_id)
 
     assert status is not None
     assert (status.status, status.points, status.category) == ("scored", 15, "volunteer_service")
@@ -334,7 +334,7 @@ async def test_the_status_of_a_scored_event_gives_its_points_and_rule(db: Databa
 
 async def test_the_status_of_an_unknown_event_is_none(db: Database) -> None:
     async with db.read() as conn:
-        assert await ActivityStore(conn).status(SOURCE, new_id("never-sent")) is None
+        assert await PointsQueries(conn).event_status(SOURCE, new_id("never-sent")) is None
 
 
 # --- what the system publishes -------------------------------------------------------------------------

@@ -14,20 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import structlog
-from prometheus_client import Counter
 
 from libs.platform.db import caused_by_data
+from libs.platform.metrics import LOOP_FAILURES
 
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
-
-LOOP_FAILURES = Counter(
-    "warmbee_loop_failures_total",
-    "Errors a background loop survived: logged, backed off, went on (loop: worker_lane, pending_sweep, "
-    "reconcile, relay, expiry_sweep, ...)",
-    ["loop"],
-)
 
 
 class LoopGuard:

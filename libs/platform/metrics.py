@@ -1,9 +1,10 @@
-"""Prometheus metrics shared by every warmbee process: HTTP, outbox, Kafka consumer, database pool.
+"""Prometheus metrics shared by every warmbee process: HTTP, outbox, Kafka consumer, background loops and
+jobs, database pool.
 
 Conventions: ``warmbee_`` prefix, base units in the name (``_seconds``, ``_messages``, ``_connections``),
 ``_total`` for counters, and only bounded label values (services, routes, topics, partitions, categories,
 partner kinds; never a rider id, an event id or a code). Metrics that belong to one service are defined
-next to the code that counts them (the events API, the points worker, the redemption handlers).
+in its ``services/<svc>/metrics.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,24 @@ CONSUMER_LAG = Gauge(
     "warmbee_consumer_lag_messages",
     "Messages in a partition not yet fetched by this consumer (high-water mark minus position)",
     ["topic", "partition"],
+)
+
+# Background work (libs/platform/loops.py, periodic.py).
+LOOP_FAILURES = Counter(
+    "warmbee_loop_failures_total",
+    "Errors a background loop survived: logged, backed off, went on (loop: worker_lane, pending_sweep, "
+    "reconcile, relay, expiry_sweep, ...)",
+    ["loop"],
+)
+JOB_RUNS = Counter("warmbee_job_runs_total", "Runs of a background job, by outcome: ok or failed", ["job", "outcome"])
+JOB_SECONDS = Histogram(
+    "warmbee_job_duration_seconds",
+    "Time one run of a background job took",
+    ["job"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+JOB_LAST_SUCCESS = Gauge(
+    "warmbee_job_last_success_timestamp_seconds", "When a background job last finished a run without error", ["job"]
 )
 
 

@@ -19,23 +19,13 @@ from types import TracebackType
 from typing import Protocol
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
 
 from libs.platform.db import TRANSIENT
 from libs.platform.loops import LoopGuard, pause
+from libs.platform.metrics import JOB_LAST_SUCCESS, JOB_RUNS, JOB_SECONDS
 
 log = structlog.get_logger(__name__)
 
-JOB_RUNS = Counter("warmbee_job_runs_total", "Runs of a background job, by outcome: ok or failed", ["job", "outcome"])
-JOB_SECONDS = Histogram(
-    "warmbee_job_duration_seconds",
-    "Time one run of a background job took",
-    ["job"],
-    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
-)
-JOB_LAST_SUCCESS = Gauge(
-    "warmbee_job_last_success_timestamp_seconds", "When a background job last finished a run without error", ["job"]
-)
 
 Step = Callable[[], Awaitable[bool | None]]
 

@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint unit integration e2e demo bench clean help
+.PHONY: install run test lint unit integration e2e demo bench clean help i18n i18n-reasons i18n-problems i18n-pages
 
 help:
 	@echo "make run    - install and run everything locally (Ctrl-C stops it)"
@@ -47,6 +47,28 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e
+
+# The gettext catalogues (libs/i18n/locale), one domain per reader: extract the English msgids from the
+# sources with Babel, merge them into the zh_CN and en .po files (new ones empty, to be translated), and
+# compile the .mo files the services load. The .po and .mo files are committed; tests/unit/test_i18n.py
+# fails when a source has a word the catalogues lack, a Chinese msgstr is empty or a .mo is stale.
+I18N := libs/i18n/locale
+BABEL_KEYWORDS := -k N_ -k Nn_:1,2 -k Np_:1c,2 -k _ -k gettext -k ngettext:1,2 -k pgettext:1c,2
+define catalogue
+	$(BIN)/pybabel --quiet extract --no-location --sort-output --omit-header $(BABEL_KEYWORDS) -o $(I18N)/$(1).pot $(2)
+	for l in zh_CN en; do [ -f $(I18N)/$$l/LC_MESSAGES/$(1).po ] || \
+		$(BIN)/pybabel --quiet init -D $(1) -i $(I18N)/$(1).pot -d $(I18N) -l $$l; done
+	$(BIN)/pybabel --quiet update --no-fuzzy-matching --ignore-obsolete -D $(1) -i $(I18N)/$(1).pot -d $(I18N)
+	$(BIN)/pybabel --quiet compile -D $(1) -d $(I18N)
+endef
+
+i18n: i18n-reasons i18n-problems i18n-pages
+i18n-reasons: install
+	$(call catalogue,reasons,libs/i18n/reasons.py)
+i18n-problems: install
+	$(call catalogue,problems,libs/platform/errors.py libs/i18n/problems.py)
+i18n-pages: install
+	$(call catalogue,pages,-F libs/i18n/pages.cfg services/pages)
 
 # pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
 test: lint

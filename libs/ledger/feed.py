@@ -42,7 +42,9 @@ def entry_event(topic: str, entry: FeedEntry) -> OutboxMessage:
             "event_id": entry.event_id,
             "rule_id": entry.rule_id,
             "rule_version": entry.rule_version,
-            "reason": entry.reason,
+            "reason": entry.reason.render("en"),  # for readers that do not render codes
+            "reason_code": entry.reason.code,
+            "reason_params": entry.reason.params,
         },
     }
     return OutboxMessage(topic, entry.rider_id.encode(), orjson.dumps(body))

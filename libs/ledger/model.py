@@ -15,6 +15,7 @@ from enum import StrEnum
 
 import orjson
 
+from libs.i18n.reasons import Reason
 from libs.ledger.keys import rider_available, rider_held
 
 # Rider accounts carry the rider id as the contract allows it (colons included); others are plain paths.
@@ -67,7 +68,7 @@ class LedgerTransaction:
     idempotency_key: str
     kind: EntryKind
     rider_id: str
-    reason: str
+    reason: Reason  # stored as its code, its values and its English sentence
     postings: tuple[Posting, ...] = ()
     category: str | None = None
     source: str | None = None
@@ -83,8 +84,8 @@ class LedgerTransaction:
             raise LedgerError("a transaction needs an idempotency key")
         if not RIDER_ID_PATTERN.fullmatch(self.rider_id):
             raise LedgerError(f"malformed rider id {self.rider_id!r}")
-        if not self.reason:
-            raise LedgerError("every entry carries a reason")
+        if not isinstance(self.reason, Reason):
+            raise LedgerError("every entry carries a reason: a code and its values")
         total = sum(p.amount for p in self.postings)
         if total != 0:
             raise LedgerError(f"postings of {self.idempotency_key} sum to {total}, not 0")

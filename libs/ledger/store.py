@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.i18n.reasons import Reason, recorded
 from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_delta
 from libs.platform.errors import DomainError
 
@@ -60,7 +61,7 @@ class Entry:
     event_id: str | None
     rule_id: str | None
     rule_version: int | None
-    reason: str
+    reason: Reason
     occurred_at: datetime | None
     actor: str | None
 
@@ -79,7 +80,7 @@ class FeedEntry:
     event_id: str | None
     rule_id: str | None
     rule_version: int | None
-    reason: str
+    reason: Reason
 
 
 # One statement records a batch: its entries, their postings and the balance projection, each part
@@ -87,10 +88,11 @@ class FeedEntry:
 _RECORD = """
 WITH t AS (
     INSERT INTO ledger_transaction (idempotency_key, input_hash, kind, rider_id, available_delta, category,
-                                    source, event_id, rule_id, rule_version, reason, occurred_at, actor, details)
+                                    source, event_id, rule_id, rule_version, reason, occurred_at, actor, details,
+                                    reason_code, reason_params)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamptz[], $13::text[],
-                         $14::jsonb[])
+                         $14::jsonb[], $25::text[], $26::jsonb[])
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING idempotency_key, tx_id
 ), postings AS (
@@ -129,7 +131,7 @@ SELECT rider_id FROM rider_balance WHERE rider_id = ANY($1::text[]) ORDER BY rid
 """
 
 _ENTRY_COLUMNS = """tx_id, recorded_at, available_delta, kind, category, source, event_id, rule_id,
-                    rule_version, reason, occurred_at, actor"""
+                    rule_version, reason, occurred_at, actor, reason_code, reason_params"""
 
 
 class LedgerStore:
@@ -151,7 +153,11 @@ class LedgerStore:
         await self._lock_balances(sorted({tx.rider_id for tx, _ in moves}))
         try:
             rows = await self._conn.fetch(
-                _RECORD, *_transaction_columns(batch), *_posting_columns(batch), *_delta_columns(moves)
+                _RECORD,
+                *_transaction_columns(batch),
+                *_posting_columns(batch),
+                *_delta_columns(moves),
+                *_reason_columns(batch),
             )
         except asyncpg.CheckViolationError as exc:
             if exc.constraint_name and exc.constraint_name.startswith("rider_balance_"):
@@ -226,10 +232,26 @@ class LedgerStore:
     async def feed_entries(self, tx_ids: Sequence[int]) -> list[FeedEntry]:
         rows = await self._conn.fetch(
             "SELECT tx_id, recorded_at, kind, rider_id, available_delta, category, source, event_id, rule_id,"
-            " rule_version, reason FROM ledger_transaction WHERE tx_id = ANY($1::bigint[]) ORDER BY tx_id",
+            " rule_version, reason, reason_code, reason_params"
+            " FROM ledger_transaction WHERE tx_id = ANY($1::bigint[]) ORDER BY tx_id",
             list(tx_ids),
         )
-        return [FeedEntry(*r) for r in rows]
+        return [
+            FeedEntry(
+                r["tx_id"],
+                r["recorded_at"],
+                r["kind"],
+                r["rider_id"],
+                r["available_delta"],
+                r["category"],
+                r["source"],
+                r["event_id"],
+                r["rule_id"],
+                r["rule_version"],
+                _reason(r),
+            )
+            for r in rows
+        ]
 
     async def awarded(self, events: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Those of the events ``(source, event_id)`` that have an award entry, found by its columns (the
@@ -277,11 +299,20 @@ def _transaction_columns(txs: list[LedgerTransaction]) -> list[list[object]]:
         [tx.event_id for tx in txs],
         [tx.rule_id for tx in txs],
         [tx.rule_version for tx in txs],
-        [tx.reason for tx in txs],
+        [tx.reason.render("en") for tx in txs],
         [tx.occurred_at for tx in txs],
         [tx.actor for tx in txs],
         [dict(tx.details) for tx in txs],
     ]
+
+
+def _reason_columns(txs: list[LedgerTransaction]) -> list[list[object]]:
+    return [[tx.reason.code for tx in txs], [dict(tx.reason.params) for tx in txs]]
+
+
+def _reason(r: asyncpg.Record) -> Reason:
+    """The entry's reason; an entry recorded before reason codes gets its code from its English text."""
+    return recorded(r["reason_code"], r["reason_params"], r["reason"], r["kind"])
 
 
 def _entry(r: asyncpg.Record) -> Entry:
@@ -295,7 +326,7 @@ def _entry(r: asyncpg.Record) -> Entry:
         event_id=r["event_id"],
         rule_id=r["rule_id"],
         rule_version=r["rule_version"],
-        reason=r["reason"],
+        reason=_reason(r),
         occurred_at=r["occurred_at"],
         actor=r["actor"],
     )

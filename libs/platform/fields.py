@@ -14,7 +14,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, StrictBool
+from pydantic import AfterValidator, BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, StrictBool
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -98,3 +98,15 @@ def _rfc3339(value: Any) -> Any:
 
 
 DateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
+def _has_a_word(value: str) -> str:
+    # A reason is for a reader: 「补发」 is a reason, "..." or three spaces are not. Lengths are counted in
+    # characters (code points), as a reader counts Chinese: 「补发」 is 2, not 6 bytes.
+    if not any(ch.isalnum() for ch in value):
+        raise PydanticCustomError("no_word", "must say something: at least one letter, character or digit")
+    return value.strip()
+
+
+# Words for a person to read (an adjustment's reason, a dispute's message): Text with at least one word.
+Words = Annotated[str, NoControlCharacters(), AfterValidator(_has_a_word)]

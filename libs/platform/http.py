@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import structlog
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.i18n.language import TAGS, Language, negotiate
 from libs.platform.auth import InvalidToken, Principal, Role, verify_token
 from libs.platform.db import Database
 from libs.platform.errors import DomainError
@@ -204,6 +205,28 @@ async def authenticate(  # async: a plain def would cost every request a hop to 
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
+async def reader_language(
+    response: Response,
+    accept_language: Annotated[
+        str | None,
+        Header(
+            alias="Accept-Language",
+            description="zh or zh-CN for Chinese; anything else, or none, for English",
+            examples=["zh-CN"],
+        ),
+    ] = None,
+) -> Language:
+    """The language the reader asked for; the answer says which it is written in."""
+    language = negotiate(accept_language)
+    response.headers["Content-Language"] = TAGS[language]
+    response.headers["Vary"] = "Accept-Language"
+    return language
+
+
+# What a route that writes for people takes: reasons and problems in the reader's language.
+ReaderLanguage = Annotated[Language, Depends(reader_language)]
+
+
 def _database(request: Request) -> Database:
     return request.app.state.db  # type: ignore[no-any-return]
 
@@ -307,7 +330,7 @@ def create_app(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST", "PUT"],
-        allow_headers=["Authorization", "Content-Type", IDEMPOTENCY_KEY, REQUEST_ID_HEADER],
+        allow_headers=["Authorization", "Content-Type", "Accept-Language", IDEMPOTENCY_KEY, REQUEST_ID_HEADER],
         expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
         max_age=600,
     )

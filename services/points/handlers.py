@@ -24,6 +24,7 @@ from libs.activity.model import (
     validate_message,
 )
 from libs.activity.store import ActivityStore, DeadLetterInput
+from libs.i18n.reasons import Reason
 from libs.ledger.feed import entries_reference
 from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, PROGRAMME_ISSUED, adjustment_key, award_key, rider_available
 from libs.ledger.model import EntryKind, LedgerTransaction, transfer
@@ -301,7 +302,7 @@ async def adjust(
         idempotency_key=adjustment_key(operator, idempotency_key),
         kind=EntryKind.ADJUSTMENT,
         rider_id=rider_id,
-        reason=reason,
+        reason=Reason.of("adjustment", note=reason),
         postings=transfer(source, destination, abs(amount)),
         actor=operator,
     )

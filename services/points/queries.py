@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from libs.i18n.reasons import Reason, recorded
 from services.points.domain.reconcile import Check, redemption_problems
 
 RIDER_ACCOUNT = r"^rider:(.*):(available|held)$"
@@ -19,10 +20,17 @@ class EventStatus:
     status: Literal["pending", "scored", "dead_lettered"]
     category: str | None
     points: int | None
-    reason: str | None
+    reason: Reason
     rule_id: str | None
     rule_version: int | None
     rider_id: str | None
+
+
+PENDING = Reason.of("event.pending")
+
+
+def _dead(error: str) -> Reason:
+    return Reason.of("event.dead_lettered", error=error)
 
 
 class PointsQueries:
@@ -33,7 +41,8 @@ class PointsQueries:
 
     async def event_status(self, source: str, event_id: str) -> EventStatus | None:
         row = await self._conn.fetchrow(
-            "SELECT a.category, a.rider_id, t.available_delta, t.reason, t.rule_id, t.rule_version,"
+            "SELECT a.category, a.rider_id, t.available_delta, t.reason, t.reason_code, t.reason_params,"
+            "       t.rule_id, t.rule_version,"
             "       t.tx_id IS NOT NULL AS scored, d.reason AS dead_reason"
             "  FROM activity_event a"
             "  LEFT JOIN ledger_transaction t"
@@ -48,15 +57,15 @@ class PointsQueries:
         if row is not None:
             if not row["scored"] and row["dead_reason"] is not None:
                 return EventStatus(
-                    "dead_lettered", row["category"], None, row["dead_reason"], None, None, row["rider_id"]
+                    "dead_lettered", row["category"], None, _dead(row["dead_reason"]), None, None, row["rider_id"]
                 )
             if not row["scored"]:
-                return EventStatus("pending", row["category"], None, None, None, None, row["rider_id"])
+                return EventStatus("pending", row["category"], None, PENDING, None, None, row["rider_id"])
             return EventStatus(
                 "scored",
                 row["category"],
                 row["available_delta"],
-                row["reason"],
+                recorded(row["reason_code"], row["reason_params"], row["reason"], "award"),
                 row["rule_id"],
                 row["rule_version"],
                 row["rider_id"],
@@ -69,7 +78,7 @@ class PointsQueries:
         )
         if dead is None:
             return None
-        return EventStatus("dead_lettered", None, None, dead["reason"], None, None, None)
+        return EventStatus("dead_lettered", None, None, _dead(dead["reason"]), None, None, None)
 
     async def pending(self, limit: int, since: datetime | None, older_than: datetime) -> list[dict[str, Any]]:
         """Events accepted over HTTP in [since, older_than) that have no award entry yet and are not

@@ -79,7 +79,7 @@ async def test_the_first_report_of_a_hazard_pays_in_full_and_a_later_one_within_
     outcomes = [await batch(db, scorer, d) for d in (first, near, far)]
 
     assert [points(o) for o in outcomes] == [[15], [1], [15]]
-    assert first["data"]["report_id"] in outcomes[1].scored[0][1].reason
+    assert first["data"]["report_id"] in outcomes[1].scored[0][1].reason.render()
 
 
 async def test_a_rejected_report_pays_0_and_does_not_make_a_later_report_a_duplicate(
@@ -125,7 +125,7 @@ async def test_the_fourth_activity_of_an_iso_week_earns_nothing(db: Database, sc
     outcome = await batch(db, scorer, *week, next_monday)
 
     assert points(outcome) == [8, 8, 8, 0, 8]
-    assert "weekly limit of 3 activities reached in 2024-W19" in outcome.scored[3][1].reason
+    assert "weekly limit of 3 activities reached in 2024-W19" in outcome.scored[3][1].reason.render()
 
 
 async def test_every_category_scores_its_default_rule(db: Database, scorer: Scorer) -> None:

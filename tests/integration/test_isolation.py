@@ -15,6 +15,7 @@ import pytest
 
 from libs.activity.model import ActivityEvent
 from libs.activity.store import ActivityStore
+from libs.i18n.reasons import Reason
 from libs.ledger.keys import PROGRAMME_ISSUED, award_key, rider_available
 from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 from libs.ledger.store import LedgerStore
@@ -80,7 +81,7 @@ async def run_lane(db: Database, scorer: Scorer, messages: Sequence[Message]) ->
 async def status(db: Database, source: str, event_id: str) -> tuple[str, str | None] | None:
     async with db.read() as conn:
         found = await PointsQueries(conn).event_status(source, event_id)
-    return None if found is None else (found.status, found.reason)
+    return None if found is None else (found.status, found.reason.render())
 
 
 @pytest.mark.parametrize(
@@ -163,7 +164,7 @@ async def test_an_event_scored_under_its_old_glued_key_is_still_a_duplicate_when
                     idempotency_key=old_key,
                     kind=EntryKind.AWARD,
                     rider_id=rider,
-                    reason="volunteer service: 10 points",
+                    reason=Reason.of("legacy.text", text="volunteer service: 10 points"),
                     postings=transfer(PROGRAMME_ISSUED, rider_available(rider), 10),
                     category="volunteer_service",
                     source=source,
@@ -262,7 +263,7 @@ async def test_a_retried_dead_letter_is_accepted_again_once_it_can_be_scored_and
 
     retried = await retry_dead_letter(db, letter, SCHEMAS, slack, "activity-events")
     assert retried == "pending"  # on its way to the worker again, through the outbox
-    assert (await status(db, bad["source"], bad["id"])) == ("pending", None)
+    assert (await status(db, bad["source"], bad["id"])) == ("pending", "accepted, waiting to be scored")
 
     # The fixed worker scores it; a second retry then finds it scored and sends nothing more.
     await run_lane(db, Scorer(settings, SCHEMAS, RulesCache()), [record(bad, key=rider)])

@@ -11,6 +11,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
+from libs.i18n.reasons import Reason
 from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, PROGRAMME_ISSUED, rider_available
 from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 from libs.ledger.store import AppendResult, Balance, Entry, IdempotencyConflict, InsufficientBalance, LedgerStore
@@ -31,7 +32,7 @@ def award(rider: str, points: int, key: str | None = None, event_id: str | None 
         idempotency_key=key or f"award:{SOURCE}:{event_id}",
         kind=EntryKind.AWARD,
         rider_id=rider,
-        reason=f"{points} points for a verified volunteer shift",
+        reason=Reason.of("legacy.text", text=f"{points} points for a verified volunteer shift"),
         postings=transfer(PROGRAMME_ISSUED, rider_available(rider), points),
         category="volunteer_service",
         source=SOURCE,
@@ -49,7 +50,7 @@ def adjustment(rider: str, amount: int) -> LedgerTransaction:
         idempotency_key=f"adjustment:{OPERATOR}:{uuid.uuid4()}",
         kind=EntryKind.ADJUSTMENT,
         rider_id=rider,
-        reason="correction of a double-counted shift",
+        reason=Reason.of("legacy.text", text="correction of a double-counted shift"),
         postings=transfer(source, destination, abs(amount)),
         actor=OPERATOR,
     )

@@ -7,6 +7,7 @@ import uuid
 
 import orjson
 
+from libs.i18n.reasons import Reason
 from libs.ledger.feed import ENTRIES, entries_reference, render_entries
 from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, rider_available
 from libs.ledger.model import EntryKind, LedgerTransaction, transfer
@@ -86,7 +87,7 @@ async def test_a_reference_row_is_relayed_as_the_events_of_its_ledger_entries(db
             idempotency_key=f"feed:{rider}:{n}",
             kind=EntryKind.ADJUSTMENT,
             rider_id=rider,
-            reason=f"adjustment {n}",
+            reason=Reason.of("legacy.text", text=f"adjustment {n}"),
             postings=transfer(PROGRAMME_ADJUSTMENTS, rider_available(rider), n),
         )
         for n in (3, 4)

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from yoyo import get_backend, read_migrations
 
+from libs.ledger.keys import PROGRAMME_ISSUED, rider_available
 from libs.ledger.store import LedgerStore
 from libs.platform.db import MIGRATIONS_DIR, Database, drop_database
 from libs.platform.roles import SERVICE_ROLE, RoleProblem, ensure_roles
@@ -291,11 +292,27 @@ async def test_a_database_from_before_the_roles_is_adopted_by_the_owner_and_keep
         with backend.lock():
             backend.apply_migrations(backend.to_apply(old))
         backend.connection.close()
-        before = Database(legacy.model_copy(update={"pg_server": legacy.pg_admin_server}))
-        await before.open()
-        old_tx = award(rider, 30)
-        await before.run(lambda conn: LedgerStore(conn).append([old_tx]))
-        await before.close()
+        before = await asyncpg.connect(legacy.admin_url(legacy.pg_database))
+        try:  # as the store wrote an award then (no reason code: its columns came with 0012)
+            async with before.transaction():
+                tx_id = await before.fetchval(
+                    "INSERT INTO ledger_transaction (idempotency_key, input_hash, kind, rider_id, available_delta,"
+                    " reason) VALUES ($1, 'h', 'award', $2, 30, 'course completed: 30 points') RETURNING tx_id",
+                    f"award:old:{rider}",
+                    rider,
+                )
+                await before.execute(  # one statement: the balance check runs at its end
+                    "INSERT INTO ledger_posting (tx_id, posting_no, account, amount)"
+                    " VALUES ($1, 1, $2, -30), ($1, 2, $3, 30)",
+                    tx_id,
+                    PROGRAMME_ISSUED,
+                    rider_available(rider),
+                )
+                await before.execute(
+                    "INSERT INTO rider_balance (rider_id, available, earned_total) VALUES ($1, 30, 30)", rider
+                )
+        finally:
+            await before.close()
 
         await prepare_database(legacy)
 

@@ -81,7 +81,7 @@ async def test_a_shift_of_2_5_hours_earns_25_points(db: Database, scorer: Scorer
         [entry] = await LedgerStore(conn).entries(rider, limit=10)
     assert (entry.amount, entry.kind, entry.category) == (25, "award", "volunteer_service")
     assert (entry.rule_id, entry.rule_version) == ("warmbee-default", 1)
-    assert entry.reason == "2.5 verified hours = 5 whole half-hours × 5 points = 25 points"
+    assert entry.reason.render() == "2.5 verified hours = 5 whole half-hours × 5 points = 25 points"
 
 
 async def test_a_redelivered_batch_changes_nothing(db: Database, scorer: Scorer, rider: str) -> None:
@@ -149,7 +149,7 @@ async def test_a_shift_crossing_the_daily_cap_of_40_earns_what_is_left(
 
     [(_, clipped)] = outcome.scored
     assert await awards(db, rider) == [30, 10]
-    assert clipped.reason == "daily cap of 40 points for volunteer service reached: 10 of 20 awarded"
+    assert clipped.reason.render() == "daily cap of 40 points for volunteer service reached: 10 of 20 awarded"
     assert await counters(db, rider) == {DAY_MAY_1: 40, MONTH_MAY: 40}
 
 
@@ -164,7 +164,7 @@ async def test_a_shift_at_the_daily_cap_earns_0_and_is_recorded_with_the_reason(
     assert await awards(db, rider) == [30, 10, 0]
     async with db.read() as conn:
         newest = (await LedgerStore(conn).entries(rider, limit=1))[0]
-    assert newest.reason == "daily cap of 40 points for volunteer service already reached: 0 of 10 awarded"
+    assert newest.reason.render() == "daily cap of 40 points for volunteer service already reached: 0 of 10 awarded"
     assert await available_points(db, rider) == 40
 
 
@@ -192,8 +192,11 @@ async def test_the_monthly_cap_of_200_clips_and_then_stops_awards(db: Database, 
     next_month = await score(db, scorer, shift(rider, 2, time="2024-06-01T09:00:00+08:00"))
 
     assert await awards(db, rider) == [40, 40, 40, 40, 30, 10, 0, 20]
-    assert clipped.scored[0][1].reason == "monthly cap of 200 points for volunteer service reached: 10 of 20 awarded"
-    assert stopped.scored[0][1].reason == (
+    assert (
+        clipped.scored[0][1].reason.render()
+        == "monthly cap of 200 points for volunteer service reached: 10 of 20 awarded"
+    )
+    assert stopped.scored[0][1].reason.render() == (
         "monthly cap of 200 points for volunteer service already reached: 0 of 20 awarded"
     )
     assert next_month.scored[0][1].points == 20

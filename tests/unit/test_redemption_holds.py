@@ -172,7 +172,7 @@ def test_a_hold_moves_the_cost_from_available_to_held() -> None:
     assert tx.event_id == "red-1"
     assert tx.category == "redemption"
     assert tx.details == {"reward_id": "rw-1"}
-    assert tx.reason == "30 points held for 午餐套餐 at 老王面馆"
+    assert tx.reason.render() == "30 points held for 午餐套餐 at 老王面馆"
 
 
 def test_a_confirmation_pays_the_held_points_to_the_partner_and_leaves_available_alone() -> None:
@@ -183,7 +183,7 @@ def test_a_confirmation_pays_the_held_points_to_the_partner_and_leaves_available
     assert tx.available_delta == 0
     assert tx.idempotency_key == "redemption:red-1:confirm"
     assert tx.actor == "p-9"
-    assert "30 held points were paid" in tx.reason
+    assert "30 held points were paid" in tx.reason.render()
 
 
 @pytest.mark.parametrize(
@@ -202,7 +202,7 @@ def test_a_cancel_or_an_expiry_returns_the_held_points_to_available(
     assert tx.postings == (Posting("rider:rider-7:held", -30), Posting("rider:rider-7:available", 30))
     assert tx.available_delta == 30
     assert tx.idempotency_key == f"redemption:red-1:{action.value}"
-    assert words in tx.reason
+    assert words in tx.reason.render()
 
 
 def test_each_step_of_a_redemption_has_a_key_of_its_own() -> None:

@@ -321,7 +321,7 @@ SCORING = [
 def test_an_event_earns_the_points_of_its_rule_and_says_why(activity_event, counters, points, reason):
     result = score(activity_event, counters, BOOK)
     assert result.points == points
-    assert reason in result.reason
+    assert reason in result.reason.render()
     assert (result.category, result.rule_id, result.rule_version) == (
         activity_event.category,
         "warmbee-default",
@@ -491,7 +491,7 @@ def test_the_first_report_of_a_hazard_is_paid_in_full():
 def test_a_later_report_of_the_same_hazard_earns_1_and_names_the_earlier_report(severity):
     result = score(hazard(severity, report_id="r-2"), {}, BOOK, earlier=earlier_report(report_id="r-0"))
     assert result.points == 1
-    assert "first reported in report r-0" in result.reason
+    assert "first reported in report r-0" in result.reason.render()
     assert result.paid_in_full_hazard is False
 
 

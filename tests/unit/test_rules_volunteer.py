@@ -118,7 +118,7 @@ def test_two_and_a_half_hours_earn_25_points():
     result = score(volunteer_event(hours=2.5), {}, BOOK)
     assert result.points == 25
     assert result.category == "volunteer_service"
-    assert "5 whole half-hours" in result.reason
+    assert "5 whole half-hours" in result.reason.render()
     assert (result.rule_id, result.rule_version) == ("warmbee-default", 1)
 
 
@@ -134,7 +134,7 @@ def test_only_whole_half_hours_count_at_5_points_each(hours, points):
 def test_less_than_one_whole_half_hour_earns_nothing_and_says_why():
     result = score(volunteer_event(hours=0.4), {}, BOOK)
     assert result.points == 0
-    assert "less than one whole half-hour" in result.reason
+    assert "less than one whole half-hour" in result.reason.render()
     assert (result.rule_id, result.rule_version) == ("warmbee-default", 1)
 
 
@@ -149,15 +149,15 @@ def test_three_quarters_of_an_hour_earn_one_half_hour():
 def test_an_event_crossing_the_daily_cap_of_40_earns_what_is_left():
     result = score(volunteer_event(hours=2), {DAY: 30}, BOOK)
     assert result.points == 10
-    assert "daily cap of 40 points" in result.reason
-    assert "10 of 20 awarded" in result.reason
+    assert "daily cap of 40 points" in result.reason.render()
+    assert "10 of 20 awarded" in result.reason.render()
 
 
 def test_an_event_at_the_daily_cap_earns_nothing_and_says_the_cap_was_already_reached():
     result = score(volunteer_event(hours=2), {DAY: 40}, BOOK)
     assert result.points == 0
-    assert "daily cap of 40 points" in result.reason
-    assert "already reached" in result.reason
+    assert "daily cap of 40 points" in result.reason.render()
+    assert "already reached" in result.reason.render()
 
 
 def test_a_counter_already_over_the_cap_never_gives_negative_points():
@@ -168,27 +168,27 @@ def test_a_counter_already_over_the_cap_never_gives_negative_points():
 def test_one_24_hour_shift_is_clipped_to_the_daily_cap_of_40():
     result = score(volunteer_event(hours=24), {}, BOOK)
     assert result.points == 40
-    assert "40 of 240 awarded" in result.reason
+    assert "40 of 240 awarded" in result.reason.render()
 
 
 def test_the_monthly_cap_of_200_wins_when_its_remainder_is_smaller():
     result = score(volunteer_event(hours=2), {DAY: 0, MONTH: 195}, BOOK)
     assert result.points == 5
-    assert "monthly cap of 200 points" in result.reason
-    assert "5 of 20 awarded" in result.reason
+    assert "monthly cap of 200 points" in result.reason.render()
+    assert "5 of 20 awarded" in result.reason.render()
 
 
 def test_the_daily_cap_wins_when_its_remainder_is_smaller():
     result = score(volunteer_event(hours=2), {DAY: 35, MONTH: 190}, BOOK)
     assert result.points == 5
-    assert "daily cap of 40 points" in result.reason
+    assert "daily cap of 40 points" in result.reason.render()
 
 
 def test_an_event_at_the_monthly_cap_earns_nothing():
     result = score(volunteer_event(hours=2), {MONTH: 200}, BOOK)
     assert result.points == 0
-    assert "monthly cap of 200 points" in result.reason
-    assert "already reached" in result.reason
+    assert "monthly cap of 200 points" in result.reason.render()
+    assert "already reached" in result.reason.render()
 
 
 def test_counters_of_another_day_do_not_count_toward_todays_cap():
@@ -307,7 +307,7 @@ def test_an_event_before_any_rules_earns_nothing_without_a_rule():
     result = score(volunteer_event(hours=2, time="2023-12-31T23:59:59+08:00"), {}, BOOK)
     assert result.points == 0
     assert (result.rule_id, result.rule_version) == (None, None)
-    assert "no rules" in result.reason
+    assert "no rules" in result.reason.render()
     assert result.counters == {}
 
 

@@ -4,7 +4,7 @@ an event's own time scores it. What a version may be published as is decided her
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,7 +15,6 @@ from libs.platform.errors import DomainError
 
 Period = Literal["day", "week", "month", "year"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month", "year")
-PERIOD_WORDS: Mapping[str, str] = {"day": "daily", "week": "weekly", "month": "monthly", "year": "yearly"}
 Points = Field(ge=0, le=100_000)
 
 

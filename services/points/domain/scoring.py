@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from libs.activity.model import ActivityEvent
+from libs.i18n.reasons import Reason
 from services.points.domain.hazards import EarlierReport, HazardSearch, where_to_look
 from services.points.domain.rules import (
-    PERIOD_WORDS,
     ActivityParticipationRule,
     Caps,
     CategoryRules,
@@ -34,7 +34,7 @@ Data = Mapping[str, Any]
 class Score:
     category: str
     points: int
-    reason: str
+    reason: Reason
     rule_id: str | None
     rule_version: int | None
     counters: Mapping[str, int] = field(default_factory=dict)  # increments to apply
@@ -47,7 +47,7 @@ class Once:
     """Pays at most once: ``key`` counts how often it has paid."""
 
     key: str
-    already: str  # the reason when it has paid before
+    already: Reason  # the reason when it has paid before
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class Limit:
 
     key: str
     most: int
-    reached: str
+    week: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class Claim:
     """What an event would earn before caps and limits: ``base`` points, and how."""
 
     base: int
-    earned: str
+    earned: Reason
     caps: Caps
     once: tuple[Once, ...] = ()
     limits: tuple[Limit, ...] = ()
@@ -98,10 +98,8 @@ def _volunteer_shift(data: Data, local: datetime, c: CategoryRules) -> Claim:
 
 def _civic_action(data: Data, local: datetime, c: CategoryRules) -> Claim:
     rule = c.civic_practice
-    action = str(data["action"]).replace("_", " ")
-    return Claim(
-        rule.points_per_action, f"verified civic action ({action}): {rule.points_per_action} points", rule.caps
-    )
+    points = rule.points_per_action
+    return Claim(points, Reason.of("award.civic_practice", action=str(data["action"]), points=points), rule.caps)
 
 
 def _activity_attended(data: Data, local: datetime, c: CategoryRules) -> Claim:
@@ -112,22 +110,27 @@ def _hazard_report(data: Data, local: datetime, c: CategoryRules) -> Claim:
     rule = c.grassroots_governance
     severity = str(data["severity"])
     points = getattr(rule.points_by_severity, severity)
-    verdict = "rejected by the grid office" if severity == "rejected" else f"verified, severity {severity}"
-    return Claim(points, f"hazard report {data['report_id']} {verdict}: {points} points", rule.caps)
+    report_id = str(data["report_id"])
+    if severity == "rejected":
+        reason = Reason.of("award.grassroots_governance.rejected", report_id=report_id, points=points)
+    else:
+        reason = Reason.of("award.grassroots_governance", report_id=report_id, severity=severity, points=points)
+    return Claim(points, reason, rule.caps)
 
 
 def _safety_training(data: Data, local: datetime, c: CategoryRules) -> Claim:
     safe_riding = c.safe_riding
-    return Claim(safe_riding.training, f"safety training completed: {safe_riding.training} points", safe_riding.caps)
+    points = safe_riding.training
+    return Claim(points, Reason.of("award.safe_riding.training", points=points), safe_riding.caps)
 
 
 def _safety_quiz(data: Data, local: datetime, c: CategoryRules) -> Claim:
     safe_riding, quiz = c.safe_riding, str(data["quiz_id"])
     return Claim(
         safe_riding.quiz,
-        f"safety quiz {quiz} passed: {safe_riding.quiz} points",
+        Reason.of("award.safe_riding.quiz", quiz_id=quiz, points=safe_riding.quiz),
         safe_riding.caps,
-        once=(Once(f"safe_riding:once:quiz:{quiz}", f"safety quiz {quiz} was already rewarded"),),
+        once=(Once(f"safe_riding:once:quiz:{quiz}", Reason.of("award.already_paid.safe_riding.quiz", quiz_id=quiz)),),
     )
 
 
@@ -135,28 +138,32 @@ def _clean_month(data: Data, local: datetime, c: CategoryRules) -> Claim:
     safe_riding, month = c.safe_riding, str(data["month"])
     return Claim(
         safe_riding.clean_month,
-        f"no traffic violation in {month}: {safe_riding.clean_month} points",
+        Reason.of("award.safe_riding.clean_month", month=month, points=safe_riding.clean_month),
         safe_riding.caps,
-        once=(Once(f"safe_riding:once:clean_month:{month}", f"the clean month {month} was already rewarded"),),
+        once=(
+            Once(
+                f"safe_riding:once:clean_month:{month}",
+                Reason.of("award.already_paid.safe_riding.clean_month", month=month),
+            ),
+        ),
     )
 
 
 def _course(data: Data, local: datetime, c: CategoryRules) -> Claim:
     skills = c.skill_development
-    return Claim(skills.course, f"course completed: {skills.course} points", skills.caps)
+    return Claim(skills.course, Reason.of("award.skill_development.course", points=skills.course), skills.caps)
 
 
 def _certificate(data: Data, local: datetime, c: CategoryRules) -> Claim:
     skills = c.skill_development
-    return Claim(skills.certificate, f"certificate obtained: {skills.certificate} points", skills.caps)
+    points = skills.certificate
+    return Claim(points, Reason.of("award.skill_development.certificate", points=points), skills.caps)
 
 
 def _outreach_session(data: Data, local: datetime, c: CategoryRules) -> Claim:
     outreach = c.publicity_outreach
-    topic = {"anti_fraud": "anti-fraud", "health": "health"}.get(str(data["topic"]), "outreach")
-    return Claim(
-        outreach.points_per_session, f"{topic} session given: {outreach.points_per_session} points", outreach.caps
-    )
+    points = outreach.points_per_session
+    return Claim(points, Reason.of("award.publicity_outreach", topic=str(data["topic"]), points=points), outreach.caps)
 
 
 def _honour_awarded(data: Data, local: datetime, c: CategoryRules) -> Claim:
@@ -164,17 +171,22 @@ def _honour_awarded(data: Data, local: datetime, c: CategoryRules) -> Claim:
 
 
 def _volunteer(hours: Decimal, rule: VolunteerServiceRule) -> Claim:
-    units = int(hours * 60 // rule.counted_in_minutes)
-    unit = "half-hour" if rule.counted_in_minutes == 30 else f"{rule.counted_in_minutes}-minute unit"
+    minutes = rule.counted_in_minutes
+    units = int(hours * 60 // minutes)
+    shown = _fmt(hours)
     if units == 0:
-        return Claim(0, f"{_fmt(hours)} verified hours is less than one whole {unit}: 0 points", rule.caps)
-    plural = "" if units == 1 else "s"
-    base = units * rule.points_per_unit
-    return Claim(
-        base,
-        f"{_fmt(hours)} verified hours = {units} whole {unit}{plural} × {rule.points_per_unit} points = {base} points",
-        rule.caps,
-    )
+        if minutes == 30:
+            return Claim(0, Reason.of("award.volunteer_service.short", hours=shown), rule.caps)
+        return Claim(0, Reason.of("award.volunteer_service.short_units", hours=shown, minutes=minutes), rule.caps)
+    per_unit = rule.points_per_unit
+    base = units * per_unit
+    if minutes == 30:
+        reason = Reason.of("award.volunteer_service", hours=shown, units=units, per_unit=per_unit, points=base)
+    else:
+        reason = Reason.of(
+            "award.volunteer_service.units", hours=shown, units=units, minutes=minutes, per_unit=per_unit, points=base
+        )
+    return Claim(base, reason, rule.caps)
 
 
 def _activity(activity_id: str, local: datetime, rule: ActivityParticipationRule) -> Claim:
@@ -182,18 +194,17 @@ def _activity(activity_id: str, local: datetime, rule: ActivityParticipationRule
     if rule.max_activities_per_week is not None:
         iso = local.isocalendar()
         week = f"{iso.year}-W{iso.week:02d}"
-        limits = (
-            Limit(
-                f"activity_participation:count:week:{week}",
-                rule.max_activities_per_week,
-                f"weekly limit of {rule.max_activities_per_week} activities reached in {week}",
-            ),
-        )
+        limits = (Limit(f"activity_participation:count:week:{week}", rule.max_activities_per_week, week),)
     return Claim(
         rule.points_per_activity,
-        f"activity {activity_id} attended: {rule.points_per_activity} points",
+        Reason.of("award.activity_participation", activity_id=activity_id, points=rule.points_per_activity),
         rule.caps,
-        once=(Once(f"activity_participation:once:{activity_id}", f"activity {activity_id} was already rewarded"),),
+        once=(
+            Once(
+                f"activity_participation:once:{activity_id}",
+                Reason.of("award.already_paid.activity_participation", activity_id=activity_id),
+            ),
+        ),
         limits=limits,
     )
 
@@ -203,9 +214,14 @@ def _honour(honor_id: str, level: str, local: datetime, rule: HonorsRule) -> Cla
     year = local.strftime("%Y")
     return Claim(
         points,
-        f"{level} honour {honor_id}: {points} points",
+        Reason.of("award.honors", level=level, honor_id=honor_id, points=points),
         rule.caps,
-        once=(Once(f"honors:once:{honor_id}:{year}", f"honour {honor_id} was already rewarded in {year}"),),
+        once=(
+            Once(
+                f"honors:once:{honor_id}:{year}",
+                Reason.of("award.already_paid.honors", honor_id=honor_id, year=int(year)),
+            ),
+        ),
     )
 
 
@@ -265,23 +281,25 @@ def score_planned(
     ``earlier``, a report of the same hazard already paid in full, if any."""
     rules, c = p.rules, p.claim
     if rules is None or c is None:
-        return Score(event.category, 0, "no rules were in force at the time of this activity", None, None)
+        return Score(event.category, 0, Reason.of("award.no_rules"), None, None)
     for once in c.once:
         if counters.get(once.key, 0) > 0:
-            return Score(event.category, 0, f"{once.already}: 0 points", rules.rules_id, rules.version)
+            return Score(event.category, 0, once.already, rules.rules_id, rules.version)
     for limit in c.limits:
         if counters.get(limit.key, 0) >= limit.most:
-            return Score(event.category, 0, f"{limit.reached}: 0 of {c.base} awarded", rules.rules_id, rules.version)
+            reached = Reason.of("award.weekly_limit", most=limit.most, week=limit.week, base=c.base)
+            return Score(event.category, 0, reached, rules.rules_id, rules.version)
     if earlier is not None:
         same = rules.categories.grassroots_governance.same_hazard
-        c = Claim(
-            min(same.points, c.base),
-            f"the same hazard (within {same.radius_m:g} m and {same.window_hours:g} h) was first reported in report "
-            f"{earlier.report_id}, paid in full: this later report earns {_points(min(same.points, c.base))}",
-            c.caps,
-            c.once,
-            c.limits,
+        points = min(same.points, c.base)
+        later = Reason.of(
+            "award.same_hazard",
+            radius_m=_number(same.radius_m),
+            window_hours=_number(same.window_hours),
+            first_report_id=earlier.report_id,
+            points=points,
         )
+        c = Claim(points, later, c.caps, c.once, c.limits)
     result = _capped(event, counters, rules, c, p.cap_keys)
     paid_in_full = earlier is None and p.search is not None and result.points > 0
     return Score(
@@ -309,13 +327,16 @@ def _capped(
         left = max(cap - counters.get(key, 0), 0)
         if left < points:
             points, binding = left, (period, cap)
-    label = event.category.replace("_", " ")
     if binding is None:
         reason = c.earned
     else:
         period, cap = binding
-        state = "already reached" if points == 0 else "reached"
-        reason = f"{PERIOD_WORDS[period]} cap of {cap} points for {label} {state}: {points} of {c.base} awarded"
+        if points == 0:
+            reason = Reason.of("award.cap_reached", period=period, cap=cap, category=event.category, base=c.base)
+        else:
+            reason = Reason.of(
+                "award.cap_clipped", period=period, cap=cap, category=event.category, points=points, base=c.base
+            )
     increments: dict[str, int] = {}
     if points > 0:  # a limit is used up only by an event that paid something
         increments = {key: points for _, _, key in cap_keys}
@@ -323,8 +344,9 @@ def _capped(
     return Score(event.category, points, reason, rules.rules_id, rules.version, increments)
 
 
-def _points(n: int) -> str:
-    return f"{n} point" if n == 1 else f"{n} points"
+def _number(value: float) -> int | float:
+    """A rules value as the sentence shows it: 50, not 50.0."""
+    return int(value) if float(value).is_integer() else value
 
 
 def _fmt(value: Decimal) -> str:

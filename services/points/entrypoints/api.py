@@ -13,17 +13,20 @@ from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, Field
 
 from libs.activity.model import MAX_ID_CHARS, printable
+from libs.i18n.language import LANGUAGES, Language
+from libs.i18n.reasons import CODES, VOCABULARIES, ReasonCode, term
 from libs.ledger.model import RIDER_ID_PATTERN
 from libs.ledger.store import Entry, LedgerStore
 from libs.platform.auth import Principal, Role
 from libs.platform.errors import DomainError
-from libs.platform.fields import JsonInt, Text
+from libs.platform.fields import JsonInt, Text, Words
 from libs.platform.http import (
     AppSettings,
     Caller,
     Db,
     PageCursor,
     PageLimit,
+    ReaderLanguage,
     decode_cursor,
     encode_cursor,
     problem_responses,
@@ -59,12 +62,16 @@ class EntryBody(BaseModel):
     event_id: str | None
     rule_id: str | None
     rule_version: int | None
-    reason: str
+    reason: str = Field(description="the reason in the language asked for with Accept-Language")
+    reason_code: str = Field(
+        description="stable, dotted; GET /v1/reason-codes lists them", examples=["award.cap_clipped"]
+    )
+    reason_params: dict[str, Any] = Field(description="the values of the reason's sentence")
     occurred_at: datetime | None = None
     actor: str | None = None
 
     @classmethod
-    def of(cls, e: Entry) -> EntryBody:
+    def of(cls, e: Entry, language: Language) -> EntryBody:
         return cls(
             entry_id=e.entry_id,
             at=e.at,
@@ -75,7 +82,9 @@ class EntryBody(BaseModel):
             event_id=e.event_id,
             rule_id=e.rule_id,
             rule_version=e.rule_version,
-            reason=e.reason,
+            reason=e.reason.render(language),
+            reason_code=e.reason.code,
+            reason_params=dict(e.reason.params),
             occurred_at=e.occurred_at,
             actor=e.actor,
         )
@@ -90,9 +99,34 @@ class EventStatusBody(BaseModel):
     status: str
     points: int | None
     reason: str | None
+    reason_code: str | None
+    reason_params: dict[str, Any] | None
     rule_id: str | None
     rule_version: int | None
     category: str | None
+
+
+class ReasonParamBody(BaseModel):
+    name: str
+    form: str = Field(description="how the value is shown: int, number, hours, text, term, month, week, year, date")
+    vocabulary: dict[str, dict[str, str]] | None = Field(
+        None, description="for a term: each value the parameter takes, in every language"
+    )
+
+
+class ReasonCodeBody(BaseModel):
+    code: str
+    when: str
+    params: list[ReasonParamBody]
+    templates: dict[str, list[str]] = Field(
+        description="by language (zh, en): the template, or for a plural message one per plural form "
+        "(English: one, other), with {name} fields"
+    )
+
+
+class ReasonCodePage(BaseModel):
+    items: list[ReasonCodeBody]
+    next_cursor: str | None
 
 
 class AdjustmentRequest(BaseModel):
@@ -100,7 +134,12 @@ class AdjustmentRequest(BaseModel):
     amount: JsonInt = Field(
         description="signed points; not 0", ge=-1_000_000, le=1_000_000, json_schema_extra={"not": {"const": 0}}
     )
-    reason: Text = Field(min_length=3, max_length=500, description="one line, shown to the rider")
+    reason: Words = Field(
+        min_length=1,
+        max_length=500,
+        description="one line in the operator's own words (at least one word, e.g. 补发), shown to the rider "
+        "as it is, in every language",
+    )
 
 
 class RulesBody(BaseModel):
@@ -140,13 +179,33 @@ async def balance(rider_id: RiderId, db: Db, caller: Caller) -> BalanceBody:
     responses=problem_responses(401, 403, 422),
 )
 async def entries(
-    rider_id: RiderId, db: Db, caller: Caller, limit: PageLimit = 50, cursor: PageCursor = None
+    rider_id: RiderId,
+    db: Db,
+    caller: Caller,
+    language: ReaderLanguage,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> EntryPage:
     _may_read_rider(caller, rider_id)
     async with db.read() as conn:
         rows = await LedgerStore(conn).entries(rider_id, limit, decode_cursor(cursor))
     next_cursor = encode_cursor(rows[-1].entry_id) if len(rows) == limit else None
-    return EntryPage(items=[EntryBody.of(e) for e in rows], next_cursor=next_cursor)
+    return EntryPage(items=[EntryBody.of(e, language) for e in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/v1/reason-codes",
+    response_model=ReasonCodePage,
+    tags=["riders"],
+    summary="Every reason code, with its parameters and its Chinese and English templates",
+    responses=problem_responses(401, 422),
+)
+async def reason_codes(caller: Caller, limit: PageLimit = 500, cursor: PageCursor = None) -> ReasonCodePage:
+    after = decode_cursor(cursor)
+    start = 0 if after is None else after + 1
+    page = CODES[start : start + limit]
+    next_cursor = encode_cursor(start + limit - 1) if start + limit < len(CODES) else None
+    return ReasonCodePage(items=[_reason_code(c) for c in page], next_cursor=next_cursor)
 
 
 @router.get(
@@ -158,15 +217,19 @@ async def entries(
     "sent as `%2F` (a source such as `https://grid.example.cn/office`).",
     responses=problem_responses(401, 403, 404),
 )
-async def event_status(source: str, event_id: str, request: Request, db: Db, caller: Caller) -> EventStatusBody:
-    return await _event_status(request, db, caller)
+async def event_status(
+    source: str, event_id: str, request: Request, db: Db, caller: Caller, language: ReaderLanguage
+) -> EventStatusBody:
+    return await _event_status(request, db, caller, language)
 
 
 # The same, where a %2F in a segment made the decoded path longer: only the raw path tells which
 # '/' separates the two segments.
 @router.get("/v1/events/{encoded:path}", response_model=EventStatusBody, include_in_schema=False)
-async def event_status_encoded(encoded: str, request: Request, db: Db, caller: Caller) -> EventStatusBody:
-    return await _event_status(request, db, caller)
+async def event_status_encoded(
+    encoded: str, request: Request, db: Db, caller: Caller, language: ReaderLanguage
+) -> EventStatusBody:
+    return await _event_status(request, db, caller, language)
 
 
 @router.post(
@@ -178,7 +241,12 @@ async def event_status_encoded(encoded: str, request: Request, db: Db, caller: C
     responses=problem_responses(401, 403, 409, 422),
 )
 async def adjustment(
-    body: AdjustmentRequest, db: Db, settings: AppSettings, caller: Caller, idempotency_key: IdempotencyKey = None
+    body: AdjustmentRequest,
+    db: Db,
+    settings: AppSettings,
+    caller: Caller,
+    language: ReaderLanguage,
+    idempotency_key: IdempotencyKey = None,
 ) -> EntryBody:
     require(caller, Role.OPERATOR)
     if not idempotency_key:
@@ -192,7 +260,7 @@ async def adjustment(
     log.info(
         "adjustment.posted", operator=caller.sub, rider_id=body.rider_id, amount=body.amount, entry_id=entry.entry_id
     )
-    return EntryBody.of(entry)
+    return EntryBody.of(entry, language)
 
 
 @router.get(
@@ -221,7 +289,7 @@ def _may_read_rider(caller: Principal, rider_id: str) -> None:
     raise DomainError("a rider reads only its own balance and history", kind="forbidden", title="Not your account")
 
 
-async def _event_status(request: Request, db: Db, caller: Principal) -> EventStatusBody:
+async def _event_status(request: Request, db: Db, caller: Principal, language: Language) -> EventStatusBody:
     source, event_id = _event_of_path(request)
     status = None
     if _storable(source) and _storable(event_id):  # else no stored event has it (a NUL, 1 MiB)
@@ -236,11 +304,38 @@ async def _event_status(request: Request, db: Db, caller: Principal) -> EventSta
     return EventStatusBody(
         status=status.status,
         points=status.points,
-        reason=status.reason,
+        reason=status.reason.render(language),
+        reason_code=status.reason.code,
+        reason_params=dict(status.reason.params),
         rule_id=status.rule_id,
         rule_version=status.rule_version,
         category=status.category,
     )
+
+
+def _reason_code(c: ReasonCode) -> ReasonCodeBody:
+    return ReasonCodeBody(
+        code=c.code,
+        when=c.when,
+        params=[
+            ReasonParamBody(
+                name=p.name,
+                form=p.form,
+                vocabulary=None
+                if p.vocabulary is None
+                else {
+                    value: {lang: term(p.vocabulary, value, lang) for lang in LANGUAGES}
+                    for value in VOCABULARIES[p.vocabulary]
+                },
+            )
+            for p in c.params
+        ],
+        templates={lang: list(c.templates(lang)) for lang in LANGUAGES},
+    )
+
+
+def _vocabulary(name: str) -> dict[str, dict[str, str]]:
+    return {value: {lang: term(name, value, lang) for lang in LANGUAGES} for value in VOCABULARIES[name]}
 
 
 def _may_see_event(caller: Principal, source: str, status: EventStatus) -> bool:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from libs.i18n.reasons import Reason
 from libs.ledger.keys import partner_redeemed, redemption_key, rider_available, rider_held
 from libs.ledger.model import EntryKind, LedgerTransaction, transfer
 from services.redemption.domain.catalogue import Reward
@@ -176,7 +177,7 @@ def hold_entry(
         idempotency_key=redemption_key(redemption_id, "hold"),
         kind=EntryKind.HOLD,
         rider_id=rider_id,
-        reason=f"{cost} points held for {title} at {partner_name}",
+        reason=Reason.of("redemption.hold", cost=cost, title=title, partner_name=partner_name),
         postings=transfer(rider_available(rider_id), rider_held(rider_id), cost),
         category="redemption",
         source="warmbee/redemption",
@@ -191,18 +192,18 @@ def resolution_entry(
     match action:
         case Resolution.CONFIRM:
             kind, destination = EntryKind.REDEEM, partner_redeemed(partner_id)
-            reason = f"{title} redeemed at the counter: the {cost} held points were paid"
+            code = "redemption.redeem"
         case Resolution.CANCEL:
             kind, destination = EntryKind.RELEASE, rider_available(rider_id)
-            reason = f"redemption of {title} cancelled: {cost} points returned"
+            code = "redemption.release"
         case Resolution.EXPIRE:
             kind, destination = EntryKind.EXPIRE, rider_available(rider_id)
-            reason = f"the hold for {title} expired unconfirmed: {cost} points returned"
+            code = "redemption.expire"
     return LedgerTransaction(
         idempotency_key=redemption_key(redemption_id, action.value),
         kind=kind,
         rider_id=rider_id,
-        reason=reason,
+        reason=Reason.of(code, title=title, cost=cost),
         postings=transfer(rider_held(rider_id), destination, cost),
         category="redemption",
         source="warmbee/redemption",

@@ -1,135 +1,143 @@
-"""The words of the pages, Chinese first and English. One dictionary: the server renders the static text in
-the chosen language and hands the same words to the page's script for what it draws."""
+"""The words of the pages, through the gettext ``pages`` domain: the English msgids are marked here (``N_``,
+``Np_`` where one English word is two Chinese ones), the Chinese is in
+``libs/i18n/locale/zh_CN/LC_MESSAGES/pages.po`` (``make i18n-pages`` extracts, merges and compiles). The
+server renders the templates' static text with ``t.<key>`` and hands the same words to the page's script,
+which draws the rest; ``{name}`` placeholders are filled by the script."""
 
 from __future__ import annotations
 
-from typing import Literal
+from libs.i18n.language import Language, translations
 
-Lang = Literal["zh", "en"]
-LANGS: tuple[Lang, ...] = ("zh", "en")
-HTML_LANG: dict[Lang, str] = {"zh": "zh-CN", "en": "en"}
+Msg = str | tuple[str, str]  # a msgid, or (context, msgid)
 
-WORDS: dict[str, tuple[str, str]] = {
-    # common
-    "brand": ("暖蜂积分", "Warm Bee points"),
-    "switch_lang": ("English", "中文"),
-    "switch_lang_label": ("Switch to English", "切换到中文"),
-    "token_label": ("登录令牌", "Sign-in token"),
-    "token_help": ("粘贴街道工作人员发给您的令牌。", "Paste the token the sub-district staff gave you."),
-    "sign_in": ("登录", "Sign in"),
-    "sign_out": ("退出", "Sign out"),
-    "signed_in_as": ("当前账号", "Signed in as"),
-    "loading": ("加载中…", "Loading…"),
-    "retry": ("重试", "Retry"),
-    "cancel": ("取消", "Cancel"),
-    "points": ("分", "pts"),
-    "none_yet": ("暂无记录", "Nothing yet"),
-    "unlimited": ("不限", "unlimited"),
-    "network_error": ("网络不通，请稍后再试。", "The network is not reachable; try again shortly."),
-    "unauthenticated": ("令牌无效或已过期，请重新登录。", "The token is invalid or expired; sign in again."),
-    "forbidden": ("这个令牌不能做这件事。", "This token may not do that."),
-    "unexpected": ("出了点问题，请稍后再试。", "Something went wrong; try again later."),
-    # status of a redemption
-    "status_held": ("待核销", "Waiting for the counter"),
-    "status_confirmed": ("已核销", "Confirmed"),
-    "status_cancelled": ("已取消", "Cancelled"),
-    "status_expired": ("已过期", "Expired"),
-    # rider page
-    "rider_title": ("我的积分", "My points"),
-    "available": ("可用积分", "Available"),
-    "held": ("冻结中", "On hold"),
-    "earned_total": ("累计获得", "Earned in all"),
-    "redeemed_total": ("已兑换", "Redeemed"),
-    "my_redemptions": ("我的兑换", "My redemptions"),
-    "show_code": ("到店出示此码", "Show this code at the counter"),
-    "expires_in": ("剩余有效时间", "Valid for"),
-    "expired_now": ("已过期", "Expired"),
-    "cancel_redemption": ("取消兑换", "Cancel redemption"),
-    "cancelled_ok": ("已取消，积分已退回。", "Cancelled; the points are back."),
-    "qr_alt": ("兑换二维码", "Redemption QR code"),
-    "catalogue": ("可兑换奖励", "Rewards"),
-    "kind_merchant": ("暖“新”商家", "Warm merchants"),
-    "kind_hospital": ("暖“新”医院", "Warm hospitals"),
-    "kind_barber": ("快剪", "Barbers"),
-    "cost": ("所需积分", "Cost"),
-    "stock_left": ("本月剩余", "Left this month"),
-    "per_rider_limit": ("每人每月限兑", "Per rider a month"),
-    "short_by": ("还差 {n} 分", "{n} points short"),
-    "redeem": ("兑换", "Redeem"),
-    "confirm_title": ("确认兑换", "Confirm redemption"),
-    "confirm_text": (
-        "用 {cost} 分兑换「{title}」（{partner}）？积分先冻结，商家核销后扣除；未核销可取消或到期退回。",
-        "Spend {cost} points on “{title}” ({partner})? The points are held until the partner confirms; "
-        "cancel, or let it expire, and they come back.",
-    ),
-    "confirm_yes": ("确认兑换", "Redeem"),
-    "redeemed_ok": ("兑换成功，请到店出示兑换码。", "Done: show the code at the counter."),
-    "history": ("积分明细", "Points history"),
-    "rule": ("规则", "rule"),
-    "more": ("加载更多", "Load more"),
-    "earned_zero": ("本次未得分", "no points this time"),
-    "kind_award": ("获得", "Earned"),
-    "kind_adjustment": ("人工调整", "Adjustment"),
-    "kind_hold": ("兑换冻结", "Held for a reward"),
-    "kind_release": ("积分退回", "Returned"),
-    "kind_redeem": ("兑换核销", "Redeemed"),
-    "kind_expire": ("到期退回", "Hold expired"),
-    "cat_volunteer_service": ("志愿服务类", "Volunteer service"),
-    "cat_civic_practice": ("文明实践类", "Civic practice"),
-    "cat_activity_participation": ("活动参与类", "Activity participation"),
-    "cat_grassroots_governance": ("基层治理类", "Grassroots governance"),
-    "cat_safe_riding": ("安全骑行类", "Safe riding"),
-    "cat_skill_development": ("技能提升类", "Skill development"),
-    "cat_publicity_outreach": ("宣传引导类", "Publicity and outreach"),
-    "cat_honors": ("荣誉表彰类", "Honours"),
-    "err_insufficient-points": ("积分不足，暂时不能兑换这项奖励。", "Not enough points for this reward yet."),
-    "err_out-of-stock": ("本月已兑完，下个月再来。", "None left this month; come back next month."),
-    "err_monthly-limit-reached": ("您本月已达到这项奖励的兑换上限。", "You reached this reward's monthly limit."),
-    "err_reward-inactive": ("这项奖励暂停兑换。", "This reward is not offered at the moment."),
-    "err_reward-unknown": ("找不到这项奖励。", "This reward does not exist."),
-    # partner page
-    "partner_title": ("商家核销", "Partner counter"),
-    "code_label": ("兑换码", "Code"),
-    "code_help": (
-        "输入骑手手机上的 8 位兑换码（不含 0、O、1、I、L），或粘贴扫码得到的内容。",
-        "Type the 8-character code on the rider's phone (no 0, O, 1, I or L), or paste the scanned QR text.",
-    ),
-    "look_up": ("查询", "Look up"),
-    "reward": ("奖励", "Reward"),
-    "rider": ("骑手", "Rider"),
-    "expires_at": ("有效期至", "Valid until"),
-    "confirm_code": ("确认核销", "Confirm"),
-    "confirmed_ok": ("核销成功：{title}，{cost} 分。", "Confirmed: {title}, {cost} points."),
-    "err_code-unknown": (
-        "没有找到这个兑换码。请核对骑手手机上的号码；连续输错 5 次需等待 15 分钟。",
-        "No such code. Check it against the rider's phone; after 5 wrong codes you wait 15 minutes.",
-    ),
-    "err_code-expired": (
-        "这个兑换码已过期，积分已退回骑手。请骑手重新兑换。",
-        "This code has expired and the points went back to the rider. Ask the rider to redeem again.",
-    ),
-    "err_already-confirmed": (
-        "这个兑换码已经核销过了，不能重复使用。",
-        "This code was already used at the counter; it cannot be used twice.",
-    ),
-    "err_already-cancelled": ("骑手已取消这次兑换。", "The rider cancelled this redemption."),
-    "err_too-many-wrong-codes": (
-        "输错次数太多，请 {n} 秒后再试，并与骑手核对兑换码。",
-        "Too many wrong codes: try again in {n} seconds and check the code with the rider.",
-    ),
-    "err_invalid-code": (
-        "兑换码是 8 位字母和数字，请核对后重新输入。",
-        "A code is 8 letters and digits; check it and type it again.",
-    ),
-    "recent": ("最近兑换", "Recent redemptions"),
-    "refresh": ("刷新", "Refresh"),
-    "settlement": ("月度结算", "Monthly settlement"),
-    "month": ("月份", "Month"),
-    "show": ("查看", "Show"),
-    "settlement_sum": ("{month}：核销 {n} 笔，共 {points} 分", "{month}: {n} confirmed, {points} points in all"),
+# The language switch names the other language in that language, so that its reader finds it: not a
+# translation of anything, so not in the catalogue.
+SWITCH: dict[Language, tuple[str, str]] = {
+    "zh": ("English", "Switch to English"),
+    "en": ("中文", "切换到中文"),
 }
 
 
-def words(lang: Lang) -> dict[str, str]:
-    index = LANGS.index(lang)
-    return {key: pair[index] for key, pair in WORDS.items()}
+# gettext's marker names: Babel extracts their arguments (keywords in the Makefile); they return them unchanged.
+def N_(msgid: str) -> str:
+    return msgid
+
+
+def Np_(context: str, msgid: str) -> tuple[str, str]:
+    return context, msgid
+
+
+WORDS: dict[str, Msg] = {
+    # common
+    "brand": N_("Warm Bee points"),
+    "token_label": N_("Sign-in token"),
+    "token_help": N_("Paste the token the sub-district staff gave you."),
+    "sign_in": N_("Sign in"),
+    "sign_out": N_("Sign out"),
+    "signed_in_as": N_("Signed in as"),
+    "loading": N_("Loading…"),
+    "retry": N_("Retry"),
+    "cancel": N_("Cancel"),
+    "points": N_("pts"),
+    "none_yet": N_("Nothing yet"),
+    "unlimited": N_("unlimited"),
+    "network_error": N_("The network is not reachable; try again shortly."),
+    "unauthenticated": N_("The token is invalid or expired; sign in again."),
+    "forbidden": N_("This token may not do that."),
+    "unexpected": N_("Something went wrong; try again later."),
+    # status of a redemption
+    "status_held": N_("Waiting for the counter"),
+    "status_confirmed": N_("Confirmed"),
+    "status_cancelled": N_("Cancelled"),
+    "status_expired": N_("Expired"),
+    # rider page
+    "rider_title": N_("My points"),
+    "available": N_("Available"),
+    "held": N_("On hold"),
+    "earned_total": N_("Earned in all"),
+    "redeemed_total": Np_("balance", "Redeemed"),
+    "my_redemptions": N_("My redemptions"),
+    "show_code": N_("Show this code at the counter"),
+    "expires_in": N_("Valid for"),
+    "expired_now": N_("Expired"),
+    "cancel_redemption": N_("Cancel redemption"),
+    "cancelled_ok": N_("Cancelled; the points are back."),
+    "qr_alt": N_("Redemption QR code"),
+    "catalogue": N_("Rewards"),
+    "kind_merchant": N_("Warm merchants"),
+    "kind_hospital": N_("Warm hospitals"),
+    "kind_barber": N_("Barbers"),
+    "cost": N_("Cost"),
+    "stock_left": N_("Left this month"),
+    "per_rider_limit": N_("Per rider a month"),
+    "short_by": N_("{n} points short"),
+    "redeem": Np_("button", "Redeem"),
+    "confirm_title": N_("Confirm redemption"),
+    "confirm_text": N_(
+        "Spend {cost} points on “{title}” ({partner})? The points are held until the "
+        "partner confirms; cancel, or let it expire, and they come back."
+    ),
+    "confirm_yes": Np_("confirmation dialog", "Redeem"),
+    "redeemed_ok": N_("Done: show the code at the counter."),
+    "history": N_("Points history"),
+    "rule": N_("rule"),
+    "more": N_("Load more"),
+    "earned_zero": N_("no points this time"),
+    "kind_award": N_("Earned"),
+    "kind_adjustment": N_("Adjustment"),
+    "kind_hold": N_("Held for a reward"),
+    "kind_release": N_("Returned"),
+    "kind_redeem": Np_("history entry", "Redeemed"),
+    "kind_expire": N_("Hold expired"),
+    "cat_volunteer_service": N_("Volunteer service"),
+    "cat_civic_practice": N_("Civic practice"),
+    "cat_activity_participation": N_("Activity participation"),
+    "cat_grassroots_governance": N_("Grassroots governance"),
+    "cat_safe_riding": N_("Safe riding"),
+    "cat_skill_development": N_("Skill development"),
+    "cat_publicity_outreach": N_("Publicity and outreach"),
+    "cat_honors": N_("Honours"),
+    "err_insufficient-points": N_("Not enough points for this reward yet."),
+    "err_out-of-stock": N_("None left this month; come back next month."),
+    "err_monthly-limit-reached": N_("You reached this reward's monthly limit."),
+    "err_reward-inactive": N_("This reward is not offered at the moment."),
+    "err_reward-unknown": N_("This reward does not exist."),
+    # partner page
+    "partner_title": N_("Partner counter"),
+    "code_label": N_("Code"),
+    "code_help": N_(
+        "Type the 8-character code on the rider's phone (no 0, O, 1, I or L), or paste the scanned QR text."
+    ),
+    "look_up": N_("Look up"),
+    "reward": N_("Reward"),
+    "rider": N_("Rider"),
+    "expires_at": N_("Valid until"),
+    "confirm_code": N_("Confirm"),
+    "confirmed_ok": N_("Confirmed: {title}, {cost} points."),
+    "err_code-unknown": N_(
+        "No such code. Check it against the rider's phone; after 5 wrong codes you wait 15 minutes."
+    ),
+    "err_code-expired": N_(
+        "This code has expired and the points went back to the rider. Ask the rider to redeem again."
+    ),
+    "err_already-confirmed": N_("This code was already used at the counter; it cannot be used twice."),
+    "err_already-cancelled": N_("The rider cancelled this redemption."),
+    "err_too-many-wrong-codes": N_("Too many wrong codes: try again in {n} seconds and check the code with the rider."),
+    "err_invalid-code": N_("A code is 8 letters and digits; check it and type it again."),
+    "recent": N_("Recent redemptions"),
+    "refresh": N_("Refresh"),
+    "settlement": N_("Monthly settlement"),
+    "month": N_("Month"),
+    "show": N_("Show"),
+    "settlement_sum": N_("{month}: {n} confirmed, {points} points in all"),
+}
+
+
+def words(lang: Language) -> dict[str, str]:
+    """Every word of the pages in ``lang``, by key (the keys the templates and the scripts use)."""
+    catalogue = translations("pages", lang)
+    out: dict[str, str] = {}
+    for key, msg in WORDS.items():
+        out[key] = str(catalogue.pgettext(*msg) if isinstance(msg, tuple) else catalogue.gettext(msg))
+    out["switch_lang"], out["switch_lang_label"] = SWITCH[lang]
+    return out

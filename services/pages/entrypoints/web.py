@@ -12,10 +12,11 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from libs.i18n.language import TAGS, Language
 from libs.platform.errors import DomainError
 from libs.platform.http import AppSettings, problem_responses
 from libs.platform.settings import Settings
-from services.pages.i18n import HTML_LANG, Lang, words
+from services.pages.i18n import words
 
 HERE = FilePath(__file__).resolve().parents[1]
 STATIC = HERE / "static"  # mounted at /static by the bootstrap
@@ -28,7 +29,8 @@ TEMPLATES = Environment(
 )
 
 
-def language(asked: str) -> Lang:
+def language(asked: str) -> Language:
+    """The page's language from ``?lang=``: Chinese, the programme's own, unless English is asked for."""
     return "en" if asked.lower().startswith("en") else "zh"
 
 
@@ -53,14 +55,16 @@ def security_headers(urls: dict[str, str]) -> dict[str, str]:
     }
 
 
-def page(settings: Settings, name: str, lang: Lang, role: str) -> HTMLResponse:
+def page(settings: Settings, name: str, lang: Language, role: str) -> HTMLResponse:
     urls = api_urls(settings)
+    t = words(lang)
     html = TEMPLATES.get_template(f"{name}.html").render(
-        t=words(lang),
+        t=t,
         lang=lang,
-        html_lang=HTML_LANG[lang],
+        html_lang=TAGS[lang],
         other_lang="en" if lang == "zh" else "zh",
-        config={"role": role, "lang": lang, "api": urls, "words": words(lang)},
+        # tag: the BCP 47 tag the scripts send as Accept-Language and format dates with
+        config={"role": role, "lang": lang, "tag": TAGS[lang], "api": urls, "words": t},
     )
     return HTMLResponse(html, headers={**security_headers(urls), "Cache-Control": "no-cache"})
 

@@ -1,7 +1,10 @@
 """The rider's phone page and the partner's counter page in a real browser (Debian's chromium, headless,
 driven by Playwright): a rider earns points, sees them with their reasons, redeems; the partner confirms
 the code at the counter; the rider sees it confirmed. Error paths: not enough points, a wrong code, a code
-used twice. Screenshots go to test-artifacts/screenshots/ (at 360 px wide, as on a phone)."""
+used twice. Each page asks the APIs in its own language (Accept-Language), whatever the browser's: the
+history's reasons and the dates read Chinese on the Chinese page and English on the English one.
+Screenshots go to test-artifacts/screenshots/ (at 360 px wide, as on a phone); docs/rider-page.png and
+docs/partner-page.png are copies of rider-page.png and partner-page.png."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, ViewportSize, async_playwright, expect
 
 from libs.platform.auth import Role, mint_token
 from libs.platform.localstack import LocalStack
@@ -44,9 +47,10 @@ async def browser(stack: LocalStack) -> AsyncIterator[Browser]:
         await chromium.close()
 
 
-async def phone(browser: Browser, url: str) -> Page:
-    """A fresh phone-sized tab (its own sessionStorage) at ``url``, once its data has loaded."""
-    context = await browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai")
+async def phone(browser: Browser, url: str, locale: str = "zh-CN") -> Page:
+    """A fresh phone-sized tab (its own sessionStorage) at ``url``, once its data has loaded; ``locale`` is
+    the browser's language (its own Accept-Language)."""
+    context = await browser.new_context(viewport=PHONE, locale=locale, timezone_id="Asia/Shanghai")
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -85,12 +89,32 @@ async def partner_with_rewards(api: Api, *rewards: tuple[str, int]) -> tuple[str
 
 
 async def earn(api: Api, rider: str) -> list[dict[str, Any]]:
-    """4 hours of volunteering (40 points, the day's cap), then 1 more hour the same day (0: at the cap)."""
+    """4 hours of volunteering (40 points, the day's cap), then 1 more hour the same day (0: at the cap);
+    the rider's entries as a Chinese reader reads them."""
     first, second = shift(rider, 4), shift(rider, 1, time="2024-05-01T15:00:00+08:00")
     for event in (first, second):
         assert (await api.publish(event)).status_code == 202
         await api.wait_scored("volunteer-platform", str(event["id"]))
-    return await api.entries(rider)
+    return await entries_in(api, rider, "zh-CN")
+
+
+async def entries_in(api: Api, rider: str, accept_language: str) -> list[dict[str, Any]]:
+    r = await api.http.get(
+        f"{api.points_url}/v1/riders/{rider}/entries?limit=500",
+        headers={**api.token(Role.RIDER, rider), "accept-language": accept_language},
+    )
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+async def expect_chinese_reasons(page: Page) -> None:
+    """Every reason of the volunteering awards in Chinese: the category named, no English word (ids and
+    numbers aside)."""
+    reasons = page.get_by_test_id("entry").filter(has_text="志愿服务类").locator(".reason")
+    await expect(reasons.first).to_contain_text("志愿服务")
+    for text in await reasons.all_inner_texts():
+        assert "志愿服务" in text, text
+        assert not re.search(r"[A-Za-z]{3,}", text), text
 
 
 async def test_a_rider_redeems_on_the_phone_and_the_partner_confirms_at_the_counter(
@@ -114,6 +138,8 @@ async def test_a_rider_redeems_on_the_phone_and_the_partner_confirms_at_the_coun
     await expect(zero_entry).to_contain_text(zero["reason"])
     await expect(zero_entry).to_contain_text("0 分")
     await expect(zero_entry).to_contain_text(f"规则 {zero['rule_id']} v{zero['rule_version']}")
+    await expect_chinese_reasons(page)
+    await expect(zero_entry.locator(".meta")).to_contain_text("2024年5月1日 15:00")
     await expect(page.locator("#catalogue h3").first).to_have_text("暖“新”商家")
     await page.screenshot(path=SHOTS / "rider-earned.png", full_page=True)
 
@@ -154,6 +180,7 @@ async def test_a_rider_redeems_on_the_phone_and_the_partner_confirms_at_the_coun
     await expect(counter.locator("#found-title")).to_have_text(lunch)
     await expect(counter.locator("#found-cost")).to_have_text("30 分")
     await expect(counter.locator("#found-rider")).to_have_text(masked(rider))
+    await expect(counter.locator("#found-expires")).to_have_text(re.compile(r"^\d{4}年\d{1,2}月\d{1,2}日 \d\d:\d\d$"))
     await counter.get_by_role("button", name="确认核销").click()
     await expect(counter.locator("#status")).to_have_text(f"核销成功：{lunch}，30 分。")
     confirmed = counter.get_by_test_id("recent").filter(has_text=lunch)
@@ -184,10 +211,48 @@ async def test_a_rider_redeems_on_the_phone_and_the_partner_confirms_at_the_coun
     await expect(page.locator("h1")).to_have_text("My points")
     assert await page.locator("html").get_attribute("lang") == "en"
     await expect(page.get_by_test_id("redemption").filter(has_text=lunch)).to_contain_text("Confirmed")
-    await expect(page.get_by_test_id("entry").filter(has_text="no points this time")).to_contain_text(zero["reason"])
+    english = await entries_in(api, rider, "en")
+    zero_en = next(e for e in english if e["amount"] == 0 and e["kind"] == "award")
+    await expect(page.get_by_test_id("entry").filter(has_text="no points this time")).to_contain_text(zero_en["reason"])
+    await expect(page.get_by_test_id("entry").filter(has_text="+40 pts")).to_contain_text("verified hours")
     await page.screenshot(path=SHOTS / "rider-page-en.png", full_page=True)
     await page.context.close()
     await counter.context.close()
+
+
+async def test_each_page_asks_the_apis_in_its_own_language_whatever_the_browsers(
+    browser: Browser, api: Api, rider: str
+) -> None:
+    """The Chinese page in an English browser reads Chinese; the English page in a Chinese browser English:
+    every call to the APIs carries the page's Accept-Language, and the dates are the page's too."""
+    await earn(api, rider)
+    token = mint_token(api.settings, Role.RIDER, rider)
+    apis = (api.points_url, api.redemption_url)
+
+    asked: dict[str, list[str]] = {"zh": [], "en": []}
+    for lang, browser_locale in (("zh", "en-US"), ("en", "zh-CN")):
+        context = await browser.new_context(viewport=PHONE, locale=browser_locale, timezone_id="Asia/Shanghai")
+        page = await context.new_page()
+
+        async def record(request: Request, lang: str = lang) -> None:
+            if request.url.startswith(apis) and request.method != "OPTIONS":
+                asked[lang].append(await request.header_value("accept-language") or "")
+
+        page.on("request", record)
+        await page.goto(f"{pages_url(api)}/rider?lang={lang}#token={token}")
+        await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+        history = page.get_by_test_id("entry")
+        await expect(history).to_have_count(2)
+        if lang == "zh":
+            await expect_chinese_reasons(page)
+            await expect(history.first.locator(".meta")).to_contain_text("2024年5月1日")
+        else:
+            await expect(history.filter(has_text="+40 pts")).to_contain_text("verified hours")
+            await expect(history.first.locator(".meta")).to_contain_text("May 1, 2024")
+        await context.close()
+    for lang, tag in (("zh", "zh-CN"), ("en", "en")):
+        assert len(asked[lang]) >= 4, asked  # balance, entries, rewards, redemptions
+        assert set(asked[lang]) == {tag}, asked
 
 
 async def test_a_rider_cancels_and_gets_the_points_back(browser: Browser, api: Api, rider: str) -> None:
@@ -303,11 +368,12 @@ async def test_a_rider_lists_its_own_redemptions(api: Api, rider: str) -> None:
 async def test_the_apis_allow_the_pages_origin_and_no_other(api: Api) -> None:
     preflight = {
         "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization,idempotency-key",
+        "access-control-request-headers": "authorization,idempotency-key,accept-language",
     }
     ok = await api.http.options(f"{api.redemption_url}/v1/redemptions", headers={"origin": pages_url(api), **preflight})
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == pages_url(api)
+    assert "accept-language" in ok.headers["access-control-allow-headers"].lower()  # the pages' language
     refused = await api.http.options(
         f"{api.redemption_url}/v1/redemptions", headers={"origin": "http://evil.example", **preflight}
     )

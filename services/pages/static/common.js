@@ -72,7 +72,9 @@
 
   async function call(service, path, options) {
     const token = sessionStorage.getItem(KEY);
-    const headers = Object.assign({ Accept: "application/json" }, (options && options.headers) || {});
+    // The APIs answer in the page's language: reasons, problems' titles and details (zh-CN or en).
+    const headers = Object.assign({ Accept: "application/json", "Accept-Language": config.tag },
+      (options && options.headers) || {});
     if (token) headers.Authorization = "Bearer " + token;
     const init = { method: (options && options.method) || "GET", headers: headers };
     if (options && options.json !== undefined) {
@@ -91,10 +93,19 @@
     return { ok: response.ok, status: response.status, body: body };
   }
 
-  const when = new Intl.DateTimeFormat(config.lang === "zh" ? "zh-CN" : "en-GB", {
-    timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  // Dates in the page's language, by the browser's Intl (CLDR, as Babel on the server), in the programme's
+  // time zone: 2026年10月14日 14:30 on the Chinese page, October 14, 2026 at 14:30 on the English one.
+  const when = new Intl.DateTimeFormat(config.tag, {
+    timeZone: "Asia/Shanghai", year: "numeric", month: "long", day: "numeric",
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
   });
   function at(iso) { return iso ? when.format(new Date(iso)) : ""; }
+  // "2026-10" -> 2026年10月 / October 2026.
+  const monthName = new Intl.DateTimeFormat(config.tag, { timeZone: "UTC", year: "numeric", month: "long" });
+  function month(ym) {
+    const m = /^(\d{4})-(\d{2})$/.exec(ym || "");
+    return m ? monthName.format(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1))) : ym || "";
+  }
 
   function statusBadge(status) {
     return el("span", { class: "badge badge-" + status, text: t("status_" + status) });
@@ -139,5 +150,5 @@
     signIn(start);
   }
 
-  window.WB = { config, t, $, el, say, fail, explain, slugOf, call, at, statusBadge, boot };
+  window.WB = { config, t, $, el, say, fail, explain, slugOf, call, at, month, statusBadge, boot };
 })();

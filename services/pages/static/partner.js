@@ -1,7 +1,7 @@
 // The partner's counter page: look up a code, confirm it; recent redemptions; the monthly settlement.
 "use strict";
 (function () {
-  const { t, $, el, say, fail, explain, call, at, statusBadge } = window.WB;
+  const { t, $, el, say, fail, explain, call, at, month: monthOf, statusBadge } = window.WB;
   let found = null;
 
   // rider-1001 -> ri******01: enough to tell riders apart at the counter, not to learn who they are
@@ -64,7 +64,7 @@
     const r = await call("redemption", "/v1/partner/settlement?month=" + encodeURIComponent(month));
     if (!r.ok) return fail(explain(r));
     const s = r.body;
-    $("settle-sum").textContent = t("settlement_sum", { month: s.month, n: s.redemptions, points: s.points_total });
+    $("settle-sum").textContent = t("settlement_sum", { month: monthOf(s.month), n: s.redemptions, points: s.points_total });
     $("settle-items").replaceChildren(...s.items.map((i) => el("li", { class: "row" },
       el("span", { text: i.title + " · " + at(i.confirmed_at) }), el("strong", { class: "amount", text: i.points + " " + t("points") }))));
   }

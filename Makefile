@@ -53,9 +53,10 @@ e2e: install
 # compile the .mo files the services load. The .po and .mo files are committed; tests/unit/test_i18n.py
 # fails when a source has a word the catalogues lack, a Chinese msgstr is empty or a .mo is stale.
 I18N := libs/i18n/locale
-BABEL_KEYWORDS := -k N_ -k Nn_:1,2 -k Np_:1c,2 -k _ -k gettext -k ngettext:1,2 -k pgettext:1c,2
+# Each domain has its own markers: P_ marks a problem's words wherever it is raised, N_/Nn_/Np_ the rest.
+BABEL_KEYWORDS := --no-default-keywords -k N_ -k Nn_:1,2 -k Np_:1c,2 -k _ -k gettext -k ngettext:1,2 -k pgettext:1c,2
 define catalogue
-	$(BIN)/pybabel --quiet extract --no-location --sort-output --omit-header $(BABEL_KEYWORDS) -o $(I18N)/$(1).pot $(2)
+	$(BIN)/pybabel --quiet extract --no-location --sort-output --omit-header $(3) -o $(I18N)/$(1).pot $(2)
 	for l in zh_CN en; do [ -f $(I18N)/$$l/LC_MESSAGES/$(1).po ] || \
 		$(BIN)/pybabel --quiet init -D $(1) -i $(I18N)/$(1).pot -d $(I18N) -l $$l; done
 	$(BIN)/pybabel --quiet update --no-fuzzy-matching --ignore-obsolete -D $(1) -i $(I18N)/$(1).pot -d $(I18N)
@@ -64,11 +65,11 @@ endef
 
 i18n: i18n-reasons i18n-problems i18n-pages
 i18n-reasons: install
-	$(call catalogue,reasons,libs/i18n/reasons.py)
+	$(call catalogue,reasons,libs/i18n/reasons.py,$(BABEL_KEYWORDS))
 i18n-problems: install
-	$(call catalogue,problems,libs/platform/errors.py libs/i18n/problems.py)
+	$(call catalogue,problems,libs services,--no-default-keywords -k P_)
 i18n-pages: install
-	$(call catalogue,pages,-F libs/i18n/pages.cfg services/pages)
+	$(call catalogue,pages,-F libs/i18n/pages.cfg services/pages,$(BABEL_KEYWORDS))
 
 # pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
 test: lint

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.i18n.problems import Message
 from libs.i18n.reasons import Reason, recorded
 from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_delta
 from libs.platform.errors import DomainError
@@ -30,7 +31,7 @@ class InsufficientBalance(LedgerError, DomainError):
 
     kind = "insufficient-points"
 
-    def __init__(self, detail: str = "the entry would take a rider's balance below zero") -> None:
+    def __init__(self, detail: str | Message = "the entry would take a rider's balance below zero") -> None:
         DomainError.__init__(self, detail)
 
 

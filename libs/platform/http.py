@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.i18n.language import TAGS, Language, negotiate
+from libs.i18n.problems import P_, says
 from libs.platform.auth import InvalidToken, Principal, Role, verify_token
 from libs.platform.db import Database
 from libs.platform.errors import DomainError
@@ -58,18 +59,23 @@ _CURSOR = re.compile(r"[0-7]?[0-9a-f]{1,15}")  # 0 to 2**63 - 1 in hex, as encod
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
-def problem_response(error: DomainError, instance: str | None = None, status: int | None = None) -> JSONResponse:
-    """``error`` as application/problem+json; ``status`` only where Starlette's own status has no kind."""
+def problem_response(
+    error: DomainError, instance: str | None = None, status: int | None = None, language: Language = "en"
+) -> JSONResponse:
+    """``error`` as application/problem+json, its title and detail in ``language``; ``status`` only where
+    Starlette's own status has no kind."""
     status = status or error.status
-    body: dict[str, Any] = {"type": PROBLEM_BASE + error.kind, "title": error.title, "status": status}
-    body["detail"] = error.detail
+    title, detail = error.words(language)
+    body: dict[str, Any] = {"type": PROBLEM_BASE + error.kind, "title": title, "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
     body |= error.extra
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    headers = {"Content-Language": TAGS[language], "Vary": "Accept-Language"}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if isinstance(retry_after := error.extra.get("retry_after_s"), int):
         headers["Retry-After"] = str(retry_after)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -102,10 +108,14 @@ def _field_path(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _language_of(request: Request) -> Language:
+    return negotiate(request.headers.get("accept-language"))
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _problem(request: Request, exc: DomainError) -> JSONResponse:
-        return problem_response(exc, request.url.path)
+        return problem_response(exc, request.url.path, language=_language_of(request))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -114,21 +124,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             DomainError(detail, kind="invalid-request", errors=errors),
             request.url.path,
+            language=_language_of(request),
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc, BodyTooLarge):
-            return problem_response(exc.problem(), request.url.path)
+            return problem_response(exc.problem(), request.url.path, language=_language_of(request))
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             # FastAPI's own word for a body that is not JSON: the contract answers 422 and names the body.
             return problem_response(
                 DomainError("body: is not valid JSON; send a JSON object", kind="malformed-json"),
                 request.url.path,
+                language=_language_of(request),
             )
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         error = DomainError(f"{request.method} {request.url.path}: {exc.detail}", kind=kind, title=str(exc.detail))
-        response = problem_response(error, request.url.path, exc.status_code)
+        response = problem_response(error, request.url.path, exc.status_code, _language_of(request))
         # Starlette's exception carries the headers the status needs (405's Allow, RFC 9110 15.5.6).
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:
@@ -146,6 +158,7 @@ def install_problem_handlers(app: FastAPI) -> None:
                     kind="database-unavailable",
                 ),
                 request.url.path,
+                language=_language_of(request),
             )
             response.headers["Retry-After"] = "2"
             return response
@@ -181,7 +194,11 @@ def _flat(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
 
 
 def _internal_error(request: Request) -> JSONResponse:
-    return problem_response(DomainError("something failed on our side; retry later", kind="internal"), request.url.path)
+    return problem_response(
+        DomainError("something failed on our side; retry later", kind="internal"),
+        request.url.path,
+        language=_language_of(request),
+    )
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -193,13 +210,16 @@ async def authenticate(  # async: a plain def would cost every request a hop to 
 ) -> Principal:
     if credentials is None:
         raise DomainError(
-            "send 'Authorization: Bearer <token>'; mint one locally with `warmbee token`", kind="unauthenticated"
+            says(P_("send 'Authorization: Bearer <token>'; mint one locally with `warmbee token`")),
+            kind="unauthenticated",
         )
     settings: Settings = request.app.state.settings
     try:
         return verify_token(settings, credentials.credentials)
     except InvalidToken as exc:
-        raise DomainError(f"the bearer token was refused: {exc}", kind="invalid-token") from exc
+        raise DomainError(
+            says(P_("the bearer token was refused: {error}"), error=str(exc)), kind="invalid-token"
+        ) from exc
 
 
 Caller = Annotated[Principal, Depends(authenticate)]
@@ -270,7 +290,12 @@ def require(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
         allowed = ", ".join(r.value for r in roles)
         raise DomainError(
-            f"this needs the role {allowed}; the token's role is {principal.role.value}", kind="forbidden"
+            says(
+                P_("this needs the role {allowed}; the token's role is {role}"),
+                allowed=allowed,
+                role=principal.role.value,
+            ),
+            kind="forbidden",
         )
 
 

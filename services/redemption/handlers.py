@@ -16,6 +16,7 @@ from typing import Generic, ParamSpec, TypeVar
 
 import orjson
 
+from libs.i18n.problems import P_, says
 from libs.ledger.store import InsufficientBalance, LedgerStore
 from libs.platform.db import Connection, Database
 from libs.platform.locks import lock
@@ -115,7 +116,9 @@ async def reserve(
         try:
             await LedgerStore(conn).append([entry])
         except InsufficientBalance as exc:  # the ledger's refusal, in the rider's words
-            raise InsufficientBalance(f"reward_id: {reward_id} costs more than your available points") from exc
+            raise InsufficientBalance(
+                says(P_("reward_id: {reward_id} costs more than your available points"), reward_id=reward_id)
+            ) from exc
         # The stock is counted last: its row is shared by every rider of the reward, and each reserve
         # holds its lock until commit.
         await _take(store, reward, redemption.month, rider_id)

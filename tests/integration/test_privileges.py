@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from yoyo import get_backend, read_migrations
 
+from libs.i18n.reasons import Reason
 from libs.ledger.keys import PROGRAMME_ISSUED, rider_available
 from libs.ledger.store import LedgerStore
 from libs.platform.db import MIGRATIONS_DIR, Database, drop_database
@@ -332,6 +333,10 @@ async def test_a_database_from_before_the_roles_is_adopted_by_the_owner_and_keep
                 }
             assert owners == {legacy.owner_role}
             assert (await balance(after, rider)).available == 30
+            async with after.read() as conn:  # no reason code: read back from the English text
+                (old_entry,) = await LedgerStore(conn).entries(rider, 10)
+            assert old_entry.reason == Reason("award.skill_development.course", {"points": 30})
+            assert old_entry.reason.render("zh") == "完成技能课程，计 30 分"
             await after.run(lambda conn: LedgerStore(conn).append([award(rider, 5)]))
             assert (await balance(after, rider)).available == 35
             await refused(legacy, "DELETE FROM ledger_transaction WHERE rider_id = $1", rider)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import orjson
 
 from libs.activity.model import MAX_EVENT_BYTES, ActivityEvent, EventSchemas, Invalid, validate_event
+from libs.i18n.problems import P_
 from libs.platform.errors import DomainError
 
 SINGLE_TYPES = ("application/cloudevents+json", "application/json")
@@ -47,7 +48,7 @@ class DeadLetterUnknown(DomainError):
 
     def __init__(self, dead_letter_id: int) -> None:
         super().__init__(
-            f"dead_letter_id: no dead letter {dead_letter_id}; see GET /v1/dead-letters", title="Not found"
+            f"dead_letter_id: no dead letter {dead_letter_id}; see GET /v1/dead-letters", title=P_("Not found")
         )
         self.dead_letter_id = dead_letter_id
 
@@ -60,7 +61,7 @@ def documents(body: bytes, content_type: str | None, max_batch: int) -> list[obj
             f"Content-Type: {media or 'missing'} is not accepted; send one event as "
             f"application/cloudevents+json or a batch as {BATCH_TYPE}",
             kind="unsupported-media-type",
-            title="Unsupported content type",
+            title=P_("Unsupported content type"),
         )
     try:
         decoded = orjson.loads(body)
@@ -134,7 +135,7 @@ def check_sources(events: Sequence[ActivityEvent], source: str) -> None:
         raise DomainError(
             f"source: must equal the token's sub {source!r}; publish each source's events with its own token",
             kind="source-mismatch",
-            title="Source does not match the token",
+            title=P_("Source does not match the token"),
             errors=[
                 {"index": i, "id": e.event_id, "reason": f"source: {e.source!r} is not {source!r}"} for i, e in foreign
             ],

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from libs.activity.model import MAX_ID_CHARS, printable
 from libs.i18n.language import LANGUAGES, Language
+from libs.i18n.problems import P_, says
 from libs.i18n.reasons import CODES, VOCABULARIES, ReasonCode, term
 from libs.ledger.model import RIDER_ID_PATTERN
 from libs.ledger.store import Entry, LedgerStore
@@ -255,7 +256,7 @@ async def adjustment(
             kind="idempotency-key-required",
         )
     if body.amount == 0:
-        raise DomainError("amount: must not be 0", kind="invalid-request", title="Invalid adjustment")
+        raise DomainError("amount: must not be 0", kind="invalid-request", title=P_("Invalid adjustment"))
     entry = await adjust(db, settings, caller.sub, idempotency_key, body.rider_id, body.amount, body.reason)
     log.info(
         "adjustment.posted", operator=caller.sub, rider_id=body.rider_id, amount=body.amount, entry_id=entry.entry_id
@@ -286,7 +287,9 @@ def _may_read_rider(caller: Principal, rider_id: str) -> None:
         return
     if caller.role is Role.RIDER and caller.sub == rider_id:
         return
-    raise DomainError("a rider reads only its own balance and history", kind="forbidden", title="Not your account")
+    raise DomainError(
+        says(P_("a rider reads only its own balance and history")), kind="forbidden", title=P_("Not your account")
+    )
 
 
 async def _event_status(request: Request, db: Db, caller: Principal, language: Language) -> EventStatusBody:

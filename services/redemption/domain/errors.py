@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from libs.i18n.problems import P_, says
 from libs.platform.errors import DomainError
 
 
@@ -47,15 +48,19 @@ class RewardUnknown(Refused):
     kind = "reward-unknown"
 
     def __init__(self, reward_id: str, *, to_reserve: bool = False) -> None:
-        hint = "; pick one from GET /v1/rewards" if to_reserve else ""
-        super().__init__(f"reward_id: no reward {reward_id!r}{hint}")
+        if to_reserve:
+            super().__init__(
+                says(P_("reward_id: no reward {reward_id!r}; pick one from GET /v1/rewards"), reward_id=reward_id)
+            )
+        else:
+            super().__init__(says(P_("reward_id: no reward {reward_id!r}"), reward_id=reward_id))
 
 
 class RewardInactive(Refused):
     kind = "reward-inactive"
 
     def __init__(self, reward_id: str) -> None:
-        super().__init__(f"reward_id: {reward_id!r} is not offered at the moment")
+        super().__init__(says(P_("reward_id: {reward_id!r} is not offered at the moment"), reward_id=reward_id))
 
 
 class OutOfStock(Refused):
@@ -63,7 +68,12 @@ class OutOfStock(Refused):
 
     def __init__(self, title: str, stock_per_month: int | None, month: str) -> None:
         super().__init__(
-            f"reward_id: all {stock_per_month} of {title} for {month} are taken; try next month or another reward"
+            says(
+                P_("reward_id: all {stock} of {title} for {month} are taken; try next month or another reward"),
+                stock=stock_per_month,
+                title=title,
+                month=month,
+            )
         )
 
 
@@ -72,7 +82,12 @@ class MonthlyLimitReached(Refused):
 
     def __init__(self, title: str, per_rider_monthly_limit: int | None, month: str) -> None:
         super().__init__(
-            f"reward_id: a rider may redeem {title} {per_rider_monthly_limit} time(s) a month, and {month}'s are used"
+            says(
+                P_("reward_id: a rider may redeem {title} {limit} time(s) a month, and {month}'s are used"),
+                title=title,
+                limit=per_rider_monthly_limit,
+                month=month,
+            )
         )
 
 
@@ -90,7 +105,7 @@ class RedemptionUnknown(Refused):
     kind = "redemption-unknown"
 
     def __init__(self, redemption_id: str) -> None:
-        super().__init__(f"no redemption {redemption_id!r} of yours")
+        super().__init__(says(P_("no redemption {redemption_id!r} of yours"), redemption_id=redemption_id))
 
 
 # --- resolving a hold (check_resolution in holds.py decides which) ---------------------------------
@@ -101,9 +116,14 @@ class CodeExpired(Refused):
 
     def __init__(self, expired_at: datetime | None = None) -> None:
         if expired_at is None:
-            super().__init__("code: this hold expired and its points were returned")
+            super().__init__(says(P_("code: this hold expired and its points were returned")))
         else:
-            super().__init__(f"code: this hold expired at {expired_at.isoformat()}; the rider's points were returned")
+            super().__init__(
+                says(
+                    P_("code: this hold expired at {expired_at}; the rider's points were returned"),
+                    expired_at=expired_at.isoformat(),
+                )
+            )
 
 
 class NotExpired(Refused):
@@ -117,14 +137,14 @@ class AlreadyConfirmed(Refused):
     kind = "already-confirmed"
 
     def __init__(self) -> None:
-        super().__init__("code: this code was already used at the counter")
+        super().__init__(says(P_("code: this code was already used at the counter")))
 
 
 class AlreadyCancelled(Refused):
     kind = "already-cancelled"
 
     def __init__(self) -> None:
-        super().__init__("the rider cancelled this redemption")
+        super().__init__(says(P_("the rider cancelled this redemption")))
 
 
 # --- codes at the counter --------------------------------------------------------------------------
@@ -134,7 +154,7 @@ class InvalidCode(Refused):
     kind = "invalid-code"
 
     def __init__(self) -> None:
-        super().__init__("code: a code is 8 letters and digits, as shown on the rider's phone")
+        super().__init__(says(P_("code: a code is 8 letters and digits, as shown on the rider's phone")))
 
 
 class CodeUnknown(Refused):
@@ -142,8 +162,12 @@ class CodeUnknown(Refused):
 
     def __init__(self) -> None:
         super().__init__(
-            "code: no live redemption of yours has this code; check it with the rider "
-            "(8 characters, no 0, O, 1, I or L)"
+            says(
+                P_(
+                    "code: no live redemption of yours has this code; check it with the rider "
+                    "(8 characters, no 0, O, 1, I or L)"
+                )
+            )
         )
 
 
@@ -155,7 +179,14 @@ class TooManyWrongCodes(Refused):
 
     def __init__(self, limit: int, window_s: int, retry_after_s: int) -> None:
         super().__init__(
-            f"code: {limit} wrong codes within {window_s // 60} minutes; try again in {retry_after_s} seconds "
-            "and check the code with the rider",
+            says(
+                P_(
+                    "code: {limit} wrong codes within {minutes} minutes; try again in {seconds} seconds "
+                    "and check the code with the rider"
+                ),
+                limit=limit,
+                minutes=window_s // 60,
+                seconds=retry_after_s,
+            ),
             retry_after_s=retry_after_s,
         )

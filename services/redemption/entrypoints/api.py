@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 
+from libs.i18n.problems import P_
 from libs.platform.auth import Principal, Role
 from libs.platform.errors import DomainError
 from libs.platform.fields import NUMBER_ONLY, DateTime, JsonBool, JsonInt, Text
@@ -212,7 +213,7 @@ async def update_reward(
     require(caller, Role.OPERATOR)
     if body.reward_id != reward_id:
         raise DomainError(
-            "reward_id: must equal the reward_id of the path", kind="invalid-request", title="Invalid reward"
+            "reward_id: must equal the reward_id of the path", kind="invalid-request", title=P_("Invalid reward")
         )
     await put_reward(db, body.reward(), create=False)
     return body

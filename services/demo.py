@@ -150,13 +150,29 @@ async def run_demo(settings: Settings) -> DemoReport:
             r = await http.get(
                 f"{points_url}/v1/events/{e['source']}/{e['id']}", headers={"authorization": f"Bearer {operator}"}
             )
-            lines.append(f"{e['subject']}, {e['type']}: {r.json()['points']} points ({r.json()['reason']})")
+            points = r.json()["points"]
+            lines.append(
+                f"{e['subject']}, {e['type']}: {points} point{'' if points == 1 else 's'} ({r.json()['reason']})"
+            )
         r = await http.get(f"{events_url}/v1/dead-letters?limit=1", headers={"authorization": f"Bearer {operator}"})
         items = r.json().get("items", [])
         if items:
             lines.append(f"dead letter: {items[0]['reason']}")
         lines += await _redeem(http, settings, operator, rider_token, tag=yesterday.strftime("%Y%m%d"))
+        lines += await _history_in_chinese(http, points_url, rider_token, "rider-1001")
     return DemoReport(lines, rider_token)
+
+
+async def _history_in_chinese(http: httpx.AsyncClient, points_url: str, token: str, rider: str) -> list[str]:
+    """The rider's history as the rider's page asks for it: in Chinese, with the code of every reason."""
+    r = await http.get(
+        f"{points_url}/v1/riders/{rider}/entries",
+        headers={"authorization": f"Bearer {token}", "accept-language": "zh-CN"},
+    )
+    lines = [f"{rider}'s history (Accept-Language: zh-CN):"]
+    for e in r.json()["items"]:
+        lines.append(f"  {e['amount']:>+4}  {e['reason']}  [{e['reason_code']}]")
+    return lines
 
 
 PARTNERS = [

@@ -11,6 +11,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_JWT_SECRET = "warmbee-local-development-secret-change-me"  # noqa: S105 - refused outside env=local
+# The key that seals webhook secrets at rest (a Fernet key); refused in production.
+LOCAL_NOTIFY_SECRET_KEY = "d2FybWJlZS1sb2NhbC1ub3RpZnkta2V5LWNoYW5nZW0="  # noqa: S105
 # Creates the roles and the database on a developer's machine and in tests; refused in production.
 LOCAL_PG_ADMIN_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -84,6 +86,17 @@ class Settings(BaseSettings):
     confirm_failure_limit: int = Field(default=5, ge=1)
     confirm_failure_window_s: int = Field(default=900, ge=1)
 
+    # Notifications (services/notifications): webhooks and rider notices.
+    notifications_port: int = 8005
+    notifications_consumer_group: str = "warmbee-notifications"
+    notify_secret_key: str = LOCAL_NOTIFY_SECRET_KEY  # Fernet key (32 bytes, url-safe base64)
+    notify_gateway_url: str | None = None  # the sub-district's SMS/WeChat gateway for rider notices
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)  # a 2xx within this delivers
+    webhook_in_flight_per_subscription: int = Field(default=4, ge=1, le=64)  # one slow receiver waits alone
+    webhook_in_flight: int = Field(default=64, ge=1, le=1024)
+    webhook_retry_for_s: int = Field(default=26 * 3600, ge=60)  # then failed (the contract: at least 24 h)
+    webhook_sender_interval_s: float = Field(default=0.5, gt=0)
+
     # HTTP.
     host: str = "127.0.0.1"
     events_port: int = 8001
@@ -115,6 +128,8 @@ class Settings(BaseSettings):
     def _refuse_local_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret == LOCAL_JWT_SECRET:
             raise ValueError("WARMBEE_JWT_SECRET must be set in production: the local secret is public")
+        if self.env == "production" and self.notify_secret_key == LOCAL_NOTIFY_SECRET_KEY:
+            raise ValueError("WARMBEE_NOTIFY_SECRET_KEY must be set in production: the local key is public")
         return self
 
     @model_validator(mode="after")

@@ -69,6 +69,12 @@ PROBLEMS: dict[str, ProblemType] = {
     "already-cancelled": ProblemType(409, P_("Already cancelled")),
     "not-expired": ProblemType(409, P_("Not expired yet")),
     "too-many-wrong-codes": ProblemType(429, P_("Too many wrong codes")),
+    # Notifications.
+    "webhook-unknown": ProblemType(404, P_("Unknown webhook")),
+    "delivery-unknown": ProblemType(404, P_("Unknown delivery")),
+    "webhook-url-refused": ProblemType(422, P_("Webhook URL refused")),
+    "kind-not-allowed": ProblemType(403, P_("Kind not allowed")),
+    "already-delivered": ProblemType(409, P_("Already delivered")),
     # Pages.
     "invalid-code": ProblemType(422, P_("Invalid code")),
     "invalid-payload": ProblemType(422, P_("Invalid QR payload")),

@@ -11,7 +11,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_JWT_SECRET = "warmbee-local-development-secret-change-me"  # noqa: S105 - refused outside env=local
-# The key that seals webhook secrets at rest (a Fernet key); refused in production.
+# The key that seals webhook secrets at rest (a Fernet key); the notifications service refuses it in
+# production (services/notifications/sealing.py). The other services never read it.
 LOCAL_NOTIFY_SECRET_KEY = "d2FybWJlZS1sb2NhbC1ub3RpZnkta2V5LWNoYW5nZW0="  # noqa: S105
 # Creates the roles and the database on a developer's machine and in tests; refused in production.
 LOCAL_PG_ADMIN_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -128,8 +129,6 @@ class Settings(BaseSettings):
     def _refuse_local_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret == LOCAL_JWT_SECRET:
             raise ValueError("WARMBEE_JWT_SECRET must be set in production: the local secret is public")
-        if self.env == "production" and self.notify_secret_key == LOCAL_NOTIFY_SECRET_KEY:
-            raise ValueError("WARMBEE_NOTIFY_SECRET_KEY must be set in production: the local key is public")
         return self
 
     @model_validator(mode="after")

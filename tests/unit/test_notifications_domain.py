@@ -3,13 +3,17 @@ when a failed delivery is tried again."""
 
 from __future__ import annotations
 
+import ipaddress
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from libs.platform.auth import Role
+from libs.platform.errors import DomainError
 from services.notifications.domain.kinds import KINDS, MAY_SUBSCRIBE, ledger_event, may_hear
 from services.notifications.domain.retries import PAUSES_S, gives_up, next_pause_s
+from services.notifications.domain.subscriptions import address_problem, allowed_kinds, new_secret, url_problem
 
 
 def cloud_event(kind: str, **data: Any) -> dict[str, Any]:
@@ -80,3 +84,75 @@ def test_the_first_retry_is_within_10_s_then_pauses_grow_for_at_least_a_day() ->
     assert next_pause_s(0) == next_pause_s(1)
     assert not gives_up(23 * 3600, 24 * 3600)
     assert gives_up(24 * 3600, 24 * 3600)
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("8.8.8.8", None),
+        ("2001:4860:4860::8888", None),
+        ("127.0.0.1", "loopback"),
+        ("127.8.9.10", "loopback"),
+        ("::1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("172.16.5.4", "private"),
+        ("192.168.1.1", "private"),
+        ("fc00::1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("::ffff:10.0.0.1", "private"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),  # noqa: S104 - an address refused, not bound
+        ("240.0.0.1", "reserved"),
+    ],
+)
+def test_addresses_a_receiver_may_not_be_at(address: str, refused: str | None) -> None:
+    problem = address_problem(ipaddress.ip_address(address))
+    assert (problem is None) == (refused is None)
+    if refused is not None:
+        assert refused in (problem or "")
+
+
+def test_urls_local_runs_take_and_others_do_not() -> None:
+    assert url_problem("http://127.0.0.1:8080/hook", local=True) is None
+    assert url_problem("http://127.0.0.1:8080/hook", local=False) == "must start with https://"
+    assert "loopback" in (url_problem("https://127.0.0.1/hook", local=False) or "")
+    assert url_problem("https://hooks.example.cn/warmbee", local=False) is None
+    assert "user or password" in (url_problem("https://a:b@example.cn/", local=False) or "")
+    assert "fragment" in (url_problem("https://example.cn/#x", local=False) or "")
+    assert "not a URL" in (url_problem("https://example.cn:port/", local=False) or "")
+
+
+def test_kinds_are_kept_once_in_order_and_refused_beyond_the_role() -> None:
+    assert allowed_kinds(Role.PARTNER, ["redemption.held", "redemption.held", "redemption.expired"]) == [
+        "redemption.held",
+        "redemption.expired",
+    ]
+    with pytest.raises(DomainError, match=r"not to points\.awarded") as refused:
+        allowed_kinds(Role.PARTNER, ["redemption.held", "points.awarded"])
+    assert refused.value.kind == "kind-not-allowed"
+    with pytest.raises(DomainError) as rider:
+        allowed_kinds(Role.RIDER, ["points.awarded"])
+    assert rider.value.kind == "forbidden"
+
+
+def test_a_new_secret_is_a_standard_webhooks_secret_and_never_the_same() -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    secrets = {new_secret() for _ in range(100)}
+    assert len(secrets) == 100
+    assert all(s.startswith("whsec_") for s in secrets)
+    signed = Webhook(next(iter(secrets))).sign("msg_1", datetime.now(UTC), "{}")
+    assert signed.startswith("v1,")
+
+
+def test_the_sealing_key_is_refused_in_production_when_it_is_the_public_local_one() -> None:
+    from libs.platform.settings import Settings
+    from services.notifications.sealing import Sealer
+
+    with pytest.raises(ValueError, match="must be set in production"):
+        Sealer.of(Settings(env="production", jwt_secret="real"))
+    with pytest.raises(ValueError, match="Fernet key"):
+        Sealer.of(Settings(notify_secret_key="short"))
+    sealer = Sealer.of(Settings())
+    assert sealer.unseal(sealer.seal("whsec_x")) == "whsec_x"

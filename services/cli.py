@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from services.points.domain.rules import Rules
     from services.points.replay import ReplayReport, WhatIfReport
 
-SERVICES = ("events", "points-api", "points-worker", "redemption", "pages")
+SERVICES = ("events", "points-api", "points-worker", "redemption", "pages", "notifications", "notifications-worker")
 
 app = typer.Typer(
     help="warmbee: points and rewards for delivery riders.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -136,6 +136,24 @@ def serve_pages() -> None:
     from services.pages.bootstrap import build_app
 
     _serve(build_app, "pages", get_settings().pages_port)
+
+
+@serve_app.command("notifications")
+def serve_notifications() -> None:
+    """The notifications API: webhook subscriptions and their deliveries."""
+    from services.notifications.bootstrap import build_app
+
+    _serve(build_app, "notifications", get_settings().notifications_port)
+
+
+@worker_app.command("notifications")
+def worker_notifications() -> None:
+    """The notifications worker (faust-streaming): points-ledger to signed webhook deliveries."""
+    from services.notifications.entrypoints.consumer import run_worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level, "notifications-worker")
+    run_worker(settings)
 
 
 @worker_app.command("points")

@@ -5,6 +5,7 @@ Integration and end-to-end tests use real PostgreSQL and a real broker; a skippe
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -32,6 +33,8 @@ TEST_ENV = {
     "WARMBEE_REDEMPTION_PORT": str(PORT_BASE + 3),
     "WARMBEE_PAGES_PORT": str(PORT_BASE + 4),
     "WARMBEE_WORKER_METRICS_PORT": str(PORT_BASE + 12),
+    "WARMBEE_NOTIFICATIONS_PORT": str(PORT_BASE + 5),
+    "WARMBEE_NOTIFICATIONS_WORKER_METRICS_PORT": str(PORT_BASE + 15),
     "WARMBEE_PROMETHEUS_PORT": str(PORT_BASE + 90),
     "WARMBEE_WORKER_BATCH_WAIT_MS": "50",
     "WARMBEE_RELAY_IDLE_MS": "20",
@@ -43,6 +46,9 @@ TEST_ENV = {
     "WARMBEE_PENDING_AFTER_S": "5",
     "WARMBEE_PENDING_SWEEP_INTERVAL_S": "1",
     "WARMBEE_RECONCILE_INTERVAL_S": "10",
+    # The tests' webhook receivers listen on loopback, over http.
+    "WARMBEE_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+    "WARMBEE_WEBHOOK_REQUIRE_HTTPS": "false",
 }
 
 # Ports a test may give a further replica it starts.
@@ -51,7 +57,11 @@ SPARE_PORTS = [PORT_BASE + n for n in (13, 14, 23, 24)]
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(**{k.removeprefix("WARMBEE_").lower(): v for k, v in TEST_ENV.items()})  # type: ignore[arg-type]
+    # As pydantic-settings reads the environment: a list is JSON.
+    values = {
+        k.removeprefix("WARMBEE_").lower(): json.loads(v) if v.startswith("[") else v for k, v in TEST_ENV.items()
+    }
+    return Settings.model_validate(values)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The container health check: GET /healthz of the service this container runs.
 
 One image runs every warmbee process and the command chooses which, so the check reads the command
-of process 1 to know which port to ask. The points worker has no HTTP API: it is checked on the
-/metrics port it serves. A one-shot command (``warmbee migrate``) has nothing to check and passes.
+of process 1 to know which port to ask. The workers have no HTTP API: each is checked on the /metrics
+port it serves. A one-shot command (``warmbee migrate``) has nothing to check and passes.
 ``WARMBEE_HEALTHCHECK_URL`` overrides the choice. Standard library only: it runs in the image.
 """
 
@@ -19,7 +19,9 @@ PROBES = {
     ("serve", "points"): ("WARMBEE_POINTS_PORT", 8002, "/healthz"),
     ("serve", "redemption"): ("WARMBEE_REDEMPTION_PORT", 8003, "/healthz"),
     ("serve", "pages"): ("WARMBEE_PAGES_PORT", 8004, "/healthz"),
+    ("serve", "notifications"): ("WARMBEE_NOTIFICATIONS_PORT", 8005, "/healthz"),
     ("worker", "points"): ("WARMBEE_WORKER_METRICS_PORT", 8012, "/metrics"),
+    ("worker", "notifications"): ("WARMBEE_NOTIFICATIONS_WORKER_METRICS_PORT", 8015, "/metrics"),
 }
 
 

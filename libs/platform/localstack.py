@@ -54,6 +54,14 @@ def service_specs(settings: Settings) -> dict[str, ServiceSpec]:
         "points-api": ServiceSpec("points-api", ("serve", "points"), f"{base}:{settings.points_port}/readyz"),
         "redemption": ServiceSpec("redemption", ("serve", "redemption"), f"{base}:{settings.redemption_port}/readyz"),
         "pages": ServiceSpec("pages", ("serve", "pages"), f"{base}:{settings.pages_port}/healthz"),
+        "notifications": ServiceSpec(
+            "notifications", ("serve", "notifications"), f"{base}:{settings.notifications_port}/readyz"
+        ),
+        "notifications-worker": ServiceSpec(
+            "notifications-worker",
+            ("worker", "notifications"),
+            f"{base}:{settings.notifications_worker_metrics_port}/metrics",
+        ),
         "points-worker": ServiceSpec(
             "points-worker", ("worker", "points"), f"{base}:{settings.worker_metrics_port}/metrics"
         ),
@@ -70,6 +78,8 @@ def prometheus_config(settings: Settings, scrape_interval_s: float = 5.0) -> str
         redemption_port=settings.redemption_port,
         worker_metrics_port=settings.worker_metrics_port,
         pages_port=settings.pages_port,
+        notifications_port=settings.notifications_port,
+        notifications_worker_metrics_port=settings.notifications_worker_metrics_port,
         prometheus_port=settings.prometheus_port,
         scrape_interval=f"{round(scrape_interval_s * 1000)}ms",
         alerts_file=PROMETHEUS_DIR / "alerts.yml",
@@ -168,6 +178,8 @@ class LocalStack:
             "WARMBEE_REDEMPTION_PORT": s.redemption_port,
             "WARMBEE_PAGES_PORT": s.pages_port,
             "WARMBEE_WORKER_METRICS_PORT": s.worker_metrics_port,
+            "WARMBEE_NOTIFICATIONS_PORT": s.notifications_port,
+            "WARMBEE_NOTIFICATIONS_WORKER_METRICS_PORT": s.notifications_worker_metrics_port,
         }
         for variable, port in ports.items():
             with socket.socket() as probe:

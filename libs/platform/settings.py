@@ -89,6 +89,7 @@ class Settings(BaseSettings):
 
     # Notifications (services/notifications): webhooks and rider notices.
     notifications_port: int = 8005
+    notifications_worker_metrics_port: int = 8015
     notifications_consumer_group: str = "warmbee-notifications"
     notify_secret_key: str = LOCAL_NOTIFY_SECRET_KEY  # Fernet key (32 bytes, url-safe base64)
     notify_gateway_url: str | None = None  # the sub-district's SMS/WeChat gateway for rider notices
@@ -97,6 +98,11 @@ class Settings(BaseSettings):
     webhook_in_flight: int = Field(default=64, ge=1, le=1024)
     webhook_retry_for_s: int = Field(default=26 * 3600, ge=60)  # then failed (the contract: at least 24 h)
     webhook_sender_interval_s: float = Field(default=0.5, gt=0)
+    # Outside env=local webhooks go to https on the public internet only (server-side request forgery):
+    # these networks (CIDR, JSON list) are allowed besides, e.g. a receiver on the sub-district's own
+    # network; require_https off lets them take http.
+    webhook_allowed_networks: list[str] = []
+    webhook_require_https: bool = True
 
     # HTTP.
     host: str = "127.0.0.1"

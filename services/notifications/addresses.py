@@ -9,13 +9,22 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from services.notifications.domain.subscriptions import address_problem, url_problem
+from libs.platform.settings import Settings
+from services.notifications.domain.subscriptions import UrlPolicy, address_problem, url_problem
 
 
-async def refusal(url: str, local: bool) -> str | None:
+def policy_of(settings: Settings) -> UrlPolicy:
+    return UrlPolicy(
+        local=settings.env == "local",
+        require_https=settings.webhook_require_https,
+        allowed=tuple(ipaddress.ip_network(n, strict=False) for n in settings.webhook_allowed_networks),
+    )
+
+
+async def refusal(url: str, policy: UrlPolicy) -> str | None:
     """Why nothing may be sent to ``url``, or None."""
-    problem = url_problem(url, local)
-    if problem is not None or local:
+    problem = url_problem(url, policy)
+    if problem is not None or policy.local:
         return problem
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -26,7 +35,7 @@ async def refusal(url: str, local: bool) -> str | None:
     except (OSError, UnicodeError) as exc:
         return f"host {host!r} does not resolve ({exc.__class__.__name__})"
     for *_, sockaddr in infos:
-        problem = address_problem(ipaddress.ip_address(sockaddr[0]))
+        problem = address_problem(ipaddress.ip_address(sockaddr[0]), policy.allowed)
         if problem is not None:
             return problem
     return None

@@ -4,7 +4,7 @@ The sender records every attempt it makes (``record_attempt``), delivered or not
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.notifications.domain.deliveries import Outcome
 
@@ -26,3 +26,39 @@ def record_attempt(outcome: Outcome) -> None:
     """Count one attempt and observe how long it took."""
     WEBHOOK_ATTEMPTS.labels("delivered" if outcome.delivered else "failed").inc()
     WEBHOOK_ATTEMPT_DURATION.observe(outcome.seconds)
+
+
+DELIVERIES_RECORDED = Counter(
+    "warmbee_webhook_deliveries_recorded_total",
+    "Deliveries recorded from points-ledger events (one per subscription and event), before the acknowledgement",
+)
+DELIVERIES = Counter(
+    "warmbee_webhook_deliveries_total",
+    "Deliveries settled, by kind and outcome: delivered, or failed after retrying for the whole retry period",
+    ["kind", "outcome"],
+)
+OLDEST_PENDING = Gauge(
+    "warmbee_webhook_oldest_pending_age_seconds",
+    "Age of the oldest delivery not yet delivered nor failed (0 when none waits)",
+)
+FAILING_SUBSCRIPTIONS = Gauge(
+    "warmbee_webhook_failing_subscriptions",
+    "Live subscriptions whose receiver's last answer was a failure (a delivery pending after an attempt)",
+)
+EVENT_TO_DELIVERY = Histogram(
+    "warmbee_webhook_event_to_delivery_seconds",
+    "From a delivery's recording (its event read from points-ledger) to its delivery, retries included",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0),
+)
+for _kind in (
+    "points.awarded",
+    "points.adjusted",
+    "points.lapsed",
+    "redemption.held",
+    "redemption.confirmed",
+    "redemption.cancelled",
+    "redemption.expired",
+    "event.dead_lettered",
+):
+    for _end in ("delivered", "failed"):
+        DELIVERIES.labels(_kind, _end)

@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from libs.platform.auth import Role
+from services.notifications.domain.deliveries import Due
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,11 @@ class SubscriptionStore:
             "UPDATE webhook_subscription SET deleted_at = now() WHERE webhook_id = $1 AND deleted_at IS NULL",
             webhook_id,
         )
+        await self._conn.execute(
+            "UPDATE webhook_delivery SET status = 'failed', last_error = 'the subscription was deleted'"
+            " WHERE webhook_id = $1 AND status = 'pending'",
+            webhook_id,
+        )
         return bool(done.endswith(" 1"))
 
 
@@ -97,3 +103,110 @@ class DeliveryStore:
             "SELECT status FROM webhook_delivery WHERE delivery_id = $2 AND webhook_id = $1", webhook_id, delivery_id
         )
         return None if status is None else str(status)
+
+
+class DeliveryWriter:
+    """The deliveries the consumer records and the sender works through."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def listening(self) -> list[Subscription]:
+        """Every live subscription."""
+        rows = await self._conn.fetch(f"SELECT {_SUBSCRIPTION} FROM webhook_subscription WHERE deleted_at IS NULL")
+        return [subscription(r) for r in rows]
+
+    async def partners_of(self, redemption_ids: Sequence[str]) -> dict[str, str]:
+        """The partner of each redemption (its reward's), for scoping partners' webhooks."""
+        if not redemption_ids:
+            return {}
+        rows = await self._conn.fetch(
+            "SELECT redemption_id, partner_id FROM redemption WHERE redemption_id = ANY($1::text[])",
+            list(redemption_ids),
+        )
+        return {r["redemption_id"]: r["partner_id"] for r in rows}
+
+    async def record(self, deliveries: Sequence[tuple[str, str, str, str]]) -> int:
+        """(webhook_id, event_id, kind, body) rows, each once: a message read again adds nothing."""
+        if not deliveries:
+            return 0
+        done = await self._conn.execute(
+            "INSERT INTO webhook_delivery (webhook_id, event_id, kind, body)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+            " ON CONFLICT (webhook_id, event_id) DO NOTHING",
+            *[list(column) for column in zip(*deliveries, strict=True)],
+        )
+        return int(done.rsplit(" ", 1)[-1])
+
+    async def claim_due(self, limit: int, per_subscription: int, lease_s: float) -> list[tuple[Due, bytes]]:
+        """Pending deliveries whose time has come, at most ``per_subscription`` of each subscription (so
+        every claimed attempt starts at once and ends within the timeout), with their subscription's
+        sealed secret, leased for ``lease_s``: another sender (a replica) does not take them meanwhile,
+        and if this one dies they come due again when the lease ends (at least once)."""
+        rows = await self._conn.fetch(
+            "WITH ranked AS ("
+            "  SELECT delivery_id, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at) AS n"
+            "    FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at <= now()),"
+            " due AS ("
+            "  SELECT d.delivery_id FROM webhook_delivery d JOIN ranked r ON r.delivery_id = d.delivery_id"
+            "   WHERE r.n <= $3 AND d.status = 'pending' AND d.next_attempt_at <= now()"
+            "   ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
+            " UPDATE webhook_delivery d SET next_attempt_at = now() + make_interval(secs => $2)"
+            "   FROM due, webhook_subscription s"
+            "  WHERE d.delivery_id = due.delivery_id AND s.webhook_id = d.webhook_id"
+            " RETURNING d.delivery_id, d.webhook_id, d.event_id, s.url, d.body, d.attempts, d.created_at,"
+            "           s.secret_sealed, d.kind",
+            limit,
+            lease_s,
+            per_subscription,
+        )
+        return [
+            (
+                Due(
+                    r["delivery_id"],
+                    r["webhook_id"],
+                    r["event_id"],
+                    r["url"],
+                    r["body"],
+                    r["attempts"],
+                    r["created_at"],
+                ),
+                bytes(r["secret_sealed"]),
+            )
+            for r in rows
+        ]
+
+    async def delivered(self, delivery_id: int, status: int | None) -> None:
+        await self._conn.execute(
+            "UPDATE webhook_delivery SET status = 'delivered', attempts = attempts + 1, last_status = $2,"
+            " last_error = NULL, delivered_at = now() WHERE delivery_id = $1",
+            delivery_id,
+            status,
+        )
+
+    async def attempt_failed(
+        self, delivery_id: int, status: int | None, error: str | None, retry_in_s: float | None
+    ) -> None:
+        """A failed attempt: tried again in ``retry_in_s``, or ``failed`` for good when it is None."""
+        await self._conn.execute(
+            "UPDATE webhook_delivery SET attempts = attempts + 1, last_status = $2, last_error = $3,"
+            " status = CASE WHEN $4::float8 IS NULL THEN 'failed' ELSE 'pending' END,"
+            " next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at"
+            "                        ELSE now() + make_interval(secs => $4::float8) END"
+            " WHERE delivery_id = $1",
+            delivery_id,
+            status,
+            error,
+            retry_in_s,
+        )
+
+    async def backlog(self) -> tuple[float, int]:
+        """The age in seconds of the oldest pending delivery (0 when none), and how many live
+        subscriptions have a delivery pending after a failed attempt."""
+        row = await self._conn.fetchrow(
+            "SELECT coalesce(extract(epoch FROM now() - min(d.created_at)), 0)::float8 AS oldest,"
+            "       count(DISTINCT d.webhook_id) FILTER (WHERE d.attempts > 0) AS failing"
+            "  FROM webhook_delivery d WHERE d.status = 'pending'"
+        )
+        assert row is not None
+        return float(row["oldest"]), int(row["failing"])

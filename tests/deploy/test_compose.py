@@ -83,7 +83,7 @@ def _memory_limit_as_a_list(compose: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("breakage", "reported"),
     [
-        (_misspell_healthcheck, "'healtcheck' was unexpected"),
+        (_misspell_healthcheck, "'healtcheck'"),
         (_unknown_depends_on_condition, "service_healty"),
         (_memory_limit_as_a_list, "memory"),
     ],
@@ -149,6 +149,8 @@ def test_warmbee_services_run_one_image_with_the_production_settings_for_apache_
         "points-worker": ("worker", "points"),
         "redemption": ("serve", "redemption"),
         "pages": ("serve", "pages"),
+        "notifications": ("serve", "notifications"),
+        "notifications-worker": ("worker", "notifications"),
     }
     for name in commands:
         env = services[name]["environment"]
@@ -161,7 +163,7 @@ def test_warmbee_services_run_one_image_with_the_production_settings_for_apache_
 def test_services_start_after_the_migration_and_the_topics():
     services = load()["services"]
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name in ("events", "points", "points-worker", "redemption"):
+    for name in ("events", "points", "points-worker", "redemption", "notifications", "notifications-worker"):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"},
             "kafka-init": {"condition": "service_completed_successfully"},
@@ -174,6 +176,14 @@ def test_the_points_worker_runs_three_replicas_in_one_group_without_host_ports()
     assert worker["deploy"]["replicas"] == 3
     assert "ports" not in worker
     assert "WARMBEE_POINTS_CONSUMER_GROUP" not in worker["environment"]  # one group: the default
+
+
+def test_the_notifications_services_need_their_sealing_key_and_the_worker_runs_two_replicas():
+    services = load()["services"]
+    for name in ("notifications", "notifications-worker"):
+        assert services[name]["environment"]["WARMBEE_NOTIFY_SECRET_KEY"].startswith("${WARMBEE_NOTIFY_SECRET_KEY:?")
+    assert services["notifications-worker"]["deploy"]["replicas"] == 2
+    assert "ports" not in services["notifications-worker"]
 
 
 def test_the_pages_service_waits_for_the_apis_its_browser_pages_call():
@@ -208,6 +218,8 @@ def test_prometheus_scrapes_compose_services_by_their_names_and_ports():
         ("serve", "points"): 8002,
         ("serve", "redemption"): 8003,
         ("serve", "pages"): 8004,
+        ("serve", "notifications"): 8005,
+        ("worker", "notifications"): 8015,
     }
     scraped = set()
     for job in config["scrape_configs"]:
@@ -222,7 +234,15 @@ def test_prometheus_scrapes_compose_services_by_their_names_and_ports():
             expected = ports.get(tuple(services[host]["command"]), 8012)
             assert int(port) == expected, f"{job['job_name']}: {address}, the service listens on {expected}"
             scraped.add(host)
-    assert scraped == {"events", "points", "redemption", "points-worker", "pages"}
+    assert scraped == {
+        "events",
+        "points",
+        "redemption",
+        "points-worker",
+        "pages",
+        "notifications",
+        "notifications-worker",
+    }
 
 
 def test_no_variable_is_left_without_a_default_or_a_message():

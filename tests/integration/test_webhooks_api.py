@@ -30,7 +30,8 @@ async def local(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncCl
 @pytest.fixture
 async def guarded(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The service as it runs outside env=local: https only, and no private addresses."""
-    async with _client(settings.model_copy(update={"env": "test"})) as client:
+    guarded = {"env": "test", "webhook_allowed_networks": [], "webhook_require_https": True}
+    async with _client(settings.model_copy(update=guarded)) as client:
         yield client
 
 

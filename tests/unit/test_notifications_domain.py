@@ -13,7 +13,13 @@ from libs.platform.auth import Role
 from libs.platform.errors import DomainError
 from services.notifications.domain.kinds import KINDS, MAY_SUBSCRIBE, ledger_event, may_hear
 from services.notifications.domain.retries import PAUSES_S, gives_up, next_pause_s
-from services.notifications.domain.subscriptions import address_problem, allowed_kinds, new_secret, url_problem
+from services.notifications.domain.subscriptions import (
+    UrlPolicy,
+    address_problem,
+    allowed_kinds,
+    new_secret,
+    url_problem,
+)
 
 
 def cloud_event(kind: str, **data: Any) -> dict[str, Any]:
@@ -114,13 +120,20 @@ def test_addresses_a_receiver_may_not_be_at(address: str, refused: str | None) -
 
 
 def test_urls_local_runs_take_and_others_do_not() -> None:
-    assert url_problem("http://127.0.0.1:8080/hook", local=True) is None
-    assert url_problem("http://127.0.0.1:8080/hook", local=False) == "must start with https://"
-    assert "loopback" in (url_problem("https://127.0.0.1/hook", local=False) or "")
-    assert url_problem("https://hooks.example.cn/warmbee", local=False) is None
-    assert "user or password" in (url_problem("https://a:b@example.cn/", local=False) or "")
-    assert "fragment" in (url_problem("https://example.cn/#x", local=False) or "")
-    assert "not a URL" in (url_problem("https://example.cn:port/", local=False) or "")
+    local, guarded = UrlPolicy(local=True), UrlPolicy(local=False)
+    assert url_problem("http://127.0.0.1:8080/hook", local) is None
+    assert url_problem("http://127.0.0.1:8080/hook", guarded) == "must start with https://"
+    assert "loopback" in (url_problem("https://127.0.0.1/hook", guarded) or "")
+    assert url_problem("https://hooks.example.cn/warmbee", guarded) is None
+    assert "user or password" in (url_problem("https://a:b@example.cn/", guarded) or "")
+    assert "fragment" in (url_problem("https://example.cn/#x", guarded) or "")
+    assert "not a URL" in (url_problem("https://example.cn:port/", guarded) or "")
+
+
+def test_an_operator_may_allow_a_network_of_its_own() -> None:
+    own = UrlPolicy(local=False, require_https=False, allowed=(ipaddress.ip_network("10.20.0.0/16"),))
+    assert url_problem("http://10.20.3.4/gateway", own) is None
+    assert "private" in (url_problem("http://10.21.3.4/gateway", own) or "")
 
 
 def test_kinds_are_kept_once_in_order_and_refused_beyond_the_role() -> None:

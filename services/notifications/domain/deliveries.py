@@ -18,6 +18,7 @@ class Due:
     body: str  # the CloudEvent JSON, exactly as signed
     attempts: int  # attempts made before this one
     created_at: datetime
+    webhook_kind: str = "points.awarded"  # for the metrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import base64
 import ipaddress
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from libs.platform.auth import Role
@@ -15,6 +16,18 @@ from services.notifications.domain.kinds import MAY_SUBSCRIBE
 
 MAX_URL_CHARS = 2000
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class UrlPolicy:
+    """Where webhooks may go. Local runs: anywhere. Elsewhere: https only (unless ``require_https`` is
+    off) and the public internet only, but for the ``allowed`` networks an operator names (a gateway on
+    the sub-district's own network, say)."""
+
+    local: bool
+    require_https: bool = True
+    allowed: tuple[IpNetwork, ...] = ()
 
 
 def allowed_kinds(role: Role, kinds: Sequence[str]) -> list[str]:
@@ -32,8 +45,8 @@ def allowed_kinds(role: Role, kinds: Sequence[str]) -> list[str]:
     return unique
 
 
-def url_problem(url: str, local: bool) -> str | None:
-    """Why ``url`` cannot receive webhooks, before any lookup, or None. Outside local runs only https."""
+def url_problem(url: str, policy: UrlPolicy) -> str | None:
+    """Why ``url`` cannot receive webhooks, before any lookup, or None."""
     if len(url) > MAX_URL_CHARS:
         return f"is longer than {MAX_URL_CHARS} characters"
     try:
@@ -41,7 +54,7 @@ def url_problem(url: str, local: bool) -> str | None:
         port = parts.port
     except ValueError as exc:
         return f"is not a URL ({exc})"
-    schemes = ("http", "https") if local else ("https",)
+    schemes = ("https",) if policy.require_https and not policy.local else ("http", "https")
     if parts.scheme not in schemes:
         return f"must start with {' or '.join(s + '://' for s in schemes)}"
     if not parts.hostname:
@@ -52,15 +65,17 @@ def url_problem(url: str, local: bool) -> str | None:
         return "must not have a #fragment"
     if port == 0:
         return "port 0 is not a port"
-    if not local and (literal := _literal_address(parts.hostname)) is not None:
-        return address_problem(literal)
+    if not policy.local and (literal := _literal_address(parts.hostname)) is not None:
+        return address_problem(literal, policy.allowed)
     return None
 
 
-def address_problem(address: IpAddress) -> str | None:
+def address_problem(address: IpAddress, allowed: Sequence[IpNetwork] = ()) -> str | None:
     """Why a receiver may not be at ``address`` outside local runs (server-side request forgery)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
+    if any(address in network for network in allowed):
+        return None
     for refused, what in (
         (address.is_unspecified, "an unspecified address"),
         (address.is_loopback, "a loopback address"),

@@ -25,7 +25,7 @@ from libs.platform.http import (
     encode_cursor,
     problem_responses,
 )
-from services.notifications.addresses import refusal
+from services.notifications.addresses import policy_of, refusal
 from services.notifications.domain.kinds import KINDS
 from services.notifications.domain.subscriptions import MAX_URL_CHARS, allowed_kinds, new_secret, new_webhook_id
 from services.notifications.queries import Delivery, NotificationQueries
@@ -122,7 +122,7 @@ class RetryBody(BaseModel):
 )
 async def create_webhook(body: WebhookRequest, db: Db, settings: AppSettings, caller: Caller) -> CreatedWebhook:
     kinds = allowed_kinds(caller.role, body.kinds)
-    problem = await refusal(body.url, local=settings.env == "local")
+    problem = await refusal(body.url, policy_of(settings))
     if problem is not None:
         raise DomainError(f"url: {problem}", kind="webhook-url-refused")
     secret = new_secret()

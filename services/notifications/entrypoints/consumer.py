@@ -1,0 +1,153 @@
+"""The notifications worker: a faust-streaming app that follows ``points-ledger`` and records, for every
+event, a delivery per subscription that may hear of it, then acknowledges the event; and the sender,
+which works through the deliveries that are due.
+
+At least once, never lost: the agent reads with acknowledgements off (``noack_take``), records a batch in
+one PostgreSQL transaction and acknowledges its events only after the commit; a crash before then reads
+them again, and the unique (subscription, event) pair makes the second reading add nothing. An error never
+escapes the agent: faust would restart it and commit past the batch it failed on (faust-streaming 0.15.3
+lets a gap of one offset through), losing those events; the batch is retried in place instead, with a
+growing pause, and counted, so a lasting fault shows as consumer lag and an alert, never as a loss."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
+from typing import Any, cast
+
+import faust
+import structlog
+from faust.types import EventT
+from prometheus_client import start_http_server
+
+from libs.platform.db import Database
+from libs.platform.metrics import LOOP_FAILURES
+from libs.platform.settings import Settings
+from services.notifications.addresses import policy_of, refusal
+from services.notifications.handlers import measure_backlog, record_deliveries, send_due
+from services.notifications.sender import Sender
+
+log = structlog.get_logger(__name__)
+
+BATCH_MAX = 500  # events recorded in one transaction
+BATCH_WITHIN_S = 0.2  # the longest an event waits for its batch to fill
+SEND_STEP = 500  # deliveries claimed at a time (bounded again by the in-flight settings)
+RETRY_PAUSES_S = (0.5, 1, 2, 5, 10, 30)
+BACKLOG_EVERY_S = 5.0  # how often the age of the oldest pending delivery is measured
+
+
+def build_worker_app(settings: Settings) -> faust.App:
+    """The faust app of the notifications worker, configured from the settings (no web server: the
+    metrics have a port of their own; no internal topics: the notifications keep no tables)."""
+    app = faust.App(
+        settings.notifications_consumer_group,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        broker_session_timeout=settings.consumer_session_timeout_ms / 1000,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=20,
+        broker_commit_every=BATCH_MAX,
+        broker_commit_interval=0.5,  # acknowledged offsets reach the broker soon: fewer repeats after a crash
+    )
+    ledger = app.topic(
+        settings.topic_points_ledger, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    db = Database(settings)
+    ready = asyncio.Event()
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
+    async def open_database() -> None:
+        await _until_done("notifications_database", db.open)
+        ready.set()
+
+    @app.agent(ledger, concurrency=1)  # one batch at a time: acknowledgements stay in offset order
+    async def deliveries(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        await ready.wait()
+        taking = cast(faust.Stream[bytes], stream)
+        async for batch in taking.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+            events = cast(Sequence[EventT[bytes]], batch)  # it yields the events, whatever its annotation says
+            await _until_done("notifications_consumer", partial(record_deliveries, db, _values(events)))
+            for event in events:
+                await stream.ack(event)
+            yield None
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
+    async def sender() -> None:
+        await ready.wait()
+        policy = policy_of(settings)
+
+        async def check(url: str) -> str | None:
+            return await refusal(url, policy)
+
+        async with Sender(
+            check,
+            timeout_s=settings.webhook_timeout_s,
+            in_flight=settings.webhook_in_flight,
+            in_flight_per_subscription=settings.webhook_in_flight_per_subscription,
+        ) as webhooks:
+            measured = 0.0
+            while True:
+                sent = await _until_done("notifications_sender", partial(send_due, db, settings, webhooks, SEND_STEP))
+                if time.monotonic() - measured > BACKLOG_EVERY_S:
+                    await _until_done("notifications_backlog", partial(measure_backlog, db))
+                    measured = time.monotonic()
+                if sent == 0:
+                    await asyncio.sleep(settings.webhook_sender_interval_s)
+
+    async def close_database(_: Any, **__: Any) -> None:
+        await db.close()
+
+    app.on_before_shutdown.connect(close_database)  # type: ignore[arg-type]
+
+    return app
+
+
+async def _until_done(loop: str, work: Any) -> Any:
+    """``work()`` until it succeeds, pausing longer after each failure; never raises but to cancel."""
+    for attempt in range(10**9):
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOOP_FAILURES.labels(loop).inc()
+            pause = RETRY_PAUSES_S[min(attempt, len(RETRY_PAUSES_S) - 1)]
+            log.exception("notifications.retrying", loop=loop, attempt=attempt + 1, pause_s=pause)
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _values(events: Sequence[EventT[bytes]]) -> list[bytes | None]:
+    return [event.message.value for event in events]
+
+
+def _credentials(settings: Settings) -> faust.auth.Credentials | None:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context() if protocol.endswith("SSL") else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password,
+        ssl_context=context,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
+
+
+def run_worker(settings: Settings, services: Sequence[Any] = ()) -> None:
+    """Run the worker until it is stopped (SIGTERM, SIGINT); its metrics on their own port."""
+    start_http_server(settings.notifications_worker_metrics_port, addr=settings.host)
+    app = build_worker_app(settings)
+    worker = faust.Worker(app, *services, loglevel=settings.log_level.lower(), override_logging=False)
+    worker.execute_from_commandline()

@@ -50,13 +50,14 @@ async def record_deliveries(db: Database, values: Sequence[bytes | None]) -> int
         subscriptions = await writer.listening()
         if not subscriptions:
             return 0
-        partners = await writer.partners_of([e.redemption_id for e, _ in events if e.redemption_id])
+        unnamed = [e.redemption_id for e, _ in events if e.redemption_id and not e.partner_id]
+        partners = await writer.partners_of(unnamed)
         rows = [
             (s.webhook_id, event.event_id, event.kind, body)
             for event, body in events
             for s in subscriptions
             if event.kind in s.kinds
-            and may_hear(s.owner_role, s.owner_id, event, partners.get(event.redemption_id or ""))
+            and may_hear(s.owner_role, s.owner_id, event, event.partner_id or partners.get(event.redemption_id or ""))
         ]
         return await writer.record(rows)
 

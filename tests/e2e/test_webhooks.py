@@ -26,6 +26,7 @@ from libs.platform.auth import Role
 from libs.platform.localstack import LocalStack
 from tests.conftest import SPARE_PORTS
 from tests.e2e.conftest import Api, eventually, shift
+from tests.e2e.test_redemption import catalogue_entry, confirm_code, grant, new_hold
 
 pytestmark = pytest.mark.e2e
 RECEIVER_PORT = SPARE_PORTS[3]
@@ -199,3 +200,37 @@ async def test_a_subscriptions_deliveries_are_listed(api: Api, receiver: Receive
     (done,) = await eventually(delivered, 30, "a delivered delivery")
     assert done["kind"] == "points.awarded"
     assert done["attempts"] == 1
+
+
+async def test_a_partner_hears_only_of_its_own_redemptions(api: Api, receiver: Receiver, rider: str) -> None:
+    partner_id, reward_id = await catalogue_entry(api, cost=30)
+    other_id, _ = await catalogue_entry(api, cost=30)
+    mine = await subscribe(api, receiver, Role.PARTNER, partner_id, ["redemption.held", "redemption.confirmed"])
+    theirs = await subscribe(api, receiver, Role.PARTNER, other_id, ["redemption.held", "redemption.confirmed"])
+    await grant(api, rider, 40)
+    held = await new_hold(api, rider, reward_id)
+    assert (await confirm_code(api, partner_id, held["code"])).status_code == 200
+
+    async def both() -> list[Delivery] | None:
+        got = [d for d in receiver.of(mine) if d.verified and d.body["subject"] == rider]
+        return got if len({d.body["type"] for d in got}) == 2 else None
+
+    got = await eventually(both, 30, "the hold and the confirmation at the partner's webhook")
+    assert {d.body["data"]["redemption_id"] for d in got} == {held["redemption_id"]}
+    assert {d.body["data"]["partner_id"] for d in got} == {partner_id}
+    assert not [d for d in receiver.of(theirs) if d.body["subject"] == rider]
+
+
+async def test_a_receiver_that_was_down_gets_everything_once_it_is_back(
+    api: Api, receiver: Receiver, rider: str
+) -> None:
+    name = await subscribe(api, receiver, Role.OPERATOR, "ops", ["points.awarded"], fail_first=1)
+    events = [shift(rider, 1, time=f"2024-07-{day:02d}T09:00:00+08:00") for day in range(1, 6)]
+    await api.publish(events, batch=True)
+
+    async def all_back() -> set[str] | None:
+        delivered = {d.body["data"]["event_id"] for d in receiver.of(name) if d.verified and d.body["subject"] == rider}
+        counts = [len([d for d in receiver.of(name) if d.body["data"]["event_id"] == e["id"]]) for e in events]
+        return delivered if delivered == {e["id"] for e in events} and min(counts) >= 2 else None
+
+    await eventually(all_back, 60, "every award delivered after the receiver refused each once")

@@ -169,3 +169,17 @@ def test_the_sealing_key_is_refused_in_production_when_it_is_the_public_local_on
         Sealer.of(Settings(notify_secret_key="short"))
     sealer = Sealer.of(Settings())
     assert sealer.unseal(sealer.seal("whsec_x")) == "whsec_x"
+
+
+def test_the_redemption_services_own_events_name_their_redemption_and_partner() -> None:
+    held = ledger_event(
+        {
+            "id": "redemption-r-1-held",
+            "type": "redemption.held",
+            "subject": "rider-1",
+            "data": {"redemption_id": "r-1", "partner_id": "noodles", "cost": 30, "status": "held"},
+        }
+    )
+    assert held is not None
+    assert (held.kind, held.redemption_id, held.partner_id) == ("redemption.held", "r-1", "noodles")
+    assert may_hear(Role.PARTNER, "noodles", held, held.partner_id)

@@ -61,7 +61,18 @@ class LedgerEvent:
 
     @property
     def redemption_id(self) -> str | None:
-        return str(self.data["event_id"]) if self.kind in REDEMPTION_KINDS and self.data.get("event_id") else None
+        """The redemption a redemption event is of (the redemption service's own events name it
+        ``redemption_id``; a ledger entry of one would name it ``event_id``)."""
+        if self.kind not in REDEMPTION_KINDS:
+            return None
+        value = self.data.get("redemption_id") or self.data.get("event_id")
+        return str(value) if value else None
+
+    @property
+    def partner_id(self) -> str | None:
+        """The partner of a redemption event, where the event says it."""
+        value = self.data.get("partner_id") if self.kind in REDEMPTION_KINDS else None
+        return value if isinstance(value, str) else None
 
 
 def ledger_event(cloud_event: Mapping[str, Any]) -> LedgerEvent | None:

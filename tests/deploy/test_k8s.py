@@ -20,10 +20,19 @@ from tests.deploy.files import K8S, SETTING_VARIABLES, TOPICS
 KUBERNETES_VERSION = "1.33"
 NAMESPACE = "warmbee"
 SECRET_KEYS = {
-    "warmbee-secrets": {"jwt-secret", "pg-server", "pg-owner-server", "kafka-sasl-username", "kafka-sasl-password"},
+    "warmbee-secrets": {
+        "jwt-secret",
+        "pg-server",
+        "pg-owner-server",
+        "kafka-sasl-username",
+        "kafka-sasl-password",
+        "notify-secret-key",
+    },
     "warmbee-kafka-admin": {"client.properties"},
 }
-API_SERVICES = {"events": 8001, "points": 8002, "redemption": 8003, "pages": 8004}
+API_SERVICES = {"events": 8001, "points": 8002, "redemption": 8003, "pages": 8004, "notifications": 8005}
+# Workers have no HTTP API: their probes ask the metrics endpoint they serve.
+WORKERS = {"points-worker": (["worker", "points"], 8012), "notifications-worker": (["worker", "notifications"], 8015)}
 # Variables whose value is a secret: never written into a manifest.
 SECRET_WORDS = ("SECRET", "PASSWORD", "PG_SERVER", "PG_OWNER_SERVER", "PG_ADMIN_SERVER")
 
@@ -56,12 +65,17 @@ def test_there_are_manifests_for_every_part():
         ("Deployment", "redemption"),
         ("Deployment", "points-worker"),
         ("Deployment", "pages"),
+        ("Deployment", "notifications"),
+        ("Deployment", "notifications-worker"),
         ("Service", "events"),
         ("Service", "points"),
         ("Service", "redemption"),
         ("Service", "points-worker"),
         ("Service", "pages"),
+        ("Service", "notifications"),
+        ("Service", "notifications-worker"),
         ("PodDisruptionBudget", "points-worker"),
+        ("PodDisruptionBudget", "notifications-worker"),
         ("HorizontalPodAutoscaler", "points-worker"),
         ("Job", "warmbee-migrate"),
         ("Job", "warmbee-kafka-topics"),
@@ -152,7 +166,7 @@ def test_production_settings_for_apache_kafka():
     assert config["WARMBEE_HOST"] == "0.0.0.0"  # noqa: S104 - in a pod, listen on the pod address
 
 
-@pytest.mark.parametrize("name", ["events", "points", "redemption", "points-worker", "pages"])
+@pytest.mark.parametrize("name", [*API_SERVICES, *WORKERS])
 def test_every_deployment_has_probes_resources_and_runs_unprivileged(name):
     spec = by_kind("Deployment")[name]["spec"]["template"]["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -163,15 +177,23 @@ def test_every_deployment_has_probes_resources_and_runs_unprivileged(name):
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert not container["image"].endswith(":latest")
     ready, alive = container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]
-    if name == "points-worker":  # no HTTP API: the metrics endpoint it serves
+    if name in WORKERS:  # no HTTP API: the metrics endpoint it serves
+        args, port = WORKERS[name]
         assert (ready["path"], alive["path"]) == ("/metrics", "/metrics")
-        assert container["ports"] == [{"name": "metrics", "containerPort": 8012}]
-        assert container["args"] == ["worker", "points"]
+        assert container["ports"] == [{"name": "metrics", "containerPort": port}]
+        assert container["args"] == args
     else:
         assert (ready["path"], alive["path"]) == ("/readyz", "/healthz")
         assert container["ports"] == [{"name": "http", "containerPort": API_SERVICES[name]}]
         assert container["args"] == ["serve", name]
     assert {ready["port"], alive["port"]} == {container["ports"][0]["name"]}
+    # Prometheus finds every pod by its annotations, on the port the container serves its metrics on.
+    annotations = by_kind("Deployment")[name]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(container["ports"][0]["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def test_services_select_pods_and_name_their_ports():
@@ -236,8 +258,51 @@ def test_the_migration_runs_as_the_owner_and_the_services_as_the_application_rol
     job = by_kind("Job")["warmbee-migrate"]["spec"]["template"]["spec"]
     assert database_credentials(job) == {"WARMBEE_PG_OWNER_SERVER": "pg-owner-server"}
     deployments = by_kind("Deployment")
-    assert set(deployments) == {"events", "points", "redemption", "points-worker", "pages"}
+    assert set(deployments) == {*API_SERVICES, *WORKERS}
     # The pages service has no database: no credential at all.
     assert database_credentials(deployments.pop("pages")["spec"]["template"]["spec"]) == {}
     for name, deployment in deployments.items():
         assert database_credentials(deployment["spec"]["template"]["spec"]) == {"WARMBEE_PG_SERVER": "pg-server"}, name
+
+
+def secret_keys(spec: dict[str, Any]) -> dict[str, str]:
+    """The variables a pod gets from warmbee-secrets, each as the key it comes from."""
+    (container,) = spec["containers"]
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+        for e in container.get("env", [])
+        if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "warmbee-secrets"
+    }
+
+
+def test_the_notifications_api_and_worker_share_the_sealing_key_and_only_the_worker_reads_kafka():
+    deployments = by_kind("Deployment")
+    api = secret_keys(deployments["notifications"]["spec"]["template"]["spec"])
+    worker = secret_keys(deployments["notifications-worker"]["spec"]["template"]["spec"])
+    assert api["WARMBEE_NOTIFY_SECRET_KEY"] == worker["WARMBEE_NOTIFY_SECRET_KEY"] == "notify-secret-key"
+    assert not any(name.startswith("WARMBEE_KAFKA_") for name in api)
+    assert {"WARMBEE_KAFKA_SASL_USERNAME", "WARMBEE_KAFKA_SASL_PASSWORD"} <= set(worker)
+    # No other pod can read webhook secrets.
+    for name, deployment in deployments.items():
+        if not name.startswith("notifications"):
+            assert "WARMBEE_NOTIFY_SECRET_KEY" not in secret_keys(deployment["spec"]["template"]["spec"]), name
+    # The key is documented where the secrets are.
+    assert "notify-secret-key" in (K8S / "10-config.yaml").read_text()
+
+
+def test_the_notifications_worker_keeps_faust_data_on_the_writable_volume():
+    """faust makes a data directory at start, by default in the working directory (the image's /app, read-only
+    to the service user, on a read-only root filesystem): FAUST_DATADIR puts it under the /tmp emptyDir."""
+    worker = by_kind("Deployment")["notifications-worker"]
+    spec = worker["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    tmp = "/tmp"  # noqa: S108 - the pod's own emptyDir, not a shared temporary directory
+    assert env["FAUST_DATADIR"].startswith(f"{tmp}/")
+    assert {"name": mounts[tmp], "emptyDir": {}} in spec["volumes"]
+    assert worker["spec"]["replicas"] == 2
+    pdb = by_kind("PodDisruptionBudget")["notifications-worker"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+    partitions = int(by_kind("ConfigMap")["warmbee-topics"]["data"]["PARTITIONS"])
+    assert worker["spec"]["replicas"] <= partitions

@@ -7,6 +7,7 @@ import importlib
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,7 +29,13 @@ PANELS_AN_OPERATOR_OPENS_FIRST = {  # what the issue asks for, by a metric each 
     "points issued per category": {"warmbee_points_issued_total"},
     "points redeemed per partner kind": {"warmbee_points_redeemed_total"},
     "latency": {"warmbee_http_request_duration_seconds_bucket", "warmbee_scoring_delay_from_arrival_seconds_bucket"},
+    # issue 17: deliveries by kind and outcome, attempt latency, the oldest pending, failing subscriptions
+    "webhook deliveries": {"warmbee_webhook_deliveries_total"},
+    "webhook attempt latency": {"warmbee_webhook_attempt_duration_seconds_bucket"},
+    "oldest pending webhook delivery": {"warmbee_webhook_oldest_pending_age_seconds"},
+    "failing webhook subscriptions": {"warmbee_webhook_failing_subscriptions"},
 }
+WEBHOOK_METRICS = set().union(*(names for what, names in PANELS_AN_OPERATOR_OPENS_FIRST.items() if "webhook" in what))
 
 
 def datasource_uid() -> str:
@@ -50,12 +57,53 @@ def test_the_dashboard_is_a_grafana_dashboard_with_unique_panels_on_the_grid() -
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
         assert grid["h"] > 0, panel["title"]
-        assert panel["type"] in ("timeseries", "stat"), panel["title"]
+        assert panel["type"] in ("timeseries", "stat", "row"), panel["title"]
+
+
+def graphs() -> list[dict[str, Any]]:
+    """The panels that show something: every one but the rows, which only head a group of them."""
+    return [p for p in dashboard()["panels"] if p["type"] != "row"]
+
+
+def rows() -> dict[str, list[dict[str, Any]]]:
+    """Each row's title, with the panels below it up to the next row (an open row lists none itself)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    current: list[dict[str, Any]] | None = None
+    for panel in sorted(dashboard()["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])):
+        if panel["type"] == "row":
+            assert panel["collapsed"] is False, f"row {panel['title']!r}: keep it open"
+            assert panel["panels"] == [], f"row {panel['title']!r}: an open row lists no panels of its own"
+            assert (panel["gridPos"]["x"], panel["gridPos"]["w"], panel["gridPos"]["h"]) == (0, 24, 1)
+            current = found.setdefault(panel["title"], [])
+        elif current is not None:
+            current.append(panel)
+    return found
+
+
+def test_no_two_panels_overlap() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard()["panels"]:
+        g = panel["gridPos"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
+
+
+def test_the_webhooks_row_holds_the_notifications_panels() -> None:
+    webhooks = rows()["Webhooks"]
+    shown = set().union(*(metric_names(t["expr"]) for p in webhooks for t in p["targets"]))
+    assert shown >= WEBHOOK_METRICS
+    # and no webhook panel strays outside its row
+    for panel in graphs():
+        if panel not in webhooks:
+            named = set().union(*(metric_names(t["expr"]) for t in panel["targets"]))
+            assert not any(n.startswith("warmbee_webhook_") for n in named), panel["title"]
 
 
 def test_every_panel_has_a_promql_target_on_the_provisioned_prometheus() -> None:
     uid = datasource_uid()
-    for panel in dashboard()["panels"]:
+    for panel in graphs():
         assert panel["datasource"] == {"type": "prometheus", "uid": uid}, panel["title"]
         assert panel["targets"], f"panel {panel['title']!r} has no target"
         for target in panel["targets"]:
@@ -102,6 +150,7 @@ METRIC_MODULES = (
     "services.events.entrypoints.api",
     "services.points.metrics",
     "services.redemption.metrics",
+    "services.notifications.metrics",
 )
 SUFFIXES = {
     "counter": ("_total",),

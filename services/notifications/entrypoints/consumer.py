@@ -12,7 +12,9 @@ growing pause, and counted, so a lasting fault shows as consumer lag and an aler
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
@@ -47,6 +49,8 @@ def build_worker_app(settings: Settings) -> faust.App:
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
+        # faust writes a data directory even without tables: under /tmp, not the (read-only) working dir.
+        datadir=os.environ.get("FAUST_DATADIR") or os.path.join(tempfile.gettempdir(), "warmbee-faust"),
         topic_disable_leader=True,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",

@@ -245,11 +245,14 @@ def _print_access(settings: Settings, prometheus: str) -> None:
     redemption = f"http://{settings.host}:{settings.redemption_port}"
     partner = mint_token(settings, Role.PARTNER, "laowang-noodles")
     pages = f"http://{settings.host}:{settings.pages_port}"
+    notifications = f"http://{settings.host}:{settings.notifications_port}"
     typer.echo(f"""
   events service   {events}   (OpenAPI: {events}/docs)
   points API       {points}   (OpenAPI: {points}/docs)
   redemption       {redemption}   (OpenAPI: {redemption}/docs)
-  worker metrics   http://{settings.host}:{settings.worker_metrics_port}/metrics
+  notifications    {notifications}   (OpenAPI: {notifications}/docs)
+  worker metrics   http://{settings.host}:{settings.worker_metrics_port}/metrics (points), \
+http://{settings.host}:{settings.notifications_worker_metrics_port}/metrics (notifications)
   Prometheus       {prometheus}
   broker           {settings.kafka_bootstrap}   database {settings.database_url}
 

@@ -43,7 +43,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="warmbee" \
-      org.opencontainers.image.description="Points and rewards for delivery riders: events, points (API and worker), redemption, pages"
+      org.opencontainers.image.description="Points and rewards for delivery riders: events, points (API and worker), redemption, pages, notifications (API and worker)"
 
 RUN groupadd --system --gid 10001 warmbee \
  && useradd --system --uid 10001 --gid warmbee --no-create-home --home-dir /nonexistent \
@@ -61,7 +61,7 @@ ENV PATH="/app/.venv/bin:${PATH}" \
 USER 10001:10001
 
 # events, points API, redemption, pages, points worker metrics
-EXPOSE 8001 8002 8003 8004 8012
+EXPOSE 8001 8002 8003 8004 8005 8012 8015
 
 # /healthz of whichever service the command started (the worker: /metrics); see the script.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \

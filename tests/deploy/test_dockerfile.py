@@ -160,6 +160,8 @@ def _healthcheck_module() -> ModuleType:
         ),
         (["python", "warmbee", "serve", "pages"], {}, "http://127.0.0.1:8004/healthz"),
         (["python", "warmbee", "worker", "points"], {}, "http://127.0.0.1:8012/metrics"),
+        (["python", "warmbee", "serve", "notifications"], {}, "http://127.0.0.1:8005/healthz"),
+        (["python", "warmbee", "worker", "notifications"], {}, "http://127.0.0.1:8015/metrics"),
         (["python", "warmbee", "migrate"], {}, None),
         (["python", "warmbee", "migrate"], {"WARMBEE_HEALTHCHECK_URL": "http://x/healthz"}, "http://x/healthz"),
     ],

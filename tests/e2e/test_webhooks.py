@@ -234,3 +234,25 @@ async def test_a_receiver_that_was_down_gets_everything_once_it_is_back(
         return delivered if delivered == {e["id"] for e in events} and min(counts) >= 2 else None
 
     await eventually(all_back, 60, "every award delivered after the receiver refused each once")
+
+
+async def test_after_the_broker_restarts_deliveries_flow_again(stack: LocalStack, api: Api, receiver: Receiver) -> None:
+    """The local broker keeps nothing across a restart (Apache Kafka would keep the topic): the worker
+    rejoins its group on the new broker and the awards published from then on reach the webhook."""
+    name = await subscribe(api, receiver, Role.OPERATOR, "ops", ["points.awarded"])
+    stack.stop("broker")
+    await asyncio.sleep(2)
+    await stack.start_broker()
+
+    async def flows() -> bool | None:
+        rider = f"rider-{uuid.uuid4().hex[:10]}"
+        event = shift(rider, 1)
+        if (await api.publish(event)).status_code != 202:
+            return None
+        for _ in range(20):
+            if any(d.body["subject"] == rider and d.verified for d in receiver.of(name)):
+                return True
+            await asyncio.sleep(0.5)
+        return None
+
+    assert await eventually(flows, 180, "an award at the webhook after the broker restart")

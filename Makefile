@@ -87,6 +87,12 @@ fuzz: install
 bench: install
 	$(BIN)/python -m bench.throughput
 
+# Webhook deliveries per second through the notifications sender (claim, sign, POST, record) to a local
+# receiver, 10 subscriptions, with a same-run baseline of the bare signed POSTs; bench/results/webhooks.json.
+.PHONY: bench-webhooks
+bench-webhooks: install
+	$(BIN)/python -m bench.webhooks
+
 # Scale-out of the points worker: 1, 2 and 4 processes in one consumer group on a 16-partition topic,
 # 200,000 events each, then 4 again with one SIGKILLed half-way (exactly once, replay and reconcile
 # clean). Its own database and ports (3xxxx); figures in bench/results/scaleout.json. About 8 minutes.

@@ -44,6 +44,8 @@ SETTINGS = Settings(
     redemption_port=28003,
     worker_metrics_port=28012,
     pages_port=28004,
+    notifications_port=28005,
+    notifications_worker_metrics_port=28015,
 )
 
 

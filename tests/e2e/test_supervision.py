@@ -30,16 +30,18 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "test-artifacts" / "supervision" / "logs"
-# Offsets from the test port base that no other test uses (tests/conftest.py has 1-4, 12-14, 23-24, 90, 1092).
+# Offsets from the test port base that no other test uses (tests/conftest.py has 1-5, 12-16, 23-24, 90, 1092).
 PORTS = {
     "events_port": PORT_BASE + 41,
     "points_port": PORT_BASE + 42,
     "redemption_port": PORT_BASE + 43,
     "pages_port": PORT_BASE + 44,
     "worker_metrics_port": PORT_BASE + 52,
+    "notifications_port": PORT_BASE + 45,
+    "notifications_worker_metrics_port": PORT_BASE + 55,
     "prometheus_port": PORT_BASE + 91,
 }
-STARTUP_S = 120  # migrations, seed, broker and five services on a busy two-core machine
+STARTUP_S = 120  # migrations, seed, broker and seven services on a busy two-core machine
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.notifications.domain.deliveries import Outcome
+from services.notifications.domain.kinds import KINDS
 
 WEBHOOK_ATTEMPTS = Counter(
     "warmbee_webhook_attempts_total",
@@ -50,15 +51,6 @@ EVENT_TO_DELIVERY = Histogram(
     "From a delivery's recording (its event read from points-ledger) to its delivery, retries included",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0),
 )
-for _kind in (
-    "points.awarded",
-    "points.adjusted",
-    "points.lapsed",
-    "redemption.held",
-    "redemption.confirmed",
-    "redemption.cancelled",
-    "redemption.expired",
-    "event.dead_lettered",
-):
+for _kind in KINDS:
     for _end in ("delivered", "failed"):
         DELIVERIES.labels(_kind, _end)

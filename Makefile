@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint unit integration e2e demo bench clean help i18n i18n-reasons i18n-problems i18n-pages
+.PHONY: install run test lint unit integration e2e demo bench clean help i18n i18n-reasons i18n-problems i18n-pages i18n-notices
 
 help:
 	@echo "make run    - install and run everything locally (Ctrl-C stops it)"
@@ -63,13 +63,15 @@ define catalogue
 	$(BIN)/pybabel --quiet compile -D $(1) -d $(I18N)
 endef
 
-i18n: i18n-reasons i18n-problems i18n-pages
+i18n: i18n-reasons i18n-problems i18n-pages i18n-notices
 i18n-reasons: install
 	$(call catalogue,reasons,libs/i18n/reasons.py,$(BABEL_KEYWORDS))
 i18n-problems: install
 	$(call catalogue,problems,libs services,--no-default-keywords -k P_)
 i18n-pages: install
 	$(call catalogue,pages,-F libs/i18n/pages.cfg services/pages,$(BABEL_KEYWORDS))
+i18n-notices: install
+	$(call catalogue,notices,services/notifications/domain/notices.py,$(BABEL_KEYWORDS))
 
 # pytest exits 5 when it collects no test: that fails here like any other non-zero exit.
 test: lint

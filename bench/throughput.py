@@ -46,6 +46,7 @@ SETTINGS = Settings(
     pages_port=28004,
     notifications_port=28005,
     notifications_worker_metrics_port=28015,
+    notify_gateway_port=28016,
 )
 
 

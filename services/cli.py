@@ -25,7 +25,16 @@ if TYPE_CHECKING:
     from services.points.domain.rules import Rules
     from services.points.replay import ReplayReport, WhatIfReport
 
-SERVICES = ("events", "points-api", "points-worker", "redemption", "pages", "notifications", "notifications-worker")
+SERVICES = (
+    "events",
+    "points-api",
+    "points-worker",
+    "redemption",
+    "pages",
+    "notifications",
+    "notifications-worker",
+    "gateway",
+)
 
 app = typer.Typer(
     help="warmbee: points and rewards for delivery riders.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -148,12 +157,30 @@ def serve_notifications() -> None:
 
 @worker_app.command("notifications")
 def worker_notifications() -> None:
-    """The notifications worker (faust-streaming): points-ledger to signed webhook deliveries."""
+    """The notifications worker (faust-streaming): points-ledger to signed webhook deliveries and rider notices."""
     from services.notifications.entrypoints.consumer import run_worker
 
     settings = get_settings()
     configure_logging(settings.log_level, "notifications-worker")
     run_worker(settings)
+
+
+@app.command()
+def gateway() -> None:
+    """A local stand-in for the sub-district's SMS/WeChat gateway: prints the rider notices it receives."""
+    import uvicorn
+
+    from services.gateway import build_gateway
+
+    settings = get_settings()
+    configure_logging(settings.log_level, "gateway")
+    uvicorn.run(
+        build_gateway(settings.notify_gateway_secret),
+        host=settings.host,
+        port=settings.notify_gateway_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @worker_app.command("points")

@@ -4,7 +4,7 @@ Two languages: Chinese (``zh``, the programme's own) and English (``en``). ``Acc
 any ``zh`` tag (``zh``, ``zh-CN``, ``zh-Hans``, also ``zh-TW``: simplified Chinese is still Chinese to
 its reader) Chinese, anything else or no header English, so a client that never asked reads what it
 always read. The catalogues are gettext ``.mo`` files compiled by Babel from the ``.po`` files beside
-them (``make i18n``), one domain per reader: ``reasons``, ``problems``, ``pages``.
+them (``make i18n``), one domain per reader: ``reasons``, ``problems``, ``pages``, ``notices``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
 LOCALES: dict[Language, str] = {"zh": "zh_CN", "en": "en"}  # the catalogues' directories, Babel's locales
 TAGS: dict[Language, str] = {"zh": "zh-CN", "en": "en"}  # BCP 47, for Content-Language and <html lang>
-DOMAINS = ("reasons", "problems", "pages")
+DOMAINS = ("reasons", "problems", "pages", "notices")
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 
 

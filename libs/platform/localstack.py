@@ -65,6 +65,7 @@ def service_specs(settings: Settings) -> dict[str, ServiceSpec]:
         "points-worker": ServiceSpec(
             "points-worker", ("worker", "points"), f"{base}:{settings.worker_metrics_port}/metrics"
         ),
+        "gateway": ServiceSpec("gateway", ("gateway",), f"{base}:{settings.notify_gateway_port}/healthz"),
     }
 
 
@@ -180,6 +181,7 @@ class LocalStack:
             "WARMBEE_WORKER_METRICS_PORT": s.worker_metrics_port,
             "WARMBEE_NOTIFICATIONS_PORT": s.notifications_port,
             "WARMBEE_NOTIFICATIONS_WORKER_METRICS_PORT": s.notifications_worker_metrics_port,
+            "WARMBEE_NOTIFY_GATEWAY_PORT": s.notify_gateway_port,
         }
         for variable, port in ports.items():
             with socket.socket() as probe:

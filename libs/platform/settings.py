@@ -14,6 +14,8 @@ LOCAL_JWT_SECRET = "warmbee-local-development-secret-change-me"  # noqa: S105 - 
 # The key that seals webhook secrets at rest (a Fernet key); the notifications service refuses it in
 # production (services/notifications/sealing.py). The other services never read it.
 LOCAL_NOTIFY_SECRET_KEY = "d2FybWJlZS1sb2NhbC1ub3RpZnkta2V5LWNoYW5nZW0="  # noqa: S105
+# Signs rider notices to the local gateway (`warmbee gateway`); refused in production.
+LOCAL_NOTIFY_GATEWAY_SECRET = "whsec_d2FybWJlZS1sb2NhbC1ub3RpY2UtZ2F0ZXdheQ=="  # noqa: S105
 # Creates the roles and the database on a developer's machine and in tests; refused in production.
 LOCAL_PG_ADMIN_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -92,7 +94,15 @@ class Settings(BaseSettings):
     notifications_worker_metrics_port: int = 8015
     notifications_consumer_group: str = "warmbee-notifications"
     notify_secret_key: str = LOCAL_NOTIFY_SECRET_KEY  # Fernet key (32 bytes, url-safe base64)
-    notify_gateway_url: str | None = None  # the sub-district's SMS/WeChat gateway for rider notices
+    # Rider notices go to the sub-district's SMS/WeChat gateway, signed with its Standard Webhooks secret.
+    # Unset: the local gateway (`warmbee gateway`, notify_gateway_port) in env local and test; in
+    # production no notice is made until it is set.
+    notify_gateway_url: str | None = None
+    notify_gateway_secret: str = LOCAL_NOTIFY_GATEWAY_SECRET
+    notify_gateway_port: int = 8016
+    notice_award_window_s: float = Field(default=180.0, gt=0)  # a rider's awards within it make one notice
+    notice_expiry_warning_s: int = Field(default=3600, ge=60)  # a held code is warned of this long before it expires
+    notice_stale_after_s: int = Field(default=24 * 3600, ge=60)  # older events make no notice
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)  # a 2xx within this delivers
     webhook_in_flight_per_subscription: int = Field(default=4, ge=1, le=64)  # one slow receiver waits alone
     webhook_in_flight: int = Field(default=64, ge=1, le=1024)
@@ -135,6 +145,15 @@ class Settings(BaseSettings):
     def _refuse_local_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret == LOCAL_JWT_SECRET:
             raise ValueError("WARMBEE_JWT_SECRET must be set in production: the local secret is public")
+        if (
+            self.env == "production"
+            and self.notify_gateway_url
+            and self.notify_gateway_secret == LOCAL_NOTIFY_GATEWAY_SECRET
+        ):
+            raise ValueError(
+                "WARMBEE_NOTIFY_GATEWAY_SECRET must be set in production (the gateway's whsec_ secret): "
+                "the local one is public"
+            )
         return self
 
     @model_validator(mode="after")
@@ -186,6 +205,13 @@ class Settings(BaseSettings):
         if self.cors_origins is not None:
             return self.cors_origins
         return [f"http://{self.host}:{self.pages_port}", f"http://localhost:{self.pages_port}"]
+
+    @property
+    def gateway_url(self) -> str | None:
+        """Where rider notices go: the configured gateway, or outside production the local one."""
+        if self.notify_gateway_url:
+            return self.notify_gateway_url
+        return None if self.env == "production" else f"http://{self.host}:{self.notify_gateway_port}/notices"
 
     @property
     def database_url(self) -> str:

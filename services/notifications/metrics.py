@@ -8,6 +8,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.notifications.domain.deliveries import Outcome
 from services.notifications.domain.kinds import KINDS
+from services.notifications.domain.notices import NOTICE_KINDS
 
 WEBHOOK_ATTEMPTS = Counter(
     "warmbee_webhook_attempts_total",
@@ -54,3 +55,20 @@ EVENT_TO_DELIVERY = Histogram(
 for _kind in KINDS:
     for _end in ("delivered", "failed"):
         DELIVERIES.labels(_kind, _end)
+
+RIDER_NOTICES_MADE = Counter(
+    "warmbee_rider_notices_made_total",
+    "Rider notices made: awards summed over the window, redemptions confirmed or expired, codes about to expire",
+)
+RIDER_NOTICES = Counter(
+    "warmbee_rider_notices_total",
+    "Rider notices settled at the gateway, by kind and outcome: delivered, or failed after the whole retry period",
+    ["kind", "outcome"],
+)
+NOTICE_OLDEST_PENDING = Gauge(
+    "warmbee_rider_notice_oldest_pending_age_seconds",
+    "Age of the oldest rider notice the gateway has not yet taken (0 when none waits)",
+)
+for _kind in NOTICE_KINDS:
+    for _end in ("delivered", "failed"):
+        RIDER_NOTICES.labels(_kind, _end)

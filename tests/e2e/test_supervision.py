@@ -39,9 +39,10 @@ PORTS = {
     "worker_metrics_port": PORT_BASE + 52,
     "notifications_port": PORT_BASE + 45,
     "notifications_worker_metrics_port": PORT_BASE + 55,
+    "notify_gateway_port": PORT_BASE + 56,
     "prometheus_port": PORT_BASE + 91,
 }
-STARTUP_S = 120  # migrations, seed, broker and seven services on a busy two-core machine
+STARTUP_S = 120  # migrations, seed, broker and eight services on a busy two-core machine
 
 
 @dataclass

@@ -38,6 +38,7 @@ SOURCES: dict[str, tuple[list[str], dict[str, Any], list[tuple[str, str]]]] = {
         {**MARKERS, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)},
         [("**.py", "python"), ("**/templates/**.html", "jinja2")],
     ),
+    "notices": (["services/notifications/domain"], {"Nn_": (1, 2)}, [("notices.py", "python")]),
 }
 
 
@@ -63,7 +64,7 @@ def _ids(catalog: Catalog) -> set[tuple[str | None, str]]:
 def test_every_word_of_the_sources_is_in_both_catalogues_and_nothing_else(domain: str) -> None:
     """A word added to the code and not to the catalogues (or left behind there): run `make i18n`."""
     extracted = _extracted(domain)
-    assert len(extracted) > 10
+    assert len(extracted) >= 5
     for locale in LOCALES.values():
         assert _ids(_po(domain, locale)) == extracted, f"{locale}/{domain}.po is stale: run `make i18n-{domain}`"
 

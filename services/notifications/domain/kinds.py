@@ -52,6 +52,7 @@ class LedgerEvent:
     kind: str
     rider_id: str
     data: Mapping[str, Any]
+    time: str | None = None  # the CloudEvent's time (RFC 3339), as it came
 
     @property
     def source(self) -> str | None:
@@ -84,7 +85,8 @@ def ledger_event(cloud_event: Mapping[str, Any]) -> LedgerEvent | None:
     kind = _kind_of_type(type_)
     if kind is None or not isinstance(cloud_event.get("id"), str) or not isinstance(cloud_event.get("subject"), str):
         return None
-    return LedgerEvent(cloud_event["id"], kind, cloud_event["subject"], data)
+    time = cloud_event.get("time")
+    return LedgerEvent(cloud_event["id"], kind, cloud_event["subject"], data, time if isinstance(time, str) else None)
 
 
 def _kind_of_type(type_: str) -> str | None:

@@ -30,6 +30,7 @@ from libs.platform.metrics import LOOP_FAILURES
 from libs.platform.settings import Settings
 from services.notifications.addresses import policy_of, refusal
 from services.notifications.handlers import measure_backlog, record_deliveries, send_due
+from services.notifications.notices import make_due_notices, measure_notice_backlog, record_notices, send_due_notices
 from services.notifications.sender import Sender
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,8 @@ BATCH_WITHIN_S = 0.2  # the longest an event waits for its batch to fill
 SEND_STEP = 500  # deliveries claimed at a time (bounded again by the in-flight settings)
 RETRY_PAUSES_S = (0.5, 1, 2, 5, 10, 30)
 BACKLOG_EVERY_S = 5.0  # how often the age of the oldest pending delivery is measured
+NOTICES_EVERY_S = 1.0  # how often the awards' windows and the codes' warning times are looked at
+GATEWAY_IN_FLIGHT = 8  # notices posted to the gateway at once
 
 
 def build_worker_app(settings: Settings) -> faust.App:
@@ -79,7 +82,9 @@ def build_worker_app(settings: Settings) -> faust.App:
         taking = cast(faust.Stream[bytes], stream)
         async for batch in taking.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             events = cast(Sequence[EventT[bytes]], batch)  # it yields the events, whatever its annotation says
-            await _until_done("notifications_consumer", partial(record_deliveries, db, _values(events)))
+            values = _values(events)
+            await _until_done("notifications_consumer", partial(record_deliveries, db, values))
+            await _until_done("notifications_notices", partial(record_notices, db, settings, values))
             for event in events:
                 await stream.ack(event)
             yield None
@@ -107,6 +112,32 @@ def build_worker_app(settings: Settings) -> faust.App:
                 if sent == 0:
                     await asyncio.sleep(settings.webhook_sender_interval_s)
 
+    @app.timer(interval=NOTICES_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+    async def due_notices() -> None:
+        if ready.is_set():
+            await _once("notifications_due_notices", partial(make_due_notices, db, settings))
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
+    async def notice_sender() -> None:
+        await ready.wait()
+        # The gateway's address is the programme's own setting, not a subscriber's: no forgery guard.
+        async with Sender(
+            _trusted,
+            timeout_s=settings.webhook_timeout_s,
+            in_flight=GATEWAY_IN_FLIGHT,
+            in_flight_per_subscription=GATEWAY_IN_FLIGHT,
+        ) as gateway:
+            measured = 0.0
+            while True:
+                sent = await _until_done(
+                    "notifications_notice_sender", partial(send_due_notices, db, settings, gateway, SEND_STEP)
+                )
+                if time.monotonic() - measured > BACKLOG_EVERY_S:
+                    await _until_done("notifications_notice_backlog", partial(measure_notice_backlog, db))
+                    measured = time.monotonic()
+                if sent == 0:
+                    await asyncio.sleep(settings.webhook_sender_interval_s)
+
     async def close_database(_: Any, **__: Any) -> None:
         await db.close()
 
@@ -128,6 +159,21 @@ async def _until_done(loop: str, work: Any) -> Any:
             log.exception("notifications.retrying", loop=loop, attempt=attempt + 1, pause_s=pause)
             await asyncio.sleep(pause)
     raise AssertionError("unreachable")
+
+
+async def _once(loop: str, work: Any) -> None:
+    """``work()`` once; an error is logged and counted (the timer tries again on its next tick)."""
+    try:
+        await work()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        LOOP_FAILURES.labels(loop).inc()
+        log.exception("notifications.tick_failed", loop=loop)
+
+
+async def _trusted(url: str) -> str | None:
+    return None
 
 
 def _values(events: Sequence[EventT[bytes]]) -> list[bytes | None]:

@@ -226,6 +226,7 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     supervisor: asyncio.Task[None] | None = None
+    notices: asyncio.Task[None] | None = None
     try:
         typer.echo("starting PostgreSQL check, database, broker ...")
         await stack.start_infrastructure(prepare_database)
@@ -244,15 +245,41 @@ async def _run(settings: Settings, with_demo: bool, log_dir: Path) -> None:
             typer.echo("\ndemo:")
             for line in report.lines:
                 typer.echo(f"  {line}")
-        typer.echo("\nCtrl-C stops everything.")
+        typer.echo(
+            f"\nrider notices, as the local gateway receives them (awards are summed over "
+            f"{settings.notice_award_window_s:g} s first):"
+        )
+        notices = asyncio.create_task(_echo_notices(settings))
+        typer.echo("Ctrl-C stops everything.\n")
         await stopping.wait()
     finally:
         typer.echo("stopping ...")
-        if supervisor is not None:  # first, so nothing stopped below is started again
-            supervisor.cancel()
-            await asyncio.gather(supervisor, return_exceptions=True)
+        for task in (supervisor, notices):  # first, so nothing stopped below is started again
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(stack.stop_all)
         typer.echo("stopped.")
+
+
+async def _echo_notices(settings: Settings, every_s: float = 2.0) -> None:
+    """Print each notice the local gateway took, once, as it arrives (the gateway lists what it took)."""
+    import httpx
+
+    seen: set[str] = set()
+    url = f"http://{settings.host}:{settings.notify_gateway_port}/notices"
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            try:
+                taken = (await http.get(url)).json()
+            except (httpx.HTTPError, ValueError):
+                taken = []  # the gateway restarting: the supervisor says so
+            for notice in taken if isinstance(taken, list) else []:
+                if notice.get("id") not in seen:
+                    seen.add(notice.get("id"))
+                    typer.echo(f"  【通知】{notice.get('rider_id')} {notice.get('kind')}: {notice.get('text')}")
+                    typer.echo(f"         {notice.get('text_en')}")
+            await asyncio.sleep(every_s)
 
 
 async def _start_prometheus(stack: LocalStack) -> str:

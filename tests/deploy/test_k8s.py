@@ -27,6 +27,7 @@ SECRET_KEYS = {
         "kafka-sasl-username",
         "kafka-sasl-password",
         "notify-secret-key",
+        "notify-gateway-secret",
     },
     "warmbee-kafka-admin": {"client.properties"},
 }

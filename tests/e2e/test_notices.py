@@ -1,0 +1,93 @@
+"""Rider notices end to end: the real stack, its faust notifications worker and the local gateway
+(`warmbee gateway`, which takes a notice only when its Standard Webhooks signature checks). The e2e
+stack sums a rider's awards over 2 s (WARMBEE_NOTICE_AWARD_WINDOW_S in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from libs.platform.localstack import LocalStack
+from tests.conftest import SPARE_PORTS
+from tests.e2e.conftest import Api, eventually, shift
+from tests.e2e.test_redemption import catalogue_entry, confirm_code, grant, new_hold, ready, reserve
+
+pytestmark = pytest.mark.e2e
+SHORT_TTL_PORT = SPARE_PORTS[2]
+
+
+async def notices(api: Api, rider: str) -> list[dict[str, Any]]:
+    r = await api.http.get(
+        f"http://{api.settings.host}:{api.settings.notify_gateway_port}/notices", params={"rider_id": rider}
+    )
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+async def notice_of(api: Api, rider: str, kind: str) -> dict[str, Any]:
+    async def arrived() -> dict[str, Any] | None:
+        return next((n for n in await notices(api, rider) if n["kind"] == kind), None)
+
+    return await eventually(arrived, 30, f"a {kind} notice for {rider} at the gateway")
+
+
+async def test_a_riders_awards_reach_the_gateway_as_one_notice_of_their_sum(api: Api, rider: str) -> None:
+    shifts = [shift(rider, 2), shift(rider, 1)]  # 2 h and 1 h of volunteering: 20 and 10 points
+    r = await api.publish(shifts, batch=True)
+    assert r.status_code == 202, r.text
+    for event in shifts:
+        await api.wait_scored("volunteer-platform", event["id"])
+
+    notice = await notice_of(api, rider, "points.awarded")
+
+    assert notice["text"] == "您因志愿服务获得 30 积分。"
+    assert notice["text_en"] == "You earned 30 points for volunteer service."
+    assert notice["id"].startswith("points.awarded-entry-")  # named by its first award's ledger event
+    await asyncio.sleep(3)  # longer than the window: nothing more comes of these two
+    assert [n["kind"] for n in await notices(api, rider)] == ["points.awarded"]
+
+
+async def test_a_confirmed_redemption_is_told_to_the_rider(api: Api, rider: str) -> None:
+    partner_id, reward_id = await catalogue_entry(api, cost=30)
+    await grant(api, rider, 50)
+    redemption = await new_hold(api, rider, reward_id)
+    confirmed = await confirm_code(api, partner_id, redemption["code"])
+    assert confirmed.status_code == 200, confirmed.text
+
+    notice = await notice_of(api, rider, "redemption.confirmed")
+
+    assert notice["text"] == "您在老王面馆兑换的「午餐套餐」已确认，使用 30 积分。"
+    assert notice["text_en"] == "Your redemption of “午餐套餐” at 老王面馆 is confirmed: 30 points spent."
+    assert notice["id"] == f"redemption.confirmed-{redemption['redemption_id']}"
+
+
+async def test_a_code_about_to_expire_is_warned_of_and_its_expiry_told(stack: LocalStack, api: Api, rider: str) -> None:
+    _, reward_id = await catalogue_entry(api, cost=30)
+    await grant(api, rider, 50)
+    url = f"http://{api.settings.host}:{SHORT_TTL_PORT}"
+    stack.start_service(
+        "redemption",
+        {
+            "WARMBEE_REDEMPTION_PORT": str(SHORT_TTL_PORT),
+            "WARMBEE_REDEMPTION_HOLD_TTL_S": "10",  # shorter than the hour's warning: warned at once
+            "WARMBEE_REDEMPTION_EXPIRY_SWEEP_S": "0.5",
+        },
+        instance="redemption-notices",
+    )
+    try:
+        await eventually(lambda: ready(api, f"{url}/readyz"), 60, "the short-TTL redemption instance ready")
+        reserved = await reserve(api, rider, reward_id, url=url)
+        assert reserved.status_code == 201, reserved.text
+
+        expiring = await notice_of(api, rider, "redemption.expiring")
+        expired = await notice_of(api, rider, "redemption.expired")
+    finally:
+        await asyncio.to_thread(stack.stop, "redemption-notices")
+
+    assert expiring["text"].startswith("您在老王面馆兑换「午餐套餐」的兑换码将于 ")
+    assert expiring["text"].endswith(" 过期，请在此前使用；过期后 30 积分将退回。")
+    assert expiring["text_en"].startswith("Your code for “午餐套餐” at 老王面馆 expires at ")
+    assert expired["text"] == "您在老王面馆兑换「午餐套餐」的兑换码已过期，30 积分已退回您的账户。"
+    assert [n["kind"] for n in await notices(api, rider)] == ["redemption.expiring", "redemption.expired"]

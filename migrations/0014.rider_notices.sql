@@ -14,7 +14,9 @@ CREATE TABLE notice_award (
     notice_id        bigint,
     CONSTRAINT notice_award_points_positive CHECK (points > 0)
 );
-CREATE INDEX notice_award_gathering_idx ON notice_award (heard_at) WHERE notice_id IS NULL;
+-- The gatherer finds the oldest untold awards by the first index and a rider's untold ones by the second.
+CREATE INDEX notice_award_untold_idx ON notice_award (heard_at) WHERE notice_id IS NULL;
+CREATE INDEX notice_award_untold_by_rider_idx ON notice_award (rider_id) WHERE notice_id IS NULL;
 
 -- Holds with a code still open: a timer warns the rider once, an hour before the code expires.
 CREATE TABLE notice_hold (

@@ -307,6 +307,7 @@ def _print_access(settings: Settings, prometheus: str) -> None:
   notifications    {notifications}   (OpenAPI: {notifications}/docs)
   worker metrics   http://{settings.host}:{settings.worker_metrics_port}/metrics (points), \
 http://{settings.host}:{settings.notifications_worker_metrics_port}/metrics (notifications)
+  notice gateway   http://{settings.host}:{settings.notify_gateway_port}/notices   (stands in for the SMS/WeChat one)
   Prometheus       {prometheus}
   broker           {settings.kafka_bootstrap}   database {settings.database_url}
 

@@ -41,7 +41,11 @@ def read_events(values: Sequence[bytes | None]) -> list[tuple[LedgerEvent, str]]
 async def record_deliveries(db: Database, values: Sequence[bytes | None]) -> int:
     """One delivery row per (subscription, event) that the subscription may hear of, in one transaction:
     the caller acknowledges the messages only after it commits. The same messages again add nothing."""
-    events = read_events(values)
+    return await record_deliveries_of(db, read_events(values))
+
+
+async def record_deliveries_of(db: Database, events: Sequence[tuple[LedgerEvent, str]]) -> int:
+    """``record_deliveries`` of events already read."""
     if not events:
         return 0
 

@@ -100,11 +100,14 @@ class NoticeWriter:
         )
 
     async def awards_due(self, window: timedelta, riders: int) -> list[Award]:
-        """Every untold award of the riders (at most ``riders``) whose first untold one is ``window`` old."""
+        """Every untold award of up to ``riders`` riders whose first untold award is ``window`` old,
+        those waiting longest first. Bounded work however long the backlog: the oldest untold awards
+        (an index range, a few per rider) name the riders, then each rider's untold awards are read."""
         rows = await self._conn.fetch(
-            "WITH due AS (SELECT rider_id FROM notice_award WHERE notice_id IS NULL"
-            "              GROUP BY rider_id HAVING min(heard_at) <= now() - $1::interval"
-            "              ORDER BY min(heard_at) LIMIT $2)"
+            "WITH oldest AS (SELECT rider_id, heard_at FROM notice_award"
+            "                 WHERE notice_id IS NULL AND heard_at <= now() - $1::interval"
+            "                 ORDER BY heard_at LIMIT $2 * 4),"
+            " due AS (SELECT rider_id FROM oldest GROUP BY rider_id ORDER BY min(heard_at) LIMIT $2)"
             " SELECT a.event_id, a.rider_id, a.category, a.points FROM notice_award a JOIN due USING (rider_id)"
             "  WHERE a.notice_id IS NULL ORDER BY a.rider_id, a.heard_at, a.event_id",
             window,

@@ -14,6 +14,7 @@ import structlog
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.notifications import metrics
+from services.notifications.domain.kinds import LedgerEvent
 from services.notifications.domain.notices import (
     awards_notice,
     hear,
@@ -21,7 +22,6 @@ from services.notifications.domain.notices import (
     worth_warning,
 )
 from services.notifications.domain.retries import gives_up, next_pause_s
-from services.notifications.handlers import read_events
 from services.notifications.notice_store import NoticeWriter
 from services.notifications.sender import Sender
 
@@ -31,14 +31,14 @@ GATHER_RIDERS = 500  # riders whose awards one step sums
 WARN_HOLDS = 500  # warnings one step makes
 
 
-async def record_notices(db: Database, settings: Settings, values: Sequence[bytes | None]) -> int:
+async def record_notices(db: Database, settings: Settings, events: Sequence[LedgerEvent]) -> int:
     """What a batch of points-ledger events means for the riders' notices, in one transaction: awards to
     sum, holds to warn of, redemptions confirmed or expired told at once. The caller acknowledges the
     batch after it commits; the same batch again adds nothing. How many notices it added."""
     if settings.gateway_url is None:
         return 0
     now = datetime.now(UTC)
-    heard = hear((event for event, _ in read_events(values)), now, timedelta(seconds=settings.notice_stale_after_s))
+    heard = hear(events, now, timedelta(seconds=settings.notice_stale_after_s))
     if not (heard.awards or heard.holds or heard.ended):
         return 0
 

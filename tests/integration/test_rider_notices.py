@@ -20,6 +20,7 @@ import pytest
 
 from libs.platform.db import Database
 from libs.platform.settings import Settings
+from services.notifications.handlers import read_events
 from services.notifications.notices import make_due_notices, record_notices, send_due_notices
 from services.notifications.sender import Sender
 from services.redemption.handlers import confirm, state_message
@@ -42,6 +43,11 @@ def award(rider: str, points: int, category: str = "volunteer_service", at: date
             "data": {"entry_id": entry, "kind": "award", "amount": points, "category": category},
         }
     )
+
+
+async def heard(db: Database, settings: Settings, batch: list[bytes]) -> int:
+    """A batch of points-ledger messages as the worker's agent hears it."""
+    return await record_notices(db, settings, [event for event, _ in read_events(batch)])
 
 
 def at_once(settings: Settings, **changes: Any) -> Settings:
@@ -70,8 +76,8 @@ async def test_a_riders_awards_within_the_window_make_one_notice_of_their_sum(
 ) -> None:
     batch = [award(rider, 30), award(rider, 10, "safe_riding"), award(rider, 5)]
     waiting = at_once(settings, notice_award_window_s=3600.0)
-    await record_notices(db, waiting, batch)
-    await record_notices(db, waiting, batch)  # the batch read again after a crash before its acknowledgement
+    await heard(db, waiting, batch)
+    await heard(db, waiting, batch)  # the batch read again after a crash before its acknowledgement
     await make_due_notices(db, waiting)
     assert await notices_of(db, rider) == []  # the window has not passed
 
@@ -84,14 +90,14 @@ async def test_a_riders_awards_within_the_window_make_one_notice_of_their_sum(
     assert notice["body"]["text_en"] == "You earned 45 points: volunteer service 35, safe riding 10."
     assert notice["status"] == "pending"
 
-    await record_notices(db, at_once(settings), [award(rider, 7)])
+    await heard(db, at_once(settings), [award(rider, 7)])
     await make_due_notices(db, at_once(settings))
     assert [n["body"]["text"] for n in await notices_of(db, rider)][1] == "您因志愿服务获得 7 积分。"
 
 
 async def test_two_gatherers_at_once_tell_of_each_award_once(db: Database, settings: Settings) -> None:
     riders = [f"rider-{uuid.uuid4().hex[:10]}" for _ in range(20)]
-    await record_notices(db, settings, [award(r, p) for r in riders for p in (3, 4)])
+    await heard(db, settings, [award(r, p) for r in riders for p in (3, 4)])
 
     await asyncio.gather(*(make_due_notices(db, at_once(settings)) for _ in range(4)))
     await make_due_notices(db, at_once(settings))  # whoever lost the race left the rest for the next step
@@ -101,7 +107,7 @@ async def test_two_gatherers_at_once_tell_of_each_award_once(db: Database, setti
 
 
 async def test_an_old_award_heard_late_makes_no_notice(db: Database, settings: Settings, rider: str) -> None:
-    await record_notices(db, settings, [award(rider, 30, at=datetime.now(UTC) - timedelta(days=3))])
+    await heard(db, settings, [award(rider, 30, at=datetime.now(UTC) - timedelta(days=3))])
     await make_due_notices(db, at_once(settings))
     assert await notices_of(db, rider) == []
 
@@ -114,17 +120,17 @@ async def test_a_confirmed_code_is_told_at_once_and_a_held_one_warned_of_once(
     first = await hold(db, settings, rider, reward)  # each expires in 24 h
     second = await hold(db, settings, rider, reward)
     held = [state_message(settings, first).value, state_message(settings, second).value]
-    await record_notices(db, at_once(settings), held)
+    await heard(db, at_once(settings), held)
     await make_due_notices(db, at_once(settings))
     assert await notices_of(db, rider) == []  # warned of an hour before they expire: not yet
     warn_soon = at_once(settings, notice_expiry_warning_s=2 * 24 * 3600)  # a warning time already past
-    await record_notices(db, warn_soon, held)  # heard again: each timer stays as it was first set
+    await heard(db, warn_soon, held)  # heard again: each timer stays as it was first set
     await make_due_notices(db, warn_soon)
     assert await notices_of(db, rider) == []
 
     await confirm(db, settings, reward.partner_id, first.code)
     confirmed = await redemption(db, first.redemption_id)
-    await record_notices(db, warn_soon, [state_message(settings, confirmed).value] * 2)
+    await heard(db, warn_soon, [state_message(settings, confirmed).value] * 2)
     (told,) = await notices_of(db, rider)
     assert told["notice_key"] == f"redemption.confirmed-{first.redemption_id}"
     assert told["body"]["text"] == "您在老王面馆兑换的「午餐套餐」已确认，使用 30 积分。"
@@ -137,7 +143,7 @@ async def test_a_held_code_is_warned_of_once_when_its_warning_time_comes(
     await fund(db, settings, rider, 100)
     held = await hold(db, settings, rider, reward)
     warn_soon = at_once(settings, notice_expiry_warning_s=2 * 24 * 3600)  # its warning time has come
-    await record_notices(db, warn_soon, [state_message(settings, held).value])
+    await heard(db, warn_soon, [state_message(settings, held).value])
 
     await asyncio.gather(make_due_notices(db, warn_soon), make_due_notices(db, warn_soon))
     await make_due_notices(db, warn_soon)
@@ -154,9 +160,7 @@ async def test_a_code_confirmed_before_its_warning_time_is_never_warned_of(
     reward = await catalogue_entry(db, cost=30)
     await fund(db, settings, rider, 100)
     held = await hold(db, settings, rider, reward)
-    await record_notices(
-        db, at_once(settings, notice_expiry_warning_s=2 * 24 * 3600), [state_message(settings, held).value]
-    )
+    await heard(db, at_once(settings, notice_expiry_warning_s=2 * 24 * 3600), [state_message(settings, held).value])
     await confirm(db, settings, reward.partner_id, held.code)  # its event not heard yet
 
     await make_due_notices(db, at_once(settings, notice_expiry_warning_s=2 * 24 * 3600))
@@ -194,7 +198,7 @@ def gateway(settings: Settings) -> Iterator[str]:
 async def test_notices_reach_the_gateway_signed_and_are_delivered_once(
     db: Database, settings: Settings, rider: str, gateway: str
 ) -> None:
-    await record_notices(db, settings, [award(rider, 12)])
+    await heard(db, settings, [award(rider, 12)])
     await make_due_notices(db, at_once(settings))
     async with Sender(lambda url: _none(), timeout_s=5) as sender:
         while await send_due_notices(db, at_once(settings), sender, 100):
@@ -210,7 +214,7 @@ async def test_notices_reach_the_gateway_signed_and_are_delivered_once(
 async def test_a_gateway_that_refuses_the_signature_gets_the_notice_again_later(
     db: Database, settings: Settings, rider: str, gateway: str
 ) -> None:
-    await record_notices(db, settings, [award(rider, 12)])
+    await heard(db, settings, [award(rider, 12)])
     await make_due_notices(db, at_once(settings))
     wrong = at_once(settings, notify_gateway_secret="whsec_" + "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==")
     async with Sender(lambda url: _none(), timeout_s=5) as sender:

@@ -29,8 +29,14 @@ from libs.platform.db import Database
 from libs.platform.metrics import LOOP_FAILURES
 from libs.platform.settings import Settings
 from services.notifications.addresses import policy_of, refusal
-from services.notifications.handlers import measure_backlog, record_deliveries, send_due
-from services.notifications.notices import make_due_notices, measure_notice_backlog, record_notices, send_due_notices
+from services.notifications.handlers import measure_backlog, read_events, record_deliveries_of, send_due
+from services.notifications.notices import (
+    GATHER_RIDERS,
+    make_due_notices,
+    measure_notice_backlog,
+    record_notices,
+    send_due_notices,
+)
 from services.notifications.sender import Sender
 
 log = structlog.get_logger(__name__)
@@ -42,6 +48,7 @@ RETRY_PAUSES_S = (0.5, 1, 2, 5, 10, 30)
 BACKLOG_EVERY_S = 5.0  # how often the age of the oldest pending delivery is measured
 NOTICES_EVERY_S = 1.0  # how often the awards' windows and the codes' warning times are looked at
 GATEWAY_IN_FLIGHT = 8  # notices posted to the gateway at once
+NOTICE_PAGES_PER_TICK = 10
 
 
 def build_worker_app(settings: Settings) -> faust.App:
@@ -82,9 +89,9 @@ def build_worker_app(settings: Settings) -> faust.App:
         taking = cast(faust.Stream[bytes], stream)
         async for batch in taking.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             events = cast(Sequence[EventT[bytes]], batch)  # it yields the events, whatever its annotation says
-            values = _values(events)
-            await _until_done("notifications_consumer", partial(record_deliveries, db, values))
-            await _until_done("notifications_notices", partial(record_notices, db, settings, values))
+            read = read_events(_values(events))
+            await _until_done("notifications_consumer", partial(record_deliveries_of, db, read))
+            await _until_done("notifications_notices", partial(record_notices, db, settings, [e for e, _ in read]))
             for event in events:
                 await stream.ack(event)
             yield None
@@ -114,8 +121,11 @@ def build_worker_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=NOTICES_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def due_notices() -> None:
-        if ready.is_set():
-            await _once("notifications_due_notices", partial(make_due_notices, db, settings))
+        # A full page (a backlog: the worker was away) goes on at once, for at most a few pages a tick.
+        for _ in range(NOTICE_PAGES_PER_TICK if ready.is_set() else 0):
+            made = await _once("notifications_due_notices", partial(make_due_notices, db, settings))
+            if made < GATHER_RIDERS:
+                break
 
     @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
     async def notice_sender() -> None:
@@ -161,15 +171,17 @@ async def _until_done(loop: str, work: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-async def _once(loop: str, work: Any) -> None:
-    """``work()`` once; an error is logged and counted (the timer tries again on its next tick)."""
+async def _once(loop: str, work: Any) -> int:
+    """``work()`` once, and what it returned; an error is logged and counted (0: the timer tries again
+    on its next tick)."""
     try:
-        await work()
+        return int(await work())
     except asyncio.CancelledError:
         raise
     except Exception:
         LOOP_FAILURES.labels(loop).inc()
         log.exception("notifications.tick_failed", loop=loop)
+        return 0
 
 
 async def _trusted(url: str) -> str | None:

@@ -3,6 +3,7 @@ their ledger entries, counters, dead letters and outbox rows of one Kafka batch 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -173,7 +174,10 @@ class Scorer:
 
     async def _keep_dead_letters(self, conn: Connection, letters: Sequence[DeadLetterInput]) -> list[DeadLetterInput]:
         stored = await ActivityStore(conn).add_dead_letters(letters)
-        await OutboxStore(conn).add([self._dlq_message(d) for d in stored])
+        now = datetime.now(UTC)
+        await OutboxStore(conn).add(
+            [m for d in stored for m in (self._dlq_message(d), self._dead_lettered_message(d, now))]
+        )
         return stored
 
     async def score_events(
@@ -222,6 +226,35 @@ class Scorer:
             await OutboxStore(conn).add(
                 [entries_reference(self._settings.topic_points_ledger, list(appended.recorded.values()))]
             )
+
+    def _dead_lettered_message(self, d: DeadLetterInput, at: datetime) -> OutboxMessage:
+        """What became of the event, on ``points-ledger`` for webhooks (``event.dead_lettered``): its source
+        and id where they could be read, and why it was set aside; never the payload (the dead letter
+        keeps it). The id is the dead letter's identity, so a redelivery, kept once, says it once."""
+        position = "http" if d.topic is None else f"{d.topic}/{d.partition}/{d.offset}"
+        identity = hashlib.sha256(f"{position}\0{d.source}\0{d.event_id}\0".encode() + (d.value or b"")).hexdigest()
+        body = {
+            "specversion": "1.0",
+            "id": f"dead-letter-{identity[:32]}",
+            "source": "warmbee/points",
+            "type": "event.dead_lettered",
+            "subject": d.event_id or "unknown",
+            "time": at,
+            "datacontenttype": "application/json",
+            "data": {
+                "source": d.source,
+                "event_id": d.event_id,
+                "reason": d.reason,
+                "reason_code": "event.dead_lettered",
+                "reason_params": {"error": d.reason},
+                "received_via": "http" if d.topic is None else "kafka",
+                "topic": d.topic,
+                "partition": d.partition,
+                "offset": d.offset,
+            },
+        }
+        key = f"{d.source or ''}/{d.event_id or ''}".encode()
+        return OutboxMessage(self._settings.topic_points_ledger, key, orjson.dumps(body))
 
     def _dlq_message(self, d: DeadLetterInput) -> OutboxMessage:
         value = d.value or b""

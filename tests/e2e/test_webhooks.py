@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,7 +26,7 @@ from starlette.routing import Route
 from libs.platform.auth import Role
 from libs.platform.localstack import LocalStack
 from tests.conftest import SPARE_PORTS
-from tests.e2e.conftest import Api, eventually, shift
+from tests.e2e.conftest import Api, eventually, shift, to_kafka
 from tests.e2e.test_redemption import catalogue_entry, confirm_code, grant, new_hold
 
 pytestmark = pytest.mark.e2e
@@ -149,6 +150,23 @@ async def test_a_source_hears_only_of_its_own_events(api: Api, receiver: Receive
 
     await eventually(arrived, 30, "the volunteer platform's award at its webhook")
     assert not [d for d in receiver.of(grid) if d.body["subject"] == rider]
+
+
+async def test_a_source_hears_of_its_event_that_was_dead_lettered(
+    api: Api, receiver: Receiver, kafka: AIOKafkaProducer, rider: str
+) -> None:
+    name = await subscribe(api, receiver, Role.SOURCE, "volunteer-platform", ["event.dead_lettered"])
+    bad = shift(rider, -1)  # refused over HTTP; over Kafka it is dead-lettered
+    await to_kafka(kafka, api.settings, orjson.dumps(bad), rider)
+
+    async def arrived() -> Delivery | None:
+        return next((d for d in receiver.of(name) if d.body["data"]["event_id"] == bad["id"]), None)
+
+    delivery = await eventually(arrived, 30, "the dead letter at the source's webhook")
+    assert delivery.verified
+    assert delivery.body["type"] == "event.dead_lettered"
+    assert delivery.body["data"]["reason"].startswith("data.hours: must be greater than 0, got -1")
+    assert delivery.body["data"]["source"] == "volunteer-platform"
 
 
 async def test_a_rider_cannot_subscribe(api: Api, receiver: Receiver, rider: str) -> None:

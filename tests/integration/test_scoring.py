@@ -268,6 +268,35 @@ async def test_a_redelivered_invalid_batch_adds_no_dead_letters(db: Database, sc
     assert len(await outbox(db, "activity-events-dlq", rider)) == 6
 
 
+async def test_each_dead_letter_is_told_once_on_points_ledger_for_webhooks_without_its_payload(
+    db: Database, scorer: Scorer, rider: str
+) -> None:
+    invalid = invalid_messages(rider)
+    await score(db, scorer, *invalid.values())
+    await score(db, scorer, *invalid.values())  # redelivered: kept once, told once
+
+    negative = invalid["data.hours: must be greater than 0, got -1"]
+    event_id = orjson.loads(negative.value or b"")["id"]
+    (told,) = await outbox(db, "points-ledger", f"{SOURCE}/{event_id}")
+    event = orjson.loads(told["value"])
+    assert (event["type"], event["subject"], event["source"]) == ("event.dead_lettered", event_id, "warmbee/points")
+    assert event["data"]["source"] == SOURCE
+    assert event["data"]["reason"].startswith("data.hours: must be greater than 0, got -1")
+    assert (event["data"]["received_via"], event["data"]["offset"]) == ("kafka", negative.offset)
+    assert "payload" not in event["data"]
+    unreadable = await outbox(db, "points-ledger", "/")  # no source or id could be read from these
+    assert (
+        len(
+            [
+                r
+                for r in unreadable
+                if orjson.loads(r["value"])["data"]["offset"] in {m.offset for m in invalid.values()}
+            ]
+        )
+        == 3
+    )
+
+
 async def test_an_event_id_reused_for_other_content_is_dead_lettered_and_the_first_score_stands(
     db: Database, scorer: Scorer, rider: str
 ) -> None:

@@ -138,10 +138,14 @@ def build_worker_app(settings: Settings) -> faust.App:
             in_flight_per_subscription=GATEWAY_IN_FLIGHT,
         ) as gateway:
             measured = 0.0
+            step = max(1, min(SEND_STEP, int(settings.notice_rate_per_s)))  # about a second's worth
             while True:
+                started = time.monotonic()
                 sent = await _until_done(
-                    "notifications_notice_sender", partial(send_due_notices, db, settings, gateway, SEND_STEP)
+                    "notifications_notice_sender", partial(send_due_notices, db, settings, gateway, step)
                 )
+                # The gateway's rate (SMS gateways have one): a backlog drains at it, never faster.
+                await asyncio.sleep(max(0.0, sent / settings.notice_rate_per_s - (time.monotonic() - started)))
                 if time.monotonic() - measured > BACKLOG_EVERY_S:
                     await _until_done("notifications_notice_backlog", partial(measure_notice_backlog, db))
                     measured = time.monotonic()

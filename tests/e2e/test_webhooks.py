@@ -7,6 +7,7 @@ n deliveries of each event, then 200."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from libs.platform.auth import Role
 from libs.platform.localstack import LocalStack
 from tests.conftest import SPARE_PORTS
 from tests.e2e.conftest import Api, eventually, shift, to_kafka
+from tests.e2e.test_notices import notices
 from tests.e2e.test_redemption import catalogue_entry, confirm_code, grant, new_hold
 
 pytestmark = pytest.mark.e2e
@@ -178,7 +180,7 @@ async def test_a_rider_cannot_subscribe(api: Api, receiver: Receiver, rider: str
     assert r.status_code == 403
 
 
-async def test_the_notifications_worker_killed_mid_stream_loses_nothing(
+async def test_the_notifications_worker_killed_mid_stream_loses_nothing_nor_tells_twice(
     stack: LocalStack, api: Api, receiver: Receiver, rider: str
 ) -> None:
     name = await subscribe(api, receiver, Role.OPERATOR, "ops", ["points.awarded"])
@@ -196,6 +198,13 @@ async def test_the_notifications_worker_killed_mid_stream_loses_nothing(
         return got if got >= {e["id"] for e in events} else None
 
     await eventually(all_arrived, 90, "every award at the receiver after the kill")
+
+    async def told() -> int | None:  # and the rider is told of each point once: 20 shifts of 10
+        texts = [n["text_en"] for n in await notices(api, rider) if n["kind"] == "points.awarded"]
+        total = sum(int(m[1]) for t in texts if (m := re.match(r"You earned (\d+) point", t)))
+        return total if total >= 200 else None
+
+    assert await eventually(told, 60, "the rider's notices of all 200 points") == 200
     deliveries = await api.http.get(
         f"http://{api.settings.host}:{api.settings.notifications_port}/v1/webhooks", headers=api.token_for_operator()
     )

@@ -191,6 +191,20 @@ class LedgerStore:
                 raise IdempotencyConflict(tx.idempotency_key)
         return {key: tx_id for key, (_, tx_id) in stored.items()}
 
+    async def balances(self, prefix: str, after: str | None, limit: int) -> list[Balance]:
+        """Riders whose id starts with ``prefix``, by id, after ``after``: their balances."""
+        rows = await self._conn.fetch(
+            "SELECT rider_id, available, held, earned_total, redeemed_total, updated_at FROM rider_balance"
+            " WHERE starts_with(rider_id, $1) AND ($2::text IS NULL OR rider_id > $2) ORDER BY rider_id LIMIT $3",
+            prefix,
+            after,
+            limit,
+        )
+        return [
+            Balance(r["rider_id"], r["available"], r["held"], r["earned_total"], r["redeemed_total"], r["updated_at"])
+            for r in rows
+        ]
+
     async def balance(self, rider_id: str, *, for_update: bool = False) -> Balance:
         lock = " FOR UPDATE" if for_update else ""
         row = await self._conn.fetchrow(

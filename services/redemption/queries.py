@@ -27,17 +27,29 @@ class RedemptionQueries:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def catalogue(self, month: str) -> list[dict[str, Any]]:
-        """The active rewards with their partner, and the stock left in ``month``."""
+    async def catalogue(self, month: str, include_inactive: bool = False) -> list[dict[str, Any]]:
+        """The active rewards (and the inactive ones, for operators) with their partner, and the stock
+        left in ``month``."""
         rows = await self._conn.fetch(
             "SELECT r.reward_id, r.partner_id, p.name AS partner_name, p.kind, r.title, r.cost, r.stock_per_month,"
             "       CASE WHEN r.stock_per_month IS NULL THEN NULL"
             "            ELSE greatest(r.stock_per_month - coalesce(u.used, 0), 0) END AS stock_left,"
-            "       r.per_rider_monthly_limit"
+            "       r.per_rider_monthly_limit, r.active"
             "  FROM reward r JOIN partner p USING (partner_id)"
             "  LEFT JOIN reward_usage u ON u.reward_id = r.reward_id AND u.month = $1 AND u.rider_id = ''"
-            " WHERE r.active ORDER BY p.kind, r.cost, r.reward_id",
+            " WHERE r.active OR $2 ORDER BY p.kind, r.cost, r.reward_id",
             month,
+            include_inactive,
+        )
+        return [dict(r) for r in rows]
+
+    async def partners(self) -> list[dict[str, Any]]:
+        """Every partner, by kind and name, with how many rewards it has and how many are active."""
+        rows = await self._conn.fetch(
+            "SELECT p.partner_id, p.name, p.kind, p.created_at,"
+            "       count(r.reward_id) AS rewards, count(r.reward_id) FILTER (WHERE r.active) AS active_rewards"
+            "  FROM partner p LEFT JOIN reward r USING (partner_id)"
+            " GROUP BY p.partner_id ORDER BY p.kind, p.name, p.partner_id"
         )
         return [dict(r) for r in rows]
 

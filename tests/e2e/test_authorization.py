@@ -188,6 +188,18 @@ async def settlement(w: World, h: dict[str, str]) -> int:
     return (await w.api.http.get(f"{w.api.redemption_url}/v1/partner/settlement?month=2024-05", headers=h)).status_code
 
 
+async def riders(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.points_url}/v1/riders?prefix=rider-", headers=h)).status_code
+
+
+async def partners(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.redemption_url}/v1/partners", headers=h)).status_code
+
+
+async def whole_catalogue(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.redemption_url}/v1/rewards?include_inactive=true", headers=h)).status_code
+
+
 MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "POST /v1/events": (publish, _expect({"source": 202})),
     "GET /v1/dead-letters": (dead_letters, _expect({"operator": 200})),
@@ -207,6 +219,9 @@ MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "GET /v1/partner/codes/{code}": (look_up_code, _expect({"partner": 200, "other-partner": 404})),
     "GET /v1/partner/redemptions": (partner_redemptions, _expect({"partner": 200, "other-partner": 200})),
     "GET /v1/partner/settlement": (settlement, _expect({"partner": 200, "other-partner": 200, "operator": 422})),
+    "GET /v1/riders": (riders, _expect({"operator": 200})),
+    "GET /v1/partners": (partners, _expect({"operator": 200})),
+    "GET /v1/rewards?include_inactive=true": (whole_catalogue, _expect({"operator": 200})),
 }
 
 

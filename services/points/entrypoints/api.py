@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from libs.activity.model import MAX_ID_CHARS, printable
@@ -17,7 +17,7 @@ from libs.i18n.language import LANGUAGES, Language
 from libs.i18n.problems import P_, says
 from libs.i18n.reasons import CODES, VOCABULARIES, ReasonCode, term
 from libs.ledger.model import RIDER_ID_PATTERN
-from libs.ledger.store import Entry, LedgerStore
+from libs.ledger.store import Balance, Entry, LedgerStore
 from libs.platform.auth import Principal, Role
 from libs.platform.errors import DomainError
 from libs.platform.fields import JsonInt, Text, Words
@@ -151,6 +151,40 @@ class RulesBody(BaseModel):
     categories: dict[str, Any]
 
 
+class RiderPage(BaseModel):
+    items: list[BalanceBody]
+    next_cursor: str | None = Field(description="the last rider id of this page, when there may be more")
+
+
+RIDER_PREFIX = r"^[A-Za-z0-9_.:\-]{0,64}$"
+
+
+@router.get(
+    "/v1/riders",
+    response_model=RiderPage,
+    tags=["riders"],
+    summary="Riders whose id starts with a prefix, by id, with their balances (operator)",
+    responses=problem_responses(401, 403, 422),
+)
+async def riders(
+    db: Db,
+    caller: Caller,
+    prefix: Annotated[str, Query(pattern=RIDER_PREFIX, description="the start of a rider id; empty: every rider")] = "",
+    limit: PageLimit = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=RIDER_ID_PATTERN.pattern, description="the next_cursor of the previous page")
+    ] = None,
+) -> RiderPage:
+    require(caller, Role.OPERATOR)
+    async with db.read() as conn:
+        rows = await LedgerStore(conn).balances(prefix, cursor, limit)
+    now = datetime.now(UTC)
+    return RiderPage(
+        items=[_balance_body(b, now) for b in rows],
+        next_cursor=rows[-1].rider_id if len(rows) == limit else None,
+    )
+
+
 @router.get(
     "/v1/riders/{rider_id}/balance",
     response_model=BalanceBody,
@@ -162,13 +196,17 @@ async def balance(rider_id: RiderId, db: Db, caller: Caller) -> BalanceBody:
     _may_read_rider(caller, rider_id)
     async with db.read() as conn:
         b = await LedgerStore(conn).balance(rider_id)
+    return _balance_body(b, datetime.now(UTC))
+
+
+def _balance_body(b: Balance, now: datetime) -> BalanceBody:
     return BalanceBody(
         rider_id=b.rider_id,
         available=b.available,
         held=b.held,
         earned_total=b.earned_total,
         redeemed_total=b.redeemed_total,
-        as_of=b.as_of or datetime.now(UTC),
+        as_of=b.as_of or now,
     )
 
 

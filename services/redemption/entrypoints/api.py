@@ -70,10 +70,25 @@ class CatalogueItem(BaseModel):
     stock_per_month: int | None
     stock_left: int | None
     per_rider_monthly_limit: int | None
+    active: bool = True
 
 
 class Catalogue(BaseModel):
     items: list[CatalogueItem]
+    next_cursor: str | None = None
+
+
+class PartnerListItem(BaseModel):
+    partner_id: str
+    name: str
+    kind: str
+    created_at: datetime
+    rewards: int = Field(description="rewards of this partner, active or not")
+    active_rewards: int
+
+
+class PartnerList(BaseModel):
+    items: list[PartnerListItem]
     next_cursor: str | None = None
 
 
@@ -223,13 +238,35 @@ async def update_reward(
     "/v1/rewards",
     response_model=Catalogue,
     tags=["catalogue"],
-    summary="The active catalogue, with this month's stock left",
-    responses=problem_responses(401),
+    summary="The active catalogue, with this month's stock left (operators: the inactive rewards too)",
+    responses=problem_responses(401, 403, 422),
 )
-async def catalogue(db: Db, caller: Caller) -> Catalogue:
+async def catalogue(
+    db: Db,
+    caller: Caller,
+    include_inactive: Annotated[
+        bool, Query(description="operators only: the inactive rewards too (each says `active`)")
+    ] = False,
+) -> Catalogue:
+    if include_inactive:
+        require(caller, Role.OPERATOR)
     async with db.read() as conn:
-        rows = await RedemptionQueries(conn).catalogue(month_of(datetime.now(UTC)))
+        rows = await RedemptionQueries(conn).catalogue(month_of(datetime.now(UTC)), include_inactive)
     return Catalogue(items=[CatalogueItem(**r) for r in rows])
+
+
+@router.get(
+    "/v1/partners",
+    response_model=PartnerList,
+    tags=["catalogue"],
+    summary="Every partner, with its rewards counted (operator)",
+    responses=problem_responses(401, 403),
+)
+async def partners(db: Db, caller: Caller) -> PartnerList:
+    require(caller, Role.OPERATOR)
+    async with db.read() as conn:
+        rows = await RedemptionQueries(conn).partners()
+    return PartnerList(items=[PartnerListItem(**r) for r in rows])
 
 
 @router.post(

@@ -44,7 +44,7 @@ async def test_riders_are_found_by_the_start_of_their_id_a_page_at_a_time(api: A
     ],
 )
 async def test_a_bad_prefix_cursor_or_limit_is_refused_naming_it(
-    api: Api, params: dict[str, object], field: str
+    api: Api, params: dict[str, str | int], field: str
 ) -> None:
     r = await api.http.get(f"{api.points_url}/v1/riders", params=params, headers=api.token_for_operator())
     assert r.status_code == 422, r.text

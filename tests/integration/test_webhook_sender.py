@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -35,6 +36,7 @@ from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.notifications.domain.deliveries import Due
 from services.notifications.domain.subscriptions import new_webhook_id
+from services.notifications.entrypoints.consumer import send_forever
 from services.notifications.handlers import record_deliveries, send_due
 from services.notifications.sealing import Sealer
 from services.notifications.sender import MAX_RESPONSE_BYTES, USER_AGENT, Sender
@@ -455,3 +457,49 @@ async def test_send_due_sends_and_records_every_outcome_within_the_limits(
     assert len({g.headers["webhook-id"] for g in got}) == 12
     assert receiver.most_in_flight[f"ok{run}"] <= 2
     assert receiver.most_in_flight[f"bad{run}"] <= 2
+
+
+async def test_an_idle_sender_is_woken_by_new_deliveries(receiver: Receiver, db: Database, settings: Settings) -> None:
+    """The worker's sender loop polls every webhook_sender_interval_s (30 s here), but deliveries recorded
+    meanwhile wake it at once (NOTIFY on commit): the receiver has them long before the next poll."""
+    settings = settings.model_copy(update={"webhook_sender_interval_s": 30.0})
+    run = _name()
+    webhook_id = new_webhook_id()
+    sealed = Sealer.of(settings).seal(SECRET)
+    url = f"{receiver.base}/status/204/wake{run}"
+    await db.run(
+        partial(_create, webhook_id=webhook_id, url=url, sealed=sealed)  # a subscription of its own
+    )
+    async with Sender(_allow, timeout_s=5) as sender:
+        loop = asyncio.create_task(send_forever(db, settings, sender))
+        try:
+            await asyncio.sleep(1.0)  # idle by now: waiting for a notice or the poll in 30 s
+            await record_deliveries(db, [_ledger_event(f"wake-{run}")])
+            for _ in range(100):
+                if receiver.named(f"wake{run}"):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    [got] = receiver.named(f"wake{run}")
+    assert got.verified
+
+
+async def _create(conn: asyncpg.Connection, webhook_id: str, url: str, sealed: bytes) -> None:
+    await SubscriptionStore(conn).create(webhook_id, Role.OPERATOR, "ops", url, ["points.awarded"], "", sealed)
+
+
+def _ledger_event(event_id: str) -> bytes:
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "warmbee/points",
+            "type": "points.award.recorded",
+            "subject": "rider-1",
+            "time": "2026-12-02T09:00:00Z",
+            "data": {"entry_id": 1, "kind": "award", "amount": 10, "source": "x"},
+        }
+    )

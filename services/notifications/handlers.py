@@ -3,21 +3,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 import orjson
 import structlog
+from cryptography.fernet import InvalidToken
 
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.notifications import metrics
+from services.notifications.domain.deliveries import Due, Outcome
 from services.notifications.domain.kinds import LedgerEvent, ledger_event, may_hear
 from services.notifications.domain.retries import gives_up, next_pause_s
 from services.notifications.sealing import Sealer
 from services.notifications.sender import Sender
-from services.notifications.store import DeliveryWriter
+from services.notifications.store import DeliveryWriter, Settled
 
 log = structlog.get_logger(__name__)
 
@@ -71,40 +77,125 @@ async def record_deliveries_of(db: Database, events: Sequence[tuple[LedgerEvent,
 
 
 async def send_due(db: Database, settings: Settings, sender: Sender, limit: int) -> int:
-    """Attempt the deliveries that are due (at most ``limit``), then record each outcome; how many."""
-    # At most as many as may be in flight, each subscription's within its own bound: every attempt starts
-    # at once and ends within the timeout, well inside the lease.
-    lease_s = settings.webhook_timeout_s * 2 + 30
-    per_subscription = settings.webhook_in_flight_per_subscription
-    limit = min(limit, settings.webhook_in_flight)
-    claimed = await db.run(lambda conn: DeliveryWriter(conn).claim_due(limit, per_subscription, lease_s))
-    if not claimed:
-        return 0
+    """Attempt the deliveries that are due (at most ``limit``) and record each outcome; how many.
+
+    A pipeline, not batch after batch: while attempts are in flight, the outcomes of those that ended are
+    recorded and the next deliveries claimed, in one transaction, so the sender's slots do not wait for
+    the database, nor a whole batch for its slowest receiver. What this call has claimed and not finished
+    is held to twice the in-flight limits, in all and per subscription: an attempt waits at most about two
+    timeouts for its slots and takes at most one, inside the lease; a slow receiver's backlog is claimed
+    no faster than it is sent."""
+    in_flight = settings.webhook_in_flight
+    lease_s = settings.webhook_timeout_s * 3 + 30
     sealer = Sealer.of(settings)
-    outcomes = await sender.attempt_all([(due, sealer.unseal(sealed)) for due, sealed in claimed])
+    secrets: dict[bytes, str | None] = {}  # unsealed once per call, not once per delivery
+    held: dict[str, int] = {}  # claimed and unfinished, by subscription
+    ended: list[tuple[Due, Outcome]] = []
+    changed = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
 
-    async def record(conn: asyncpg.Connection) -> None:
+    async def attempt(due: Due, secret: str) -> None:
+        try:
+            outcome = await sender.attempt_bounded(due, secret)
+            ended.append((due, outcome))  # the list of now, not of when the attempt began
+        except Exception:  # attempt never raises for the receiver's doing; the lease brings it back
+            log.exception("webhook.attempt_crashed", delivery_id=due.delivery_id)
+        finally:
+            held[due.webhook_id] -= 1
+            if not held[due.webhook_id]:
+                del held[due.webhook_id]
+            changed.set()
+
+    async def cycle(conn: asyncpg.Connection, settled: list[Settled], room: int) -> list[tuple[Due, bytes]]:
         writer = DeliveryWriter(conn)
-        now = datetime.now(UTC)
-        for due, outcome in outcomes:
-            if outcome.delivered:
-                await writer.delivered(due.delivery_id, outcome.status)
-                metrics.DELIVERIES.labels(due.webhook_kind, "delivered").inc()
-                metrics.EVENT_TO_DELIVERY.observe((now - due.created_at).total_seconds())
-                continue
-            attempts = due.attempts + 1
-            last = gives_up((now - due.created_at).total_seconds(), settings.webhook_retry_for_s)
-            await writer.attempt_failed(
-                due.delivery_id, outcome.status, outcome.error, None if last else next_pause_s(attempts)
-            )
-            if last:
-                metrics.DELIVERIES.labels(due.webhook_kind, "failed").inc()
-                log.warning(
-                    "webhook.failed", delivery_id=due.delivery_id, webhook_id=due.webhook_id, error=outcome.error
-                )
+        await writer.settle(settled)
+        return (
+            await writer.claim_due(room, settings.webhook_in_flight_per_subscription * 2, lease_s, held) if room else []
+        )
 
-    await db.run(record)
-    return len(claimed)
+    claimed_n = 0
+    claiming = True
+    ended_since = 0.0
+    try:
+        while True:
+            unfinished = sum(held.values())
+            # Claim a batch when at most one is left queued behind the slots in flight.
+            room = min(2 * in_flight - unfinished, limit - claimed_n) if claiming and unfinished <= in_flight else 0
+            if ended and not ended_since:
+                ended_since = time.monotonic()
+            flush = bool(ended) and (
+                not unfinished or len(ended) >= in_flight // 2 or time.monotonic() - ended_since > 0.2
+            )
+            if room > 0 or flush:
+                done, ended = ended, []
+                ended_since = 0.0
+                settled = _settled(done, settings)
+                claimed = await db.run(partial(cycle, settled=settled, room=room))
+                _count(done, settled)
+                if room > 0 and not claimed:
+                    claiming = False  # nothing more is due now: finish what is in flight
+                claimed_n += len(claimed)
+                for due, sealed in claimed:
+                    if sealed not in secrets:
+                        secrets[sealed] = _unsealed(sealer, sealed)
+                    secret = secrets[sealed]
+                    if secret is None:  # not sent; an operator can retry it once the key is right
+                        ended.append((due, Outcome(False, None, CANNOT_UNSEAL, 0.0)))
+                        continue
+                    held[due.webhook_id] = held.get(due.webhook_id, 0) + 1
+                    task = asyncio.create_task(attempt(due, secret))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                continue
+            if not unfinished:
+                return claimed_n
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await changed.wait()
+    finally:
+        for task in tasks:  # only when the database failed (or we are cancelled): the leases bring them back
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+CANNOT_UNSEAL = "cannot unseal the subscription's secret: was WARMBEE_NOTIFY_SECRET_KEY changed?"
+
+
+def _unsealed(sealer: Sealer, sealed: bytes) -> str | None:
+    """The secret, or None when it was sealed under another key (the others' deliveries go on)."""
+    try:
+        return sealer.unseal(sealed)
+    except InvalidToken:
+        log.warning("webhook.cannot_unseal")
+        return None
+
+
+def _settled(done: Sequence[tuple[Due, Outcome]], settings: Settings) -> list[Settled]:
+    """What to record of each outcome: delivered; tried again after a growing pause; or, once it has been
+    retried for ``webhook_retry_for_s``, failed for good."""
+    now = datetime.now(UTC)
+    settled = []
+    for due, outcome in done:
+        if outcome.delivered:
+            settled.append(Settled(due.delivery_id, True, outcome.status, None, None))
+            continue
+        last = gives_up((now - due.created_at).total_seconds(), settings.webhook_retry_for_s)
+        retry_in_s = None if last else next_pause_s(due.attempts + 1)
+        settled.append(Settled(due.delivery_id, False, outcome.status, outcome.error, retry_in_s))
+    return settled
+
+
+def _count(done: Sequence[tuple[Due, Outcome]], settled: Sequence[Settled]) -> None:
+    """The metrics of outcomes just recorded (after the commit: a rolled-back cycle counts nothing)."""
+    now = datetime.now(UTC)
+    for (due, outcome), record in zip(done, settled, strict=True):
+        if outcome.delivered:
+            metrics.DELIVERIES.labels(due.webhook_kind, "delivered").inc()
+            metrics.EVENT_TO_DELIVERY.observe((now - due.created_at).total_seconds())
+        elif record.retry_in_s is None:
+            metrics.DELIVERIES.labels(due.webhook_kind, "failed").inc()
+            log.warning("webhook.failed", delivery_id=due.delivery_id, webhook_id=due.webhook_id, error=outcome.error)
 
 
 async def measure_backlog(db: Database) -> None:

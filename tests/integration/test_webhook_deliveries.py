@@ -12,7 +12,7 @@ from libs.platform.auth import Role
 from libs.platform.db import Database
 from services.notifications.domain.subscriptions import new_webhook_id
 from services.notifications.handlers import read_events, record_deliveries
-from services.notifications.store import DeliveryWriter, SubscriptionStore
+from services.notifications.store import DeliveryWriter, Settled, SubscriptionStore
 
 
 def ledger_message(kind: str, rider: str, **data: Any) -> bytes:
@@ -103,3 +103,42 @@ async def test_a_claim_takes_at_most_so_many_of_one_subscription(db: Database, r
     await record_deliveries(db, [ledger_message("adjustment", rider) for _ in range(10)])
     claimed = await db.run(lambda conn: DeliveryWriter(conn).claim_due(500, 4, lease_s=60))
     assert len([d for d, _ in claimed if d.webhook_id == webhook_id]) == 4
+
+
+async def test_a_claim_leaves_out_what_the_sender_already_holds_of_a_subscription(db: Database, rider: str) -> None:
+    webhook_id = await subscribe(db, Role.OPERATOR, "ops", ["points.adjusted"])
+    await record_deliveries(db, [ledger_message("adjustment", rider) for _ in range(10)])
+    claimed = await db.run(lambda conn: DeliveryWriter(conn).claim_due(500, 4, 60, {webhook_id: 3}))
+    mine = [d for d, _ in claimed if d.webhook_id == webhook_id]
+    assert len(mine) == 1
+    assert mine[0].webhook_kind == "points.adjusted"  # the kind the metrics count it under
+    held_all = await db.run(lambda conn: DeliveryWriter(conn).claim_due(500, 4, 60, {webhook_id: 4}))
+    assert [d for d, _ in held_all if d.webhook_id == webhook_id] == []
+
+
+async def test_outcomes_are_settled_together(db: Database, rider: str) -> None:
+    webhook_id = await subscribe(db, Role.OPERATOR, "ops", ["points.awarded"])
+    await record_deliveries(db, [ledger_message("award", rider, source="x") for _ in range(3)])
+    claimed = await db.run(lambda conn: DeliveryWriter(conn).claim_due(500, 100, lease_s=60))
+    ok, retry, give_up = sorted(d.delivery_id for d, _ in claimed if d.webhook_id == webhook_id)
+    await db.run(
+        lambda conn: DeliveryWriter(conn).settle(
+            [
+                Settled(ok, True, 204, None, None),
+                Settled(retry, False, 503, "receiver answered 503", 30),
+                Settled(give_up, False, None, "timed out after 10 s", None),
+            ]
+        )
+    )
+    async with db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT delivery_id, status, attempts, last_status, last_error, delivered_at IS NOT NULL AS at,"
+            " next_attempt_at > now() + interval '25 seconds' AS later FROM webhook_delivery"
+            " WHERE webhook_id = $1 ORDER BY delivery_id",
+            webhook_id,
+        )
+    assert [tuple(r.values())[1:] for r in rows] == [
+        ("delivered", 1, 204, None, True, True),  # still leased: it is not pending, so not claimed again
+        ("pending", 1, 503, "receiver answered 503", False, True),
+        ("failed", 1, None, "timed out after 10 s", False, True),
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -17,8 +18,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
-import httpx
+import aiohttp
+import asyncpg
 import orjson
 import pytest
 import uvicorn
@@ -28,8 +31,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from libs.platform.auth import Role
+from libs.platform.db import Database
+from libs.platform.settings import Settings
 from services.notifications.domain.deliveries import Due
+from services.notifications.domain.subscriptions import new_webhook_id
+from services.notifications.entrypoints.consumer import send_forever
+from services.notifications.handlers import record_deliveries, send_due
+from services.notifications.sealing import Sealer
 from services.notifications.sender import MAX_RESPONSE_BYTES, USER_AGENT, Sender
+from services.notifications.store import SubscriptionStore
 from tests.conftest import SPARE_PORTS
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
@@ -283,13 +294,13 @@ async def test_a_redirect_is_not_followed(receiver: Receiver, sender: Sender) ->
     assert receiver.named(f"{name}-redirected") == []
 
 
-async def test_a_callers_client_that_follows_redirects_still_does_not(receiver: Receiver) -> None:
+async def test_a_callers_client_does_not_follow_redirects_and_stays_open(receiver: Receiver) -> None:
     name = _name()
-    async with httpx.AsyncClient(follow_redirects=True) as client:
+    async with aiohttp.ClientSession() as client:
         sender = Sender(_allow, timeout_s=5, client=client)
         outcome = await sender.attempt(_due(f"{receiver.base}/redirect/{name}"), SECRET)
         await sender.aclose()
-        assert not client.is_closed  # the caller's client stays the caller's
+        assert not client.closed  # the caller's client stays the caller's
     assert outcome.status == 302
     assert receiver.named(f"{name}-redirected") == []
 
@@ -386,3 +397,109 @@ async def test_attempt_all_returns_every_outcome_delivered_or_not(receiver: Rece
         (dues[2], False, None),
     ]
     assert await sender.attempt_all([]) == []
+
+
+async def test_send_due_sends_and_records_every_outcome_within_the_limits(
+    receiver: Receiver, db: Database, settings: Settings
+) -> None:
+    """The pipeline of send_due against the real database and receiver: small limits, so it claims many
+    times while attempts are in flight; every delivery of the answering subscription is delivered once,
+    signed; every one of the failing subscription is pending again with its error; neither subscription
+    ever had more than its slots in flight."""
+    settings = settings.model_copy(update={"webhook_in_flight": 4, "webhook_in_flight_per_subscription": 2})
+    sealer = Sealer.of(settings)
+    run = _name()
+    hooks = {"ok": f"{receiver.base}/sleep/0.05/ok{run}", "bad": f"{receiver.base}/status/500/bad{run}"}
+    ids = {name: new_webhook_id() for name in hooks}
+
+    async def create(conn: asyncpg.Connection, name: str) -> None:
+        await SubscriptionStore(conn).create(
+            ids[name], Role.OPERATOR, "ops", hooks[name], ["points.awarded"], "", sealer.seal(SECRET)
+        )
+
+    for name in hooks:
+        await db.run(partial(create, name=name))
+    events = [
+        orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": f"entry-{run}-{i}",
+                "source": "warmbee/points",
+                "type": "points.award.recorded",
+                "subject": "rider-1",
+                "time": "2026-12-02T09:00:00Z",
+                "data": {"entry_id": i, "kind": "award", "amount": 10, "source": "x"},
+            }
+        )
+        for i in range(12)
+    ]
+    await record_deliveries(db, events)
+    async with Sender(_allow, timeout_s=5, in_flight=4, in_flight_per_subscription=2) as sender:
+        while await send_due(db, settings, sender, 500):
+            pass
+    async with db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT webhook_id, status, attempts, last_status, last_error, next_attempt_at > now() AS later"
+            " FROM webhook_delivery WHERE webhook_id = ANY($1::text[])",
+            list(ids.values()),
+        )
+    by = {name: [r for r in rows if r["webhook_id"] == webhook_id] for name, webhook_id in ids.items()}
+    assert {(r["status"], r["attempts"], r["last_status"], r["last_error"]) for r in by["ok"]} == {
+        ("delivered", 1, 200, None)
+    }
+    assert {(r["status"], r["attempts"], r["last_status"], r["last_error"], r["later"]) for r in by["bad"]} == {
+        ("pending", 1, 500, "receiver answered 500", True)
+    }
+    assert len(by["ok"]) == len(by["bad"]) == 12
+    got = receiver.named(f"ok{run}")
+    assert len(got) == 12
+    assert all(g.verified for g in got)
+    assert len({g.headers["webhook-id"] for g in got}) == 12
+    assert receiver.most_in_flight[f"ok{run}"] <= 2
+    assert receiver.most_in_flight[f"bad{run}"] <= 2
+
+
+async def test_an_idle_sender_is_woken_by_new_deliveries(receiver: Receiver, db: Database, settings: Settings) -> None:
+    """The worker's sender loop polls every webhook_sender_interval_s (30 s here), but deliveries recorded
+    meanwhile wake it at once (NOTIFY on commit): the receiver has them long before the next poll."""
+    settings = settings.model_copy(update={"webhook_sender_interval_s": 30.0})
+    run = _name()
+    webhook_id = new_webhook_id()
+    sealed = Sealer.of(settings).seal(SECRET)
+    url = f"{receiver.base}/status/204/wake{run}"
+    await db.run(
+        partial(_create, webhook_id=webhook_id, url=url, sealed=sealed)  # a subscription of its own
+    )
+    async with Sender(_allow, timeout_s=5) as sender:
+        loop = asyncio.create_task(send_forever(db, settings, sender))
+        try:
+            await asyncio.sleep(1.0)  # idle by now: waiting for a notice or the poll in 30 s
+            await record_deliveries(db, [_ledger_event(f"wake-{run}")])
+            for _ in range(100):
+                if receiver.named(f"wake{run}"):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    [got] = receiver.named(f"wake{run}")
+    assert got.verified
+
+
+async def _create(conn: asyncpg.Connection, webhook_id: str, url: str, sealed: bytes) -> None:
+    await SubscriptionStore(conn).create(webhook_id, Role.OPERATOR, "ops", url, ["points.awarded"], "", sealed)
+
+
+def _ledger_event(event_id: str) -> bytes:
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "warmbee/points",
+            "type": "points.award.recorded",
+            "subject": "rider-1",
+            "time": "2026-12-02T09:00:00Z",
+            "data": {"entry_id": 1, "kind": "award", "amount": 10, "source": "x"},
+        }
+    )

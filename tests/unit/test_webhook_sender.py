@@ -9,7 +9,7 @@ import hmac
 import ssl
 from datetime import UTC, datetime, timedelta, timezone
 
-import httpx
+import aiohttp
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -86,7 +86,8 @@ def test_answer_error(status: int, error: str | None) -> None:
 
 def test_describe_timeouts() -> None:
     assert describe_failure(TimeoutError(), 10.0) == "timed out after 10 s"
-    assert describe_failure(httpx.ReadTimeout("x"), 0.5) == "timed out after 0.5 s"
+    assert describe_failure(aiohttp.ServerTimeoutError("x"), 0.5) == "timed out after 0.5 s"
+    assert describe_failure(aiohttp.ConnectionTimeoutError("x"), 0.5) == "timed out after 0.5 s"
 
 
 def _raised_from(outer: Exception, inner: BaseException) -> Exception:
@@ -100,21 +101,20 @@ def _raised_from(outer: Exception, inner: BaseException) -> Exception:
 
 
 def test_describe_connection_refused_through_the_chain() -> None:
-    exc = _raised_from(httpx.ConnectError("All connection attempts failed"), ConnectionRefusedError(111, "refused"))
+    exc = _raised_from(aiohttp.ClientConnectionError("Cannot connect to host"), ConnectionRefusedError(111, "refused"))
     assert describe_failure(exc, 10) == "connection refused"
-    assert describe_failure(httpx.ConnectError("[Errno 111] Connection refused"), 10) == "connection refused"
 
 
 def test_describe_tls() -> None:
-    exc = _raised_from(httpx.ConnectError("handshake"), ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version"))
+    exc = _raised_from(
+        aiohttp.ClientConnectionError("handshake"), ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version")
+    )
     assert describe_failure(exc, 10).startswith("TLS: ")
 
 
 def test_describe_anything_else_by_class_and_message_cut_short() -> None:
-    assert describe_failure(httpx.RemoteProtocolError("Server disconnected"), 10) == (
-        "RemoteProtocolError: Server disconnected"
-    )
-    assert describe_failure(httpx.ReadError(""), 10) == "ReadError"
+    assert describe_failure(aiohttp.ServerDisconnectedError(), 10) == ("ServerDisconnectedError: Server disconnected")
+    assert describe_failure(aiohttp.ClientPayloadError(""), 10) == "ClientPayloadError"
     long = describe_failure(RuntimeError("x" * 1000), 10)
     assert len(long) == MAX_ERROR_CHARS
     assert long.startswith("RuntimeError: xxx")

@@ -12,6 +12,7 @@ growing pause, and counted, so a lasting fault shows as consumer lag and an aler
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any, cast
 
+import asyncpg
 import faust
 import structlog
 from faust.types import EventT
@@ -38,6 +40,7 @@ from services.notifications.notices import (
     send_due_notices,
 )
 from services.notifications.sender import Sender
+from services.notifications.store import DUE_CHANNEL
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +52,7 @@ BACKLOG_EVERY_S = 5.0  # how often the age of the oldest pending delivery is mea
 NOTICES_EVERY_S = 1.0  # how often the awards' windows and the codes' warning times are looked at
 GATEWAY_IN_FLIGHT = 8  # notices posted to the gateway at once
 NOTICE_PAGES_PER_TICK = 10
+LISTEN_RETRY_S = 5.0  # how often the sender tries again to LISTEN for new deliveries when it could not
 
 
 def build_worker_app(settings: Settings) -> faust.App:
@@ -110,14 +114,7 @@ def build_worker_app(settings: Settings) -> faust.App:
             in_flight=settings.webhook_in_flight,
             in_flight_per_subscription=settings.webhook_in_flight_per_subscription,
         ) as webhooks:
-            measured = 0.0
-            while True:
-                sent = await _until_done("notifications_sender", partial(send_due, db, settings, webhooks, SEND_STEP))
-                if time.monotonic() - measured > BACKLOG_EVERY_S:
-                    await _until_done("notifications_backlog", partial(measure_backlog, db))
-                    measured = time.monotonic()
-                if sent == 0:
-                    await asyncio.sleep(settings.webhook_sender_interval_s)
+            await send_forever(db, settings, webhooks)
 
     @app.timer(interval=NOTICES_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def due_notices() -> None:
@@ -190,6 +187,62 @@ async def _once(loop: str, work: Any) -> int:
 
 async def _trusted(url: str) -> str | None:
     return None
+
+
+async def send_forever(db: Database, settings: Settings, webhooks: Sender) -> None:
+    """The sender task's loop: send what is due; when nothing is, wait until new deliveries are recorded
+    (a NOTIFY on ``DUE_CHANNEL``, from any replica's commit) or ``webhook_sender_interval_s`` has passed
+    (retries coming due, a notice missed), whichever comes first."""
+    wake = asyncio.Event()
+    listener = _DueListener(settings, wake)
+    measured = 0.0
+    try:
+        while True:
+            wake.clear()  # before the claim: a notice during the sending wakes the next wait at once
+            sent = await _until_done("notifications_sender", partial(send_due, db, settings, webhooks, SEND_STEP))
+            if time.monotonic() - measured > BACKLOG_EVERY_S:
+                await _until_done("notifications_backlog", partial(measure_backlog, db))
+                measured = time.monotonic()
+            if sent == 0:
+                await listener.listen()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(settings.webhook_sender_interval_s):
+                        await wake.wait()
+    finally:
+        await listener.close()
+
+
+class _DueListener:
+    """A connection of its own that LISTENs on ``DUE_CHANNEL`` and sets ``wake`` on every notice; while
+    it cannot connect the sender just polls, and it tries again every ``LISTEN_RETRY_S``."""
+
+    def __init__(self, settings: Settings, wake: asyncio.Event) -> None:
+        self._settings = settings
+        self._wake = wake
+        self._conn: asyncpg.Connection | None = None
+        self._tried = -LISTEN_RETRY_S
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def listen(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        if time.monotonic() - self._tried < LISTEN_RETRY_S:
+            return
+        self._tried = time.monotonic()
+        try:
+            self._conn = await asyncpg.connect(self._settings.database_url, timeout=5)
+            await self._conn.add_listener(DUE_CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("notifications.listen_failed", error=type(exc).__name__)
+            await self.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
 
 
 def _values(events: Sequence[EventT[bytes]]) -> list[bytes | None]:

@@ -129,7 +129,7 @@ async def send_due(db: Database, settings: Settings, sender: Sender, limit: int)
             if room > 0 or flush:
                 done, ended = ended, []
                 ended_since = 0.0
-                settled = _settled(done, settings)
+                settled = settled_outcomes(done, settings)
                 claimed = await db.run(partial(cycle, settled=settled, room=room))
                 _count(done, settled)
                 if room > 0 and not claimed:
@@ -171,7 +171,7 @@ def _unsealed(sealer: Sealer, sealed: bytes) -> str | None:
         return None
 
 
-def _settled(done: Sequence[tuple[Due, Outcome]], settings: Settings) -> list[Settled]:
+def settled_outcomes(done: Sequence[tuple[Due, Outcome]], settings: Settings) -> list[Settled]:
     """What to record of each outcome: delivered; tried again after a growing pause; or, once it has been
     retried for ``webhook_retry_for_s``, failed for good."""
     now = datetime.now(UTC)

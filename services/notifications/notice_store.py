@@ -10,6 +10,7 @@ import asyncpg
 
 from services.notifications.domain.deliveries import Due
 from services.notifications.domain.notices import Award, Hold, Notice
+from services.notifications.store import Settled, settle_attempts
 
 GATEWAY = "gateway"  # the Due.webhook_id of a notice: the sender's bound and logs name it so
 _GATHERER_LOCK = "warmbee:notifications:gather-notices"  # one replica gathers at a time
@@ -156,29 +157,9 @@ class NoticeWriter:
             for r in rows
         ]
 
-    async def delivered(self, notice_id: int, status: int | None) -> None:
-        await self._conn.execute(
-            "UPDATE rider_notice SET status = 'delivered', attempts = attempts + 1, last_status = $2,"
-            " last_error = NULL, delivered_at = now() WHERE notice_id = $1",
-            notice_id,
-            status,
-        )
-
-    async def attempt_failed(
-        self, notice_id: int, status: int | None, error: str | None, retry_in_s: float | None
-    ) -> None:
-        """A failed attempt: tried again in ``retry_in_s``, or ``failed`` for good when it is None."""
-        await self._conn.execute(
-            "UPDATE rider_notice SET attempts = attempts + 1, last_status = $2, last_error = $3,"
-            " status = CASE WHEN $4::float8 IS NULL THEN 'failed' ELSE 'pending' END,"
-            " next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at"
-            "                        ELSE now() + make_interval(secs => $4::float8) END"
-            " WHERE notice_id = $1",
-            notice_id,
-            status,
-            error,
-            retry_in_s,
-        )
+    async def settle(self, outcomes: Sequence[Settled]) -> None:
+        """Record many attempts' outcomes in one statement (``settle_attempts``)."""
+        await settle_attempts(self._conn, "rider_notice", outcomes)
 
     async def oldest_pending_s(self) -> float:
         """The age in seconds of the oldest notice not yet delivered (0 when none)."""

@@ -21,7 +21,7 @@ from services.notifications.domain.notices import (
     redemption_notice,
     worth_warning,
 )
-from services.notifications.domain.retries import gives_up, next_pause_s
+from services.notifications.handlers import settled_outcomes
 from services.notifications.notice_store import NoticeWriter
 from services.notifications.sender import Sender
 
@@ -102,24 +102,14 @@ async def send_due_notices(db: Database, settings: Settings, sender: Sender, lim
     if not claimed:
         return 0
     outcomes = await sender.attempt_all([(due, settings.notify_gateway_secret) for due in claimed])
-
-    async def record(conn: asyncpg.Connection) -> None:
-        writer = NoticeWriter(conn)
-        now = datetime.now(UTC)
-        for due, outcome in outcomes:
-            if outcome.delivered:
-                await writer.delivered(due.delivery_id, outcome.status)
-                metrics.RIDER_NOTICES.labels(due.webhook_kind, "delivered").inc()
-                continue
-            last = gives_up((now - due.created_at).total_seconds(), settings.webhook_retry_for_s)
-            await writer.attempt_failed(
-                due.delivery_id, outcome.status, outcome.error, None if last else next_pause_s(due.attempts + 1)
-            )
-            if last:
-                metrics.RIDER_NOTICES.labels(due.webhook_kind, "failed").inc()
-                log.warning("notice.failed", notice_id=due.delivery_id, key=due.event_id, error=outcome.error)
-
-    await db.run(record)
+    settled = settled_outcomes(outcomes, settings)
+    await db.run(lambda conn: NoticeWriter(conn).settle(settled))
+    for (due, outcome), record in zip(outcomes, settled, strict=True):
+        if outcome.delivered:
+            metrics.RIDER_NOTICES.labels(due.webhook_kind, "delivered").inc()
+        elif record.retry_in_s is None:
+            metrics.RIDER_NOTICES.labels(due.webhook_kind, "failed").inc()
+            log.warning("notice.failed", notice_id=due.delivery_id, key=due.event_id, error=outcome.error)
     return len(claimed)
 
 

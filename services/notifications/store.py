@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 
@@ -120,6 +121,36 @@ class Settled:
     retry_in_s: float | None
 
 
+# The tables of things sent with retries, and their id columns: webhook deliveries and rider notices.
+_ATTEMPTED = {"webhook_delivery": "delivery_id", "rider_notice": "notice_id"}
+
+
+async def settle_attempts(
+    conn: asyncpg.Connection, table: Literal["webhook_delivery", "rider_notice"], outcomes: Sequence[Settled]
+) -> None:
+    """Record many attempts' outcomes in one statement: delivered, tried again in ``retry_in_s``, or
+    ``failed`` for good when that is None (``Settled.delivery_id`` is the row's id in ``table``)."""
+    if not outcomes:
+        return
+    key = _ATTEMPTED[table]
+    await conn.execute(
+        f"UPDATE {table} d SET attempts = d.attempts + 1, last_status = o.status, last_error = o.error,"
+        " status = CASE WHEN o.delivered THEN 'delivered' WHEN o.retry_in_s IS NULL THEN 'failed'"
+        "               ELSE 'pending' END,"
+        " delivered_at = CASE WHEN o.delivered THEN now() ELSE d.delivered_at END,"
+        " next_attempt_at = CASE WHEN o.delivered OR o.retry_in_s IS NULL THEN d.next_attempt_at"
+        "                        ELSE now() + make_interval(secs => o.retry_in_s) END"
+        "  FROM unnest($1::bigint[], $2::bool[], $3::int[], $4::text[], $5::float8[])"
+        "       AS o(delivery_id, delivered, status, error, retry_in_s)"
+        f" WHERE d.{key} = o.delivery_id",
+        [o.delivery_id for o in outcomes],
+        [o.delivered for o in outcomes],
+        [o.status for o in outcomes],
+        [None if o.delivered else o.error for o in outcomes],
+        [None if o.delivered else o.retry_in_s for o in outcomes],
+    )
+
+
 class DeliveryWriter:
     """The deliveries the consumer records and the sender works through."""
 
@@ -219,26 +250,8 @@ class DeliveryWriter:
         ]
 
     async def settle(self, outcomes: Sequence[Settled]) -> None:
-        """Record many attempts' outcomes in one statement: delivered, tried again in ``retry_in_s``, or
-        ``failed`` for good when that is None."""
-        if not outcomes:
-            return
-        await self._conn.execute(
-            "UPDATE webhook_delivery d SET attempts = d.attempts + 1, last_status = o.status, last_error = o.error,"
-            " status = CASE WHEN o.delivered THEN 'delivered' WHEN o.retry_in_s IS NULL THEN 'failed'"
-            "               ELSE 'pending' END,"
-            " delivered_at = CASE WHEN o.delivered THEN now() ELSE d.delivered_at END,"
-            " next_attempt_at = CASE WHEN o.delivered OR o.retry_in_s IS NULL THEN d.next_attempt_at"
-            "                        ELSE now() + make_interval(secs => o.retry_in_s) END"
-            "  FROM unnest($1::bigint[], $2::bool[], $3::int[], $4::text[], $5::float8[])"
-            "       AS o(delivery_id, delivered, status, error, retry_in_s)"
-            " WHERE d.delivery_id = o.delivery_id",
-            [o.delivery_id for o in outcomes],
-            [o.delivered for o in outcomes],
-            [o.status for o in outcomes],
-            [None if o.delivered else o.error for o in outcomes],
-            [None if o.delivered else o.retry_in_s for o in outcomes],
-        )
+        """Record many attempts' outcomes in one statement (``settle_attempts``)."""
+        await settle_attempts(self._conn, "webhook_delivery", outcomes)
 
     async def delivered(self, delivery_id: int, status: int | None) -> None:
         await self.settle([Settled(delivery_id, True, status, None, None)])

@@ -32,9 +32,11 @@ from types import TracebackType
 
 import aiohttp
 import structlog
+from aiohttp.abc import AbstractResolver
 from standardwebhooks.webhooks import Webhook
 
 from services.notifications import metrics
+from services.notifications.addresses import AddressRefused
 from services.notifications.domain.deliveries import Due, Outcome
 
 log = structlog.get_logger(__name__)
@@ -96,6 +98,8 @@ def describe_failure(exc: BaseException, timeout_s: float) -> str:
         return f"timed out after {timeout_s:g} s"
     chain = _causes(exc)
     for cause in chain:
+        if isinstance(cause, AddressRefused):
+            return _cut(f"refused when connecting: {cause}")
         if isinstance(cause, ssl.SSLError):
             return _cut(f"TLS: {cause}")
         if isinstance(cause, ConnectionRefusedError):
@@ -129,6 +133,7 @@ class Sender:
         in_flight: int = 100,
         in_flight_per_subscription: int = 4,
         client: aiohttp.ClientSession | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -142,12 +147,15 @@ class Sender:
         self._subscriptions: dict[str, _Subscription] = {}
         self._owns_client = client is None
         self._client = client
+        self._resolver = resolver  # how its own client's connections find their hosts (GuardedResolver)
         self._signers: dict[str, Webhook] = {}
 
     def _session(self) -> aiohttp.ClientSession:
         if self._client is None:
             self._client = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._total, limit_per_host=0, use_dns_cache=False),
+                connector=aiohttp.TCPConnector(
+                    limit=self._total, limit_per_host=0, use_dns_cache=False, resolver=self._resolver
+                ),
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 # No proxies or .netrc credentials from the environment: a receiver gets what we send.
                 trust_env=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import os
 import socket
 import time
@@ -34,8 +35,9 @@ from starlette.routing import Route
 from libs.platform.auth import Role
 from libs.platform.db import Database
 from libs.platform.settings import Settings
+from services.notifications.addresses import GuardedResolver
 from services.notifications.domain.deliveries import Due
-from services.notifications.domain.subscriptions import new_webhook_id
+from services.notifications.domain.subscriptions import UrlPolicy, new_webhook_id
 from services.notifications.entrypoints.consumer import send_forever
 from services.notifications.handlers import record_deliveries, send_due
 from services.notifications.sealing import Sealer
@@ -322,6 +324,39 @@ async def test_a_refused_address_sends_nothing(receiver: Receiver) -> None:
     assert outcome.error == "refused: the address is private (10.0.0.7)"
     await asyncio.sleep(0.1)
     assert receiver.named(name) == []
+
+
+async def test_a_name_that_passes_the_check_and_resolves_to_loopback_when_connecting_is_refused(
+    receiver: Receiver,
+) -> None:
+    """DNS rebinding: the check before the attempt saw a public address (here: it allows anything), the
+    connection's own look-up finds loopback. The guarded resolver refuses it; nothing reaches the receiver."""
+    name = _name()
+    guarded = GuardedResolver(UrlPolicy(local=False, require_https=False))
+    async with Sender(_allow, timeout_s=5, resolver=guarded) as sender:
+        outcome = await sender.attempt(_due(f"http://localhost:{RECEIVER_PORT}/status/200/{name}"), SECRET)
+    assert not outcome.delivered
+    assert outcome.status is None
+    assert outcome.error is not None
+    assert outcome.error.startswith("refused when connecting: resolves to ")
+    assert "a loopback address" in outcome.error
+    await asyncio.sleep(0.1)
+    assert receiver.named(name) == []
+
+
+async def test_the_guarded_resolver_lets_a_local_run_and_an_allowed_network_through(receiver: Receiver) -> None:
+    for policy in (
+        UrlPolicy(local=True),
+        UrlPolicy(
+            local=False,
+            require_https=False,
+            allowed=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        ),
+    ):
+        name = _name()
+        async with Sender(_allow, timeout_s=5, resolver=GuardedResolver(policy)) as sender:
+            outcome = await sender.attempt(_due(f"http://localhost:{RECEIVER_PORT}/status/200/{name}"), SECRET)
+        assert outcome.delivered, outcome.error
 
 
 async def test_a_huge_answer_is_not_read_whole(receiver: Receiver, sender: Sender) -> None:

@@ -30,7 +30,7 @@ from prometheus_client import start_http_server
 from libs.platform.db import Database
 from libs.platform.metrics import LOOP_FAILURES
 from libs.platform.settings import Settings
-from services.notifications.addresses import policy_of, refusal
+from services.notifications.addresses import GuardedResolver, policy_of, refusal
 from services.notifications.handlers import measure_backlog, read_events, record_deliveries_of, send_due
 from services.notifications.notices import (
     GATHER_RIDERS,
@@ -113,6 +113,7 @@ def build_worker_app(settings: Settings) -> faust.App:
             timeout_s=settings.webhook_timeout_s,
             in_flight=settings.webhook_in_flight,
             in_flight_per_subscription=settings.webhook_in_flight_per_subscription,
+            resolver=GuardedResolver(policy),
         ) as webhooks:
             await send_forever(db, settings, webhooks)
 

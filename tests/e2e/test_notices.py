@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 
 from libs.platform.localstack import LocalStack
-from tests.conftest import SPARE_PORTS
 from tests.e2e.conftest import Api, eventually, shift
-from tests.e2e.test_redemption import catalogue_entry, confirm_code, grant, new_hold, ready, reserve
+from tests.e2e.test_redemption import catalogue_entry, confirm_code, grant, new_hold, reserve, short_ttl_redemption
 
 pytestmark = pytest.mark.e2e
-SHORT_TTL_PORT = SPARE_PORTS[2]
 
 
 async def notices(api: Api, rider: str) -> list[dict[str, Any]]:
@@ -66,25 +64,13 @@ async def test_a_confirmed_redemption_is_told_to_the_rider(api: Api, rider: str)
 async def test_a_code_about_to_expire_is_warned_of_and_its_expiry_told(stack: LocalStack, api: Api, rider: str) -> None:
     _, reward_id = await catalogue_entry(api, cost=30)
     await grant(api, rider, 50)
-    url = f"http://{api.settings.host}:{SHORT_TTL_PORT}"
-    stack.start_service(
-        "redemption",
-        {
-            "WARMBEE_REDEMPTION_PORT": str(SHORT_TTL_PORT),
-            "WARMBEE_REDEMPTION_HOLD_TTL_S": "10",  # shorter than the hour's warning: warned at once
-            "WARMBEE_REDEMPTION_EXPIRY_SWEEP_S": "0.5",
-        },
-        instance="redemption-notices",
-    )
-    try:
-        await eventually(lambda: ready(api, f"{url}/readyz"), 60, "the short-TTL redemption instance ready")
+    # Shorter than the hour's warning: warned at once.
+    async with short_ttl_redemption(stack, api, "redemption-notices", ttl_s=10) as url:
         reserved = await reserve(api, rider, reward_id, url=url)
         assert reserved.status_code == 201, reserved.text
 
         expiring = await notice_of(api, rider, "redemption.expiring")
         expired = await notice_of(api, rider, "redemption.expired")
-    finally:
-        await asyncio.to_thread(stack.stop, "redemption-notices")
 
     assert expiring["text"].startswith("您在老王面馆兑换「午餐套餐」的兑换码将于 ")
     assert expiring["text"].endswith(" 过期，请在此前使用；过期后 30 积分将退回。")

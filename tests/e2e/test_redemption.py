@@ -4,7 +4,9 @@ the catalogue, the partner's list and the settlement."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -134,6 +136,23 @@ async def ready(api: Api, url: str) -> bool:
         return False
 
 
+@contextlib.asynccontextmanager
+async def short_ttl_redemption(stack: LocalStack, api: Api, instance: str, ttl_s: int) -> AsyncIterator[str]:
+    """A second redemption instance whose holds expire after ``ttl_s``, swept every 0.5 s: its URL."""
+    url = f"http://{api.settings.host}:{SHORT_TTL_PORT}"
+    env = {
+        "WARMBEE_REDEMPTION_PORT": str(SHORT_TTL_PORT),
+        "WARMBEE_REDEMPTION_HOLD_TTL_S": str(ttl_s),
+        "WARMBEE_REDEMPTION_EXPIRY_SWEEP_S": "0.5",
+    }
+    stack.start_service("redemption", env, instance=instance)
+    try:
+        await eventually(lambda: ready(api, f"{url}/readyz"), 60, f"the {ttl_s} s TTL redemption instance ready")
+        yield url
+    finally:
+        await asyncio.to_thread(stack.stop, instance)
+
+
 def this_month() -> str:
     return month_of(datetime.now(UTC))
 
@@ -166,18 +185,7 @@ async def test_a_hold_not_confirmed_in_its_2_s_ttl_expires_and_the_points_come_b
 ) -> None:
     _, reward_id = await catalogue_entry(api, cost=30)
     await grant(api, rider, 50)
-    short_ttl_url = f"http://{api.settings.host}:{SHORT_TTL_PORT}"
-    stack.start_service(
-        "redemption",
-        {
-            "WARMBEE_REDEMPTION_PORT": str(SHORT_TTL_PORT),
-            "WARMBEE_REDEMPTION_HOLD_TTL_S": "2",
-            "WARMBEE_REDEMPTION_EXPIRY_SWEEP_S": "0.5",
-        },
-        instance="redemption-short-ttl",
-    )
-    try:
-        await eventually(lambda: ready(api, f"{short_ttl_url}/readyz"), 60, "the short-TTL redemption instance ready")
+    async with short_ttl_redemption(stack, api, "redemption-short-ttl", ttl_s=2) as short_ttl_url:
         reserved = await reserve(api, rider, reward_id, url=short_ttl_url)
         assert reserved.status_code == 201, reserved.text
         redemption_id = reserved.json()["redemption_id"]
@@ -190,8 +198,6 @@ async def test_a_hold_not_confirmed_in_its_2_s_ttl_expires_and_the_points_come_b
             return dict(r.json()) if r.json()["status"] == "expired" else None
 
         redemption = await eventually(expired, 10, f"redemption {redemption_id} expired")
-    finally:
-        await asyncio.to_thread(stack.stop, "redemption-short-ttl")
 
     assert redemption["code"] is None
     assert await available_and_held(api, rider) == (50, 0)

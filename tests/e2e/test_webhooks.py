@@ -204,7 +204,7 @@ async def test_the_notifications_worker_killed_mid_stream_loses_nothing_nor_tell
         total = sum(int(m[1]) for t in texts if (m := re.match(r"You earned (\d+) point", t)))
         return total if total >= 200 else None
 
-    assert await eventually(told, 60, "the rider's notices of all 200 points") == 200
+    assert await eventually(told, 180, "the rider's notices of all 200 points") == 200
     deliveries = await api.http.get(
         f"http://{api.settings.host}:{api.settings.notifications_port}/v1/webhooks", headers=api.token_for_operator()
     )

@@ -18,7 +18,7 @@ from tests.e2e.conftest import Api, shift
 pytestmark = pytest.mark.e2e
 
 
-def warmbee(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+def warmbee(stack: LocalStack, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", **stack.settings.as_env()}
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
@@ -26,7 +26,7 @@ def warmbee(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_s,
         check=False,
     )
 
@@ -75,9 +75,10 @@ async def test_a_version_published_mid_stream_scores_each_event_by_the_rules_of_
 
 
 @pytest.mark.after_all
+@pytest.mark.timeout(600)  # a check of correctness, not of speed (make bench times replay): the whole suite's events
 async def test_replay_after_the_whole_suite_rebuilds_the_live_ledger_exactly(stack: LocalStack) -> None:
     await asyncio.sleep(1)  # let the last batches commit
-    result = await asyncio.to_thread(warmbee, stack, "replay")
+    result = await asyncio.to_thread(warmbee, stack, "replay", timeout_s=540)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "identical to the live ledger" in result.stdout

@@ -32,8 +32,8 @@ def build_gateway(secret: str, echo: Any = None) -> Starlette:
     say = echo or _print
 
     async def take(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await _head(request)
+        if body is None:
             return _problem(413, "notice too large", f"a notice is at most {MAX_BODY_BYTES} bytes")
         try:
             notice = webhook.verify(body, dict(request.headers))
@@ -63,6 +63,16 @@ def build_gateway(secret: str, echo: Any = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )
+
+
+async def _head(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY_BYTES (the rest is never read: a huge body costs nothing)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
 
 
 def _print(line: str) -> None:

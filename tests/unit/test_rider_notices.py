@@ -226,3 +226,11 @@ async def test_the_gateway_refuses_a_wrong_signature_and_what_is_not_a_notice() 
     assert statuses == [401, 422, 401]
     assert listed == []
     assert printed == []
+
+
+async def test_the_gateway_refuses_a_body_over_64_kib_without_reading_it_whole() -> None:
+    big = "x" * (2 * 1024 * 1024)
+    statuses, listed, printed = await post_all([(big, signed(big, "n-3"))])
+    assert statuses == [413]
+    assert listed == []
+    assert printed == []

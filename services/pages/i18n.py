@@ -228,6 +228,7 @@ WORDS: dict[str, Msg] = {
     "dl_where": N_("topic {topic}, partition {partition}, offset {offset}"),
     "dl_payload": N_("What was received"),
     "dl_retry": N_("Retry"),
+    "dl_retried": N_("Retried {when}"),
     "dl_status_pending": N_("Accepted again: waiting to be scored."),
     "dl_status_scored": N_("Scored."),
     "dl_status_dead_lettered": N_("Still refused: see the new reason above after refreshing."),

@@ -161,7 +161,7 @@
       awardedByCategory(today.slice(0, 8) + "01", today),
       call("redemption", "/v1/reports/settlements?month=" + today.slice(0, 7)),
       call("redemption", "/v1/partners"),
-      call("events", "/v1/dead-letters?limit=100"),
+      call("events", "/v1/dead-letters?limit=100&waiting=true"),
     ]);
     if (todayRows) {
       $("ov-today-total").textContent = num(todayRows.reduce((s, r) => s + r.value, 0));
@@ -417,7 +417,7 @@
         el("span", { class: "meta", text: t("ru_effective", { when: at(v.effective_from) }) })),
       el("p", { class: "meta", text: [v.published_by, at(v.published_at)].filter(Boolean).join(" · ") }),
       el("details", {}, el("summary", { text: t("ru_document") }),
-        el("pre", { class: "mono", text: v.text || JSON.stringify(v.document, null, 2) })))));
+        el("pre", { class: "mono", text: v.yaml || JSON.stringify(v.document, null, 2) })))));
     if (!list.children.length) list.append(el("li", { class: "empty", text: t("none_yet") }));
     const today = shanghaiDay();
     if (!$("ru-from").value) { $("ru-from").value = today.slice(0, 8) + "01"; $("ru-to").value = today; }
@@ -466,8 +466,9 @@
   });
 
   function diffRows(box, rows, label) {
-    box.replaceChildren(...rows.map((x) => el("tr", {}, cell(label(x)), cell(num(x.current), "num"), cell(num(x.candidate), "num"),
-      cell((x.difference > 0 ? "+" : "") + num(x.difference), "num " + (x.difference > 0 ? "plus" : x.difference < 0 ? "minus" : "")))));
+    box.replaceChildren(...rows.map((x) => el("tr", { "data-testid": "whatif-row" }, cell(label(x)), cell(num(x.current), "num"),
+      cell(num(x.candidate), "num"),
+      cell((x.change > 0 ? "+" : "") + num(x.change), "num " + (x.change > 0 ? "plus" : x.change < 0 ? "minus" : "")))));
     if (!box.children.length) box.append(empty(4));
   }
 
@@ -475,12 +476,14 @@
     clearProblems($("rules-form"));
     const from = $("ru-from").value, to = $("ru-to").value;
     if (!from || !to || from > to) return fieldProblem("ru-", "from", t("ru_period_bad"));
-    const body = await postRules("/v1/rules/what-if?from=" + from + "&to=" + to);
+    // The page asks for the last day; the API takes the day after it (as `warmbee rules what-if --to`).
+    const after = new Date(Date.UTC(...to.split("-").map((n, i) => Number(n) - (i === 1 ? 1 : 0))) + 86400000);
+    const body = await postRules("/v1/rules/what-if?from=" + from + "&to=" + after.toISOString().slice(0, 10));
     if (!body) return;
     $("ru-report").hidden = false;
-    $("ru-report-sum").textContent = t("ru_report_sum", { events: num(body.events), riders: num((body.by_rider || []).length) });
-    diffRows($("ru-by-category"), body.by_category || [], (x) => categoryName(x.category));
-    diffRows($("ru-by-rider"), body.by_rider || [], (x) => x.rider_id);
+    $("ru-report-sum").textContent = t("ru_report_sum", { events: num(body.events), riders: num(body.riders_changed) });
+    diffRows($("ru-by-category"), body.categories, (x) => categoryName(x.category));
+    diffRows($("ru-by-rider"), body.riders, (x) => x.rider_id);
   });
 
   $("ru-publish").addEventListener("click", async () => {
@@ -501,7 +504,8 @@
 
   function deadItem(d) {
     const where = d.topic ? t("dl_where", { topic: d.topic, partition: d.partition, offset: d.offset }) : t("dl_http");
-    const result = el("p", { class: "meta", "data-testid": "dl-result" });
+    const result = el("p", { class: "meta", "data-testid": "dl-result",
+                             text: d.retried_at ? t("dl_retried", { when: at(d.retried_at) }) : "" });
     const retry = el("button", { type: "button", class: "secondary", text: t("dl_retry"), onclick: async () => {
       retry.disabled = true;
       const r = await call("events", "/v1/dead-letters/" + d.dead_letter_id + "/retry", { method: "POST" });

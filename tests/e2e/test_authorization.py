@@ -181,6 +181,10 @@ async def redemptions_of_the_rider(w: World, h: dict[str, str]) -> int:
     return (await w.api.http.get(url, headers=h)).status_code
 
 
+async def scoring_status(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.points_url}/v1/scoring", headers=h)).status_code
+
+
 async def look_up_code(w: World, h: dict[str, str]) -> int:
     held = await w.hold()
     return (await w.api.http.get(f"{w.api.redemption_url}/v1/partner/codes/{held['code']}", headers=h)).status_code
@@ -209,6 +213,7 @@ async def whole_catalogue(w: World, h: dict[str, str]) -> int:
 MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "POST /v1/events": (publish, _expect({"source": 202})),
     "GET /v1/dead-letters": (dead_letters, _expect({"operator": 200})),
+    "GET /v1/scoring": (scoring_status, _expect({"operator": 200})),
     "GET /v1/riders/{id}/balance": (balance, _expect({"rider": 200, "operator": 200})),
     "GET /v1/riders/{id}/entries": (entries, _expect({"rider": 200, "operator": 200})),
     "GET /v1/events/{source}/{id}": (event_status, _expect({"source": 200, "rider": 200, "operator": 200}, 404)),

@@ -4,11 +4,12 @@ catalogue with its inactive rewards, riders found by the start of their id with 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from libs.platform.auth import Role
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, shift
 from tests.e2e.test_redemption import catalogue_entry, grant
 
 pytestmark = pytest.mark.e2e
@@ -109,3 +110,14 @@ async def test_an_operator_reads_a_riders_redemptions_by_naming_the_rider(api: A
     )
     assert bad.status_code == 422
     assert "rider_id" in bad.json()["detail"]
+
+
+async def test_the_scoring_status_shows_the_newest_award_and_what_waits(api: Api, rider: str) -> None:
+    event = shift(rider, 1, time=datetime.now(UTC).isoformat())
+    assert (await api.publish(event)).status_code == 202
+    await api.wait_scored("volunteer-platform", str(event["id"]))
+    r = await api.http.get(f"{api.points_url}/v1/scoring", headers=api.token_for_operator())
+    assert r.status_code == 200, r.text
+    status = r.json()
+    assert datetime.now(UTC) - datetime.fromisoformat(status["last_scored_at"]) < timedelta(minutes=2)
+    assert status["waiting_capped"] is False

@@ -28,6 +28,15 @@
   function words(key) { const text = t(key); return text === key ? "" : text; }
   function kindName(kind) { return words("kind_" + kind) || kind; }
   function num(n) { return (n === null || n === undefined) ? "–" : Number(n).toLocaleString(window.WB.config.tag); }
+  // "12 秒前" / "3 分钟前" / "5 小时前", in the page's language (Intl.RelativeTimeFormat, CLDR).
+  const relative = new Intl.RelativeTimeFormat(window.WB.config.tag, { numeric: "always" });
+  function ago(iso) {
+    const s = Math.max(0, Math.round((Date.now() - new Date(iso)) / 1000));
+    if (s < 90) return relative.format(-s, "second");
+    if (s < 90 * 60) return relative.format(-Math.round(s / 60), "minute");
+    if (s < 36 * 3600) return relative.format(-Math.round(s / 3600), "hour");
+    return at(iso);
+  }
   function cell(text, cls) { return el("td", { class: cls || null, text: text === null || text === undefined ? "" : String(text) }); }
   function empty(cols) { return el("tr", {}, el("td", { colspan: String(cols), class: "empty", text: t("none_yet") })); }
 
@@ -156,12 +165,13 @@
 
   async function loadOverview() {
     const today = shanghaiDay();
-    const [todayRows, monthRows, settlements, partnerList, dead] = await Promise.all([
+    const [todayRows, monthRows, settlements, partnerList, dead, scoring] = await Promise.all([
       awardedByCategory(today, today),
       awardedByCategory(today.slice(0, 8) + "01", today),
       call("redemption", "/v1/reports/settlements?month=" + today.slice(0, 7)),
       call("redemption", "/v1/partners"),
       call("events", "/v1/dead-letters?limit=100&waiting=true"),
+      call("points", "/v1/scoring"),
     ]);
     if (todayRows) {
       $("ov-today-total").textContent = num(todayRows.reduce((s, r) => s + r.value, 0));
@@ -181,6 +191,12 @@
       barChart($("ov-kinds"), Object.entries(kinds).map(([k, v]) => ({ label: kindName(k), value: v })));
     } else fail(explain(settlements));
     if (dead.ok) $("ov-dead").textContent = dead.body.next_cursor ? "100+" : String(dead.body.items.length);
+    if (scoring.ok) {
+      const s = scoring.body;
+      $("ov-waiting").textContent = num(s.waiting) + (s.waiting_capped ? "+" : "") +
+        (s.oldest_waiting_received_at ? " · " + t("ov_oldest", { ago: ago(s.oldest_waiting_received_at) }) : "");
+      $("ov-last-scored").textContent = s.last_scored_at ? ago(s.last_scored_at) : t("none_yet");
+    }
   }
   $("ov-to-dead").addEventListener("click", () => show("dead", true));
 
@@ -429,9 +445,10 @@
   });
 
   function ruleProblem(p) {
+    if (typeof p === "string") return el("li", { "data-testid": "rule-problem", text: p });
     const where = [p.line ? t("ru_line", { n: p.line }) : null, p.field || p.path || p.location].filter(Boolean).join(" ");
     return el("li", { "data-testid": "rule-problem" }, where ? el("strong", { text: where + ": " }) : null,
-      document.createTextNode(p.reason || p.message || p.problem || ""));
+      document.createTextNode(p.message || p.reason || ""));
   }
 
   function showRuleProblems(result) {

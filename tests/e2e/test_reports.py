@@ -179,6 +179,7 @@ async def test_no_token_is_401(api: Api) -> None:
         ("from=2026-11-01&to=2026-11-30&by=week", "by"),
         ("from=2026-11-01&to=2026-11-30", "by"),
         ("from=2026-11-01&to=2026-11-30&by=rider&cursor=a%2Fb", "cursor"),
+        ("from=2026-11-01&to=2026-11-30&by=day&cursor=rider-1", "cursor"),
         ("from=2026-11-01&to=2026-11-30&by=rider&limit=501", "limit"),
         ("from=2026-11-01&to=2026-11-30&by=rider&limit=x", "limit"),
     ],

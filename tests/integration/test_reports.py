@@ -88,6 +88,14 @@ async def test_by_day_an_entry_at_23_30_utc_belongs_to_the_next_shanghai_day(db:
 
 
 @pytest.mark.usefixtures("entries")
+@pytest.mark.usefixtures("entries")
+async def test_by_day_pages_by_day(db: Database) -> None:
+    assert [r.key for r in await report(db, By.DAY, None, 1)] == ["2031-03-01"]
+    assert [r.key for r in await report(db, By.DAY, "2031-03-01", 1)] == ["2031-03-02"]
+    assert await report(db, By.DAY, "2031-03-02", 1) == []
+
+
+@pytest.mark.usefixtures("entries")
 async def test_by_category_redeemed_points_count_positive_and_adjustments_have_no_category(db: Database) -> None:
     assert await report(db, By.CATEGORY) == [
         PointsRow("none", 0, 3, 0, 0, 0),

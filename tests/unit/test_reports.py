@@ -12,7 +12,7 @@ import pytest
 
 from libs.platform.errors import DomainError
 from libs.platform.tables import Column, Format, Table, format_of, safe_cell, to_csv, to_xlsx
-from services.points.domain.reports import By, PointsRow, filename, period_of, points_table
+from services.points.domain.reports import By, PointsRow, filename, page_after, period_of, points_table
 from services.redemption.domain.catalogue import Partner
 from services.redemption.domain.settlement import settlement_of, settlement_table
 
@@ -135,3 +135,10 @@ def test_the_settlement_sheet_files_every_partner() -> None:
         ("noodles", "老王面馆", "商家", "2026-11", 0, 0),
         ("clinic", "社区医院", "医院", "2026-11", 0, 0),
     ]
+
+
+def test_a_cursor_by_day_is_a_day() -> None:
+    assert page_after(By.DAY, "2026-11-05") == "2026-11-05"
+    assert page_after(By.RIDER, "rider-1") == "rider-1"
+    with pytest.raises(DomainError, match=r"^cursor: "):
+        page_after(By.DAY, "rider-1")

@@ -140,3 +140,10 @@ def category_name(key: str) -> str:
 
 def filename(period: Period, by: By) -> str:
     return f"points-{period.name()}-by-{by.value}"
+
+
+def page_after(by: By, cursor: str | None) -> str | None:
+    """The key a page starts after; by day it must be a day (the next_cursor of a page by day is one)."""
+    if cursor is not None and by is By.DAY:
+        _day("cursor", cursor)
+    return cursor

@@ -12,7 +12,7 @@ from libs.ledger.model import RIDER_ID_PATTERN
 from libs.platform.auth import Role
 from libs.platform.http import Caller, Db, PageLimit, problem_responses, require
 from libs.platform.tables import Format, download, format_of, table_responses
-from services.points.domain.reports import By, PointsRow, filename, period_of, points_table
+from services.points.domain.reports import By, PointsRow, filename, page_after, period_of, points_table
 from services.points.reports import ReportQueries
 
 router = APIRouter()
@@ -61,12 +61,13 @@ async def points_report(
 ) -> PointsReport | Response:
     require(caller, Role.OPERATOR)
     period = period_of(from_, to)
+    after = page_after(by, cursor)
     fmt = format_of(accept)
     async with db.read() as conn:
         if fmt is not Format.JSON:
             rows = await ReportQueries(conn).points(period, by, None, None)
             return download(points_table(by, rows), fmt, filename(period, by), "积分台账")
-        rows = await ReportQueries(conn).points(period, by, cursor, limit)
+        rows = await ReportQueries(conn).points(period, by, after, limit)
     return PointsReport.model_validate(
         {
             "from": from_,

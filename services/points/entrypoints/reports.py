@@ -17,7 +17,7 @@ from services.points.reports import ReportQueries
 
 router = APIRouter()
 
-Day = Annotated[str, Query(max_length=10, description="YYYY-MM-DD, an Asia/Shanghai day", examples=["2026-11-01"])]
+DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # the shape; period_of checks the calendar, the order and the span
 
 
 class PointsItem(BaseModel):
@@ -50,8 +50,8 @@ class PointsReport(BaseModel):
 async def points_report(
     db: Db,
     caller: Caller,
-    from_: Annotated[str, Query(alias="from", max_length=10, description="the first day, YYYY-MM-DD")],
-    to: Annotated[str, Query(max_length=10, description="the last day, YYYY-MM-DD (included)")],
+    from_: Annotated[str, Query(alias="from", pattern=DAY, description="the first day, YYYY-MM-DD")],
+    to: Annotated[str, Query(pattern=DAY, description="the last day, YYYY-MM-DD (included), within 366 days")],
     by: By,
     limit: PageLimit = 500,
     cursor: Annotated[

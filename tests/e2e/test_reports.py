@@ -116,6 +116,7 @@ async def test_by_day_the_json_report_has_todays_row(api: Api, world: dict[str, 
     r = await points(api, f"from={FROM}&to={TO}&by=day", accept="text/html")  # unknown Accept: JSON
 
     assert r.status_code == 200, r.text
+    assert "accept" in [v.strip().lower() for v in r.headers["vary"].split(",")]
     today = next(i for i in r.json()["items"] if i["key"] == TODAY.isoformat())
     assert today["awarded"] >= world["awarded"]
     assert today["redeemed"] >= 30

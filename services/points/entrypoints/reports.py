@@ -50,6 +50,7 @@ class PointsReport(BaseModel):
 async def points_report(
     db: Db,
     caller: Caller,
+    response: Response,
     from_: Annotated[str, Query(alias="from", pattern=DAY, description="the first day, YYYY-MM-DD")],
     to: Annotated[str, Query(pattern=DAY, description="the last day, YYYY-MM-DD (included), within 366 days")],
     by: By,
@@ -59,6 +60,7 @@ async def points_report(
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> PointsReport | Response:
+    response.headers["Vary"] = "Accept"  # the same URL answers JSON or a file
     require(caller, Role.OPERATOR)
     period = period_of(from_, to)
     after = page_after(by, cursor)

@@ -44,9 +44,11 @@ class SettlementsReport(BaseModel):
 async def settlements_report(
     db: Db,
     caller: Caller,
+    response: Response,
     month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM, by confirmation time in Asia/Shanghai")],
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> SettlementsReport | Response:
+    response.headers["Vary"] = "Accept"  # the same URL answers JSON or a file
     require(caller, Role.OPERATOR)
     async with db.read() as conn:
         queries = RedemptionQueries(conn)

@@ -85,9 +85,15 @@ fuzz: install
 
 # The speed benchmark on a stack of its own (own database and ports): PostgreSQL's ceiling, 200,000 events
 # over Kafka and 50,000 over HTTP, balance reads, redemptions, CPU and memory per process. One table, and
-# bench/results/latest.json. About 2 minutes.
+# bench/results/latest.json. About 2 minutes. Then the operators' points report over a month of 10,000 riders and
+# 200,000 entries (bench/reports.py, its own database; bench/results/reports.json), under a minute.
 bench: install
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.reports
+
+.PHONY: bench-reports
+bench-reports: install
+	$(BIN)/python -m bench.reports
 
 # Webhook deliveries per second through the notifications sender (claim, sign, POST, record) to a local
 # receiver, 10 subscriptions, with a same-run baseline of the bare signed POSTs; bench/results/webhooks.json.

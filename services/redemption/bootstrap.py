@@ -14,7 +14,7 @@ from libs.platform.metrics import watch_pool
 from libs.platform.periodic import Background
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
-from services.redemption.entrypoints import api, jobs
+from services.redemption.entrypoints import api, jobs, reports
 
 VERSION = "0.1.0"
 
@@ -48,4 +48,5 @@ def build_app(settings: Settings) -> FastAPI:
         db=db,
     )
     app.include_router(api.router)
+    app.include_router(reports.router)
     return app

@@ -210,6 +210,15 @@ async def whole_catalogue(w: World, h: dict[str, str]) -> int:
     return (await w.api.http.get(f"{w.api.redemption_url}/v1/rewards?include_inactive=true", headers=h)).status_code
 
 
+async def points_report(w: World, h: dict[str, str]) -> int:
+    url = f"{w.api.points_url}/v1/reports/points?from=2026-11-01&to=2026-11-30&by=category"
+    return (await w.api.http.get(url, headers=h)).status_code
+
+
+async def settlements_report(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.redemption_url}/v1/reports/settlements?month=2026-11", headers=h)).status_code
+
+
 MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "POST /v1/events": (publish, _expect({"source": 202})),
     "GET /v1/dead-letters": (dead_letters, _expect({"operator": 200})),
@@ -234,6 +243,8 @@ MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "GET /v1/riders": (riders, _expect({"operator": 200})),
     "GET /v1/partners": (partners, _expect({"operator": 200})),
     "GET /v1/rewards?include_inactive=true": (whole_catalogue, _expect({"operator": 200})),
+    "GET /v1/reports/points": (points_report, _expect({"operator": 200})),
+    "GET /v1/reports/settlements": (settlements_report, _expect({"operator": 200})),
 }
 
 

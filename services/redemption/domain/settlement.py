@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from libs.platform.tables import Column, Table
+from services.redemption.domain.catalogue import Partner
 from services.redemption.domain.holds import SHANGHAI
 
 
@@ -44,3 +46,26 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 def settlement_of(partner_id: str, month: str, lines: Sequence[SettlementLine]) -> Settlement:
     return Settlement(partner_id, month, tuple(lines))
+
+
+# The sub-district's settlement sheet (结算表): one row per partner, every partner filed, zeros included.
+SETTLEMENT_COLUMNS = (
+    Column("partner_id", "商户编号", "text"),
+    Column("name", "商户名称", "text"),
+    Column("kind", "类型", "text"),
+    Column("month", "月份", "text"),
+    Column("redemptions", "兑换笔数"),
+    Column("points_total", "结算积分"),
+)
+KIND_NAMES = {"merchant": "商家", "hospital": "医院", "barber": "快剪"}
+
+
+def settlement_table(partners: Sequence[Partner], settlements: Sequence[Settlement]) -> Table:
+    """Each partner's settlement as a row, ``partners`` and ``settlements`` in the same order."""
+    return Table(
+        SETTLEMENT_COLUMNS,
+        [
+            (p.partner_id, p.name, KIND_NAMES.get(p.kind, p.kind), s.month, s.redemptions, s.points_total)
+            for p, s in zip(partners, settlements, strict=True)
+        ],
+    )

@@ -97,6 +97,8 @@ WORDS: dict[str, Msg] = {
     "cat_skill_development": N_("Skill development"),
     "cat_publicity_outreach": N_("Publicity and outreach"),
     "cat_honors": N_("Honours"),
+    "cat_none": N_("Not by category (adjustments)"),
+    "cat_redemption": Np_("report row", "Redemptions"),
     "err_insufficient-points": N_("Not enough points for this reward yet."),
     "err_out-of-stock": N_("None left this month; come back next month."),
     "err_monthly-limit-reached": N_("You reached this reward's monthly limit."),

@@ -28,8 +28,8 @@
   function words(key) { const text = t(key); return text === key ? "" : text; }
   function kindName(kind) { return words("kind_" + kind) || kind; }
   function num(n) { return (n === null || n === undefined) ? "–" : Number(n).toLocaleString(window.WB.config.tag); }
-  // "12 秒前" / "3 分钟前" / "5 小时前", in the page's language (Intl.RelativeTimeFormat, CLDR).
-  const relative = new Intl.RelativeTimeFormat(window.WB.config.tag, { numeric: "always" });
+  // "现在" / "12秒钟前" / "3分钟前" / "5小时前", in the page's language (Intl.RelativeTimeFormat, CLDR).
+  const relative = new Intl.RelativeTimeFormat(window.WB.config.tag, { numeric: "auto" });
   function ago(iso) {
     const s = Math.max(0, Math.round((Date.now() - new Date(iso)) / 1000));
     if (s < 90) return relative.format(-s, "second");

@@ -366,8 +366,15 @@ class RulesRefused(DomainError):
     kind = "rules-refused"
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems), problems=problems)
+        errors = [_field_and_fix(p) for p in problems]  # as an invalid file's errors, for the console
+        super().__init__("; ".join(problems), problems=problems, errors=errors)
         self.problems = problems
+
+
+def _field_and_fix(problem: str) -> dict[str, str]:
+    """``{"path", "message"}`` of a publication problem, which reads "field: what to fix"."""
+    path, _, message = problem.partition(": ")
+    return {"path": path, "message": message} if message else {"path": "", "message": problem}
 
 
 class RulesVersionPublished(RulesRefused):

@@ -221,6 +221,7 @@ async def test_a_version_too_soon_or_not_after_the_latest_is_refused_with_every_
     problem = r.json()
     assert problem["type"] == "https://warmbee.dev/problems/rules-refused"
     assert any("is not in the future by more than 4 s" in p for p in problem["problems"])
+    assert [e["path"] for e in problem["errors"]] == ["effective_from"]  # as the console lists an invalid file's
     past = await post(api, "/v1/rules/versions", DEFAULT.replace("version: 1", "version: 99999").encode())
     assert past.status_code == 422, past.text
     assert any("is not after the latest stored version's" in p for p in past.json()["problems"])

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from libs.platform.errors import DomainError
+from services.points.handlers import RulesRefused, RulesVersionPublished
 from services.points.replay import what_if_period
 from services.points.rules_files import DEFAULT_RULES_FILE, RulesFileError, RulesProblem, parse_rules, rules_text
 
@@ -163,3 +164,14 @@ def test_a_what_if_period_is_days_in_the_rules_zone_up_to_a_limit() -> None:
     with pytest.raises(DomainError, match="is not after from"):
         what_if_period(SHANGHAI, date(2026, 12, 1), date(2026, 12, 1), 93)
     assert what_if_period(SHANGHAI, date(2000, 1, 1), date(9999, 12, 31))[1].year == 9999
+
+
+def test_a_publication_refusal_names_each_field_as_an_invalid_file_does() -> None:
+    refused = RulesVersionPublished(["version: 2 is not after the stored version 2; use 3", "no field here"])
+
+    assert (refused.status, refused.kind) == (409, "rules-version-published")
+    assert refused.extra["errors"] == [
+        {"path": "version", "message": "2 is not after the stored version 2; use 3"},
+        {"path": "", "message": "no field here"},
+    ]
+    assert RulesRefused(["effective_from: too soon"]).status == 422

@@ -142,7 +142,7 @@ def serve_redemption() -> None:
 
 @serve_app.command("pages")
 def serve_pages() -> None:
-    """The rider's phone page (/rider) and the partner's counter page (/partner)."""
+    """The rider's phone page (/rider), the partner's counter page (/partner), the operator's console (/operator)."""
     from services.pages.bootstrap import build_app
 
     _serve(build_app, "pages", get_settings().pages_port)
@@ -322,6 +322,7 @@ http://{settings.host}:{settings.notifications_worker_metrics_port}/metrics (not
   rider's page (rider-1001)        {pages}/rider#token={rider}
   partner's page (laowang-noodles) {pages}/partner#token={partner}
   (English: add ?lang=en before the #)
+  operator's console               {pages}/operator   (paste the operator token above to sign in)
 
   curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/balance
   curl -s -H "Authorization: Bearer $RIDER_TOKEN" {points}/v1/riders/rider-1001/entries

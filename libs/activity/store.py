@@ -138,13 +138,16 @@ class ActivityStore:
                 out.append(letter)
         return out
 
-    async def dead_letters(self, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    async def dead_letters(self, limit: int, before_id: int | None, waiting: bool = False) -> list[dict[str, Any]]:
+        """Newest first; ``waiting``: only those no operator has retried yet."""
         rows = await self._conn.fetch(
             'SELECT dead_letter_id, received_at, reason, topic, "partition", "offset", key, source,'
-            " event_id, payload, payload_encoding FROM dead_letter"
-            " WHERE ($1::bigint IS NULL OR dead_letter_id < $1) ORDER BY dead_letter_id DESC LIMIT $2",
+            " event_id, payload, payload_encoding, retried_at FROM dead_letter"
+            " WHERE ($1::bigint IS NULL OR dead_letter_id < $1) AND (NOT $3 OR retried_at IS NULL)"
+            " ORDER BY dead_letter_id DESC LIMIT $2",
             before_id,
             limit,
+            waiting,
         )
         return [dict(r) for r in rows]
 

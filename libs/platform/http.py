@@ -349,14 +349,14 @@ def create_app(
 
     _validation_errors_are_problems(app)
 
-    # The rider's and the partner's pages call the APIs from their own origin, with a bearer token
+    # The pages (rider, partner, operator) call the APIs from their own origin, with a bearer token
     # (no cookies, so no credentials mode). Added last, so it is the outermost layer and answers preflights.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST", "PUT"],
         allow_headers=["Authorization", "Content-Type", "Accept-Language", IDEMPOTENCY_KEY, REQUEST_ID_HEADER],
-        expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+        expose_headers=[REQUEST_ID_HEADER, "Retry-After", "Content-Disposition"],
         max_age=600,
     )
 

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     notice_expiry_warning_s: int = Field(default=3600, ge=60)  # a held code is warned of this long before it expires
     notice_stale_after_s: int = Field(default=24 * 3600, ge=60)  # older events make no notice
     notice_rate_per_s: float = Field(default=100.0, gt=0)  # the most notices posted to the gateway a second
+    # Done deliveries and notices are removed after this; keep it longer than the points-ledger topic's retention
+    notifications_retention_days: int = Field(default=30, ge=1, le=3650)
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)  # a 2xx within this delivers
     webhook_in_flight_per_subscription: int = Field(default=4, ge=1, le=64)  # one slow receiver waits alone
     webhook_in_flight: int = Field(default=64, ge=1, le=1024)

@@ -72,3 +72,9 @@ NOTICE_OLDEST_PENDING = Gauge(
 for _kind in NOTICE_KINDS:
     for _end in ("delivered", "failed"):
         RIDER_NOTICES.labels(_kind, _end)
+
+PRUNED = Counter(
+    "warmbee_notifications_pruned_rows_total",
+    "Rows of the notifications' tables removed by retention (done and older than the retention), by table",
+    ["table"],
+)

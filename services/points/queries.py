@@ -80,6 +80,27 @@ class PointsQueries:
             return None
         return EventStatus("dead_lettered", None, None, _dead(dead["reason"]), None, None, None)
 
+    async def scoring_status(self, window_s: int, cap: int) -> dict[str, Any]:
+        """For the console: when the last award was recorded, and the HTTP events of the last ``window_s``
+        seconds still waiting to be scored (at most ``cap`` counted; older ones are reconcile's)."""
+        last = await self._conn.fetchval(
+            "SELECT recorded_at FROM ledger_transaction WHERE kind = 'award' ORDER BY tx_id DESC LIMIT 1"
+        )
+        waiting = await self._conn.fetchrow(
+            "SELECT count(*) AS n, min(received_at) AS oldest FROM ("
+            " SELECT a.received_at FROM activity_event a"
+            "  WHERE a.received_via = 'http' AND a.received_at > now() - make_interval(secs => $1)"
+            "    AND NOT EXISTS (SELECT 1 FROM ledger_transaction t"
+            "     WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
+            "    AND NOT EXISTS (SELECT 1 FROM dead_letter d"
+            "     WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
+            "  LIMIT $2) w",
+            window_s,
+            cap,
+        )
+        assert waiting is not None  # an aggregate always has its row
+        return {"last_scored_at": last, "waiting": waiting["n"], "oldest_waiting_received_at": waiting["oldest"]}
+
     async def pending(self, limit: int, since: datetime | None, older_than: datetime) -> list[dict[str, Any]]:
         """Events accepted over HTTP in [since, older_than) that have no award entry yet and are not
         dead letters waiting for an operator, oldest first. (An event that came over Kafka was recorded and

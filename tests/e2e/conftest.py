@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from playwright.async_api import Browser, async_playwright, expect
 
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
@@ -26,6 +27,17 @@ from tests.conftest import DB_SUFFIX
 
 SERVICES = list(ALL_SERVICES)
 LOG_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e-logs"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make install`; Playwright downloads nothing
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+expect.set_options(timeout=15_000)
 T = TypeVar("T")
 
 
@@ -52,6 +64,16 @@ async def stack(e2e_settings: Settings) -> AsyncIterator[LocalStack]:
         yield local
     finally:
         await asyncio.to_thread(local.stop_all)
+
+
+@pytest.fixture(scope="module")
+async def browser(stack: LocalStack) -> AsyncIterator[Browser]:
+    """Debian's chromium, headless, for the pages' tests of one module."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
 
 
 class Api:

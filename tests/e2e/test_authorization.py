@@ -202,6 +202,16 @@ async def rider_redemptions(w: World, h: dict[str, str]) -> int:
     return (await w.api.http.get(f"{w.api.redemption_url}/v1/redemptions", headers=h)).status_code
 
 
+async def redemptions_of_the_rider(w: World, h: dict[str, str]) -> int:
+    """Whose redemptions, named: an operator (the console), or the rider itself."""
+    url = f"{w.api.redemption_url}/v1/redemptions?rider_id={w.rider}"
+    return (await w.api.http.get(url, headers=h)).status_code
+
+
+async def scoring_status(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.points_url}/v1/scoring", headers=h)).status_code
+
+
 async def look_up_code(w: World, h: dict[str, str]) -> int:
     held = await w.hold()
     return (await w.api.http.get(f"{w.api.redemption_url}/v1/partner/codes/{held['code']}", headers=h)).status_code
@@ -230,6 +240,7 @@ async def whole_catalogue(w: World, h: dict[str, str]) -> int:
 MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "POST /v1/events": (publish, _expect({"source": 202})),
     "GET /v1/dead-letters": (dead_letters, _expect({"operator": 200})),
+    "GET /v1/scoring": (scoring_status, _expect({"operator": 200})),
     "GET /v1/riders/{id}/balance": (balance, _expect({"rider": 200, "operator": 200})),
     "GET /v1/riders/{id}/entries": (entries, _expect({"rider": 200, "operator": 200})),
     "GET /v1/events/{source}/{id}": (event_status, _expect({"source": 200, "rider": 200, "operator": 200}, 404)),
@@ -247,6 +258,7 @@ MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "POST /v1/redemptions/{id}/cancel": (cancel, _expect({"rider": 200, "other-rider": 404, "operator": 200})),
     "POST /v1/partner/confirmations": (confirm, _expect({"partner": 200, "other-partner": 404})),
     "GET /v1/redemptions": (rider_redemptions, _expect({"rider": 200, "other-rider": 200})),  # each its own
+    "GET /v1/redemptions?rider_id=": (redemptions_of_the_rider, _expect({"rider": 200, "operator": 200})),
     "GET /v1/partner/codes/{code}": (look_up_code, _expect({"partner": 200, "other-partner": 404})),
     "GET /v1/partner/redemptions": (partner_redemptions, _expect({"partner": 200, "other-partner": 200})),
     "GET /v1/partner/settlement": (settlement, _expect({"partner": 200, "other-partner": 200, "operator": 422})),

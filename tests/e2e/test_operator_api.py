@@ -4,10 +4,12 @@ catalogue with its inactive rewards, riders found by the start of their id with 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.conftest import Api
+from libs.platform.auth import Role
+from tests.e2e.conftest import Api, shift
 from tests.e2e.test_redemption import catalogue_entry, grant
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +89,35 @@ async def test_every_partner_is_listed_with_its_rewards_counted_and_inactive_rew
     )
     (found,) = [r for r in everything.json()["items"] if r["reward_id"] == reward_id]
     assert found["active"] is False
+
+
+async def test_an_operator_reads_a_riders_redemptions_by_naming_the_rider(api: Api, rider: str) -> None:
+    _, reward = await catalogue_entry(api, cost=10)
+    await grant(api, rider, 10)
+    held = await api.http.post(
+        f"{api.redemption_url}/v1/redemptions",
+        headers={**api.token(Role.RIDER, rider), "idempotency-key": uuid.uuid4().hex},
+        json={"reward_id": reward},
+    )
+    assert held.status_code == 201, held.text
+    r = await api.http.get(
+        f"{api.redemption_url}/v1/redemptions", params={"rider_id": rider}, headers=api.token_for_operator()
+    )
+    assert r.status_code == 200, r.text
+    assert [x["redemption_id"] for x in r.json()["items"]] == [held.json()["redemption_id"]]
+    bad = await api.http.get(
+        f"{api.redemption_url}/v1/redemptions", params={"rider_id": "a/b"}, headers=api.token_for_operator()
+    )
+    assert bad.status_code == 422
+    assert "rider_id" in bad.json()["detail"]
+
+
+async def test_the_scoring_status_shows_the_newest_award_and_what_waits(api: Api, rider: str) -> None:
+    event = shift(rider, 1, time=datetime.now(UTC).isoformat())
+    assert (await api.publish(event)).status_code == 202
+    await api.wait_scored("volunteer-platform", str(event["id"]))
+    r = await api.http.get(f"{api.points_url}/v1/scoring", headers=api.token_for_operator())
+    assert r.status_code == 200, r.text
+    status = r.json()
+    assert datetime.now(UTC) - datetime.fromisoformat(status["last_scored_at"]) < timedelta(minutes=2)
+    assert status["waiting_capped"] is False

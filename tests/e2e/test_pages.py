@@ -10,41 +10,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Request, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, ViewportSize, expect
 
 from libs.platform.auth import Role, mint_token
-from libs.platform.localstack import LocalStack
-from tests.e2e.conftest import Api, shift
+from tests.e2e.conftest import SHOTS, Api, shift
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make install`; Playwright downloads nothing
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PHONE: ViewportSize = {"width": 360, "height": 780}
-
-expect.set_options(timeout=15_000)
-
-
-@pytest.fixture(scope="module")
-async def browser(stack: LocalStack) -> AsyncIterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 async def phone(browser: Browser, url: str, locale: str = "zh-CN") -> Page:

@@ -203,6 +203,24 @@ async def test_the_cursor_lists_dead_letters_older_than_the_last_one_seen(db: Da
     assert all(d["dead_letter_id"] < first_page[-1]["dead_letter_id"] for d in second_page)
 
 
+async def test_waiting_lists_only_the_dead_letters_no_operator_has_retried(db: Database, rider: str) -> None:
+    for n in range(3):
+        await add(db, [dead_letter(rider, f"reason {n}")])
+    async with db.read() as conn:
+        newest = await ActivityStore(conn).dead_letters(limit=3, before_id=None)
+    await db.run(lambda conn: ActivityStore(conn).settle_dead_letter(newest[1]["dead_letter_id"], None))  # scored now
+    await db.run(
+        lambda conn: ActivityStore(conn).settle_dead_letter(newest[0]["dead_letter_id"], "still: no such type")
+    )
+
+    async with db.read() as conn:
+        everything = await ActivityStore(conn).dead_letters(limit=3, before_id=None)
+        waiting = await ActivityStore(conn).dead_letters(limit=3, before_id=None, waiting=True)
+
+    assert [d["retried_at"] is not None for d in everything] == [False, True, False]
+    assert [d["reason"] for d in waiting if d["key"] == rider] == ["still: no such type", "reason 0"]
+
+
 @pytest.mark.parametrize(
     ("value", "payload", "encoding"), [(b'{"id": 1}', '{"id": 1}', "utf-8"), (b"\xff", "/w==", "base64")]
 )

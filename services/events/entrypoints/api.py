@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from pydantic import BaseModel, Field
 
 from libs.activity.model import MAX_EVENT_BYTES, EventSchemas
 from libs.activity.store import ActivityStore
@@ -73,6 +73,7 @@ class DeadLetter(BaseModel):
     event_id: str | None
     payload: str
     payload_encoding: str
+    retried_at: datetime | None = Field(default=None, description="when an operator retried it; null: waiting")
 
 
 class RetriedBody(BaseModel):
@@ -121,10 +122,16 @@ async def publish(request: Request, caller: Caller, db: Db, settings: AppSetting
     summary="Kafka events that failed validation, newest first (operator)",
     responses=problem_responses(401, 403, 422),
 )
-async def dead_letters(caller: Caller, db: Db, limit: PageLimit = 50, cursor: PageCursor = None) -> DeadLetterPage:
+async def dead_letters(
+    caller: Caller,
+    db: Db,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+    waiting: Annotated[bool, Query(description="only those not retried yet (the console's count)")] = False,
+) -> DeadLetterPage:
     require(caller, Role.OPERATOR)
     async with db.read() as conn:
-        rows = await ActivityStore(conn).dead_letters(limit, decode_cursor(cursor))
+        rows = await ActivityStore(conn).dead_letters(limit, decode_cursor(cursor), waiting)
     next_cursor = encode_cursor(rows[-1]["dead_letter_id"]) if len(rows) == limit else None
     return DeadLetterPage(items=[DeadLetter(**r) for r in rows], next_cursor=next_cursor)
 

@@ -39,6 +39,7 @@ from services.notifications.notices import (
     record_notices,
     send_due_notices,
 )
+from services.notifications.retention import prune_once
 from services.notifications.sender import Sender
 from services.notifications.store import DUE_CHANNEL
 
@@ -52,6 +53,8 @@ BACKLOG_EVERY_S = 5.0  # how often the age of the oldest pending delivery is mea
 NOTICES_EVERY_S = 1.0  # how often the awards' windows and the codes' warning times are looked at
 GATEWAY_IN_FLIGHT = 8  # notices posted to the gateway at once
 NOTICE_PAGES_PER_TICK = 10
+PRUNE_EVERY_S = 600.0  # how often retention removes done rows older than WARMBEE_NOTIFICATIONS_RETENTION_DAYS
+PRUNE_BATCHES_PER_TICK = 50  # at most this many batches a run: a large first run spreads over a few
 LISTEN_RETRY_S = 5.0  # how often the sender tries again to LISTEN for new deliveries when it could not
 
 
@@ -123,6 +126,13 @@ def build_worker_app(settings: Settings) -> faust.App:
         for _ in range(NOTICE_PAGES_PER_TICK if ready.is_set() else 0):
             made = await _once("notifications_due_notices", partial(make_due_notices, db, settings))
             if made < GATHER_RIDERS:
+                break
+
+    @app.timer(interval=PRUNE_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+    async def retention() -> None:
+        # Several replicas may prune at once: each deletes what is there, none twice.
+        for _ in range(PRUNE_BATCHES_PER_TICK if ready.is_set() else 0):
+            if not await _once("notifications_retention", partial(prune_once, db, settings)):
                 break
 
     @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task

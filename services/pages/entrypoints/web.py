@@ -34,20 +34,27 @@ def language(asked: str) -> Language:
     return "en" if asked.lower().startswith("en") else "zh"
 
 
-def api_urls(settings: Settings) -> dict[str, str]:
+# The APIs each page talks to: the operator's console also reads the events service's dead letters.
+PAGE_APIS: dict[str, tuple[str, ...]] = {
+    "rider": ("points", "redemption"),
+    "partner": ("points", "redemption"),
+    "operator": ("points", "redemption", "events"),
+}
+
+
+def api_urls(settings: Settings, apis: tuple[str, ...] = ("points", "redemption")) -> dict[str, str]:
     """Where the browser finds the APIs: the same host as the pages, the services' ports."""
-    return {
-        "points": f"http://{settings.host}:{settings.points_port}",
-        "redemption": f"http://{settings.host}:{settings.redemption_port}",
-    }
+    ports = {"points": settings.points_port, "redemption": settings.redemption_port, "events": settings.events_port}
+    return {name: f"http://{settings.host}:{ports[name]}" for name in apis}
 
 
 def security_headers(urls: dict[str, str]) -> dict[str, str]:
-    """Scripts and styles only from here, and the browser may talk to the two APIs and nothing else."""
+    """Scripts and styles only from here, and the browser may talk to the page's APIs and nothing else
+    (downloads are made from blob: URLs of what those APIs sent)."""
     return {
         "Content-Security-Policy": (
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-            f"connect-src {urls['points']} {urls['redemption']}; base-uri 'none'; form-action 'none'; "
+            f"connect-src {' '.join(urls.values())}; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'"
         ),
         "Referrer-Policy": "no-referrer",
@@ -56,7 +63,7 @@ def security_headers(urls: dict[str, str]) -> dict[str, str]:
 
 
 def page(settings: Settings, name: str, lang: Language, role: str) -> HTMLResponse:
-    urls = api_urls(settings)
+    urls = api_urls(settings, PAGE_APIS[name])
     t = words(lang)
     html = TEMPLATES.get_template(f"{name}.html").render(
         t=t,
@@ -92,6 +99,16 @@ async def rider_page(settings: AppSettings, lang: LanguageQuery = "zh") -> HTMLR
 )
 async def partner_page(settings: AppSettings, lang: LanguageQuery = "zh") -> HTMLResponse:
     return page(settings, "partner", language(lang), "partner")
+
+
+@router.get(
+    "/operator",
+    response_class=HTMLResponse,
+    tags=["pages"],
+    summary="The sub-district's console (the operator token is pasted, never put in the address)",
+)
+async def operator_page(settings: AppSettings, lang: LanguageQuery = "zh") -> HTMLResponse:
+    return page(settings, "operator", language(lang), "operator")
 
 
 @router.get(

@@ -1,4 +1,4 @@
-// Shared by the rider's and the partner's page: words, the token, calls to the APIs, messages.
+// Shared by the rider's, the partner's and the operator's page: words, the token, calls to the APIs, messages.
 "use strict";
 (function () {
   const config = JSON.parse(document.getElementById("config").textContent);
@@ -12,7 +12,9 @@
   }
 
   // A token in the fragment (#token=...) never reaches a server; keep it for this tab and clear the address bar.
+  // The operator's console takes a pasted token only: an operator's token is never put in an address.
   function tokenFromFragment() {
+    if (config.role === "operator") return;
     const params = new URLSearchParams(location.hash.slice(1));
     const token = params.get("token");
     if (token) {
@@ -81,6 +83,10 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.json);
     }
+    if (options && options.text !== undefined) {
+      headers["Content-Type"] = options.contentType;
+      init.body = options.text;
+    }
     let response;
     try {
       response = await fetch(config.api[service] + path, init);
@@ -91,6 +97,33 @@
     try { body = await response.json(); } catch (e) { body = null; }
     if (response.status === 401) signOut(t("unauthenticated"));
     return { ok: response.ok, status: response.status, body: body };
+  }
+
+  // A file the API makes (CSV, Excel) saved under the name it gives: fetched with the token in a header,
+  // handed to the browser as a blob: URL, so the token is never in an address.
+  async function download(service, path, accept, fallbackName) {
+    const token = sessionStorage.getItem(KEY);
+    const headers = { Accept: accept, "Accept-Language": config.tag };
+    if (token) headers.Authorization = "Bearer " + token;
+    let response;
+    try {
+      response = await fetch(config.api[service] + path, { headers: headers });
+    } catch (e) {
+      return { ok: false, status: 0, body: null };
+    }
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (e) { body = null; }
+      if (response.status === 401) signOut(t("unauthenticated"));
+      return { ok: false, status: response.status, body: body };
+    }
+    const named = /filename="?([^";]+)"?/.exec(response.headers.get("Content-Disposition") || "");
+    const link = el("a", { href: URL.createObjectURL(await response.blob()), download: named ? named[1] : fallbackName });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    return { ok: true, status: response.status, body: null, name: link.download };
   }
 
   // Dates in the page's language, by the browser's Intl (CLDR, as Babel on the server), in the programme's
@@ -150,5 +183,5 @@
     signIn(start);
   }
 
-  window.WB = { config, t, $, el, say, fail, explain, slugOf, call, at, month, statusBadge, boot };
+  window.WB = { config, t, $, el, say, fail, explain, slugOf, call, download, at, month, statusBadge, boot };
 })();

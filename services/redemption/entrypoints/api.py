@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 
 from libs.i18n.problems import P_
+from libs.ledger.model import RIDER_ID_PATTERN
 from libs.platform.auth import Principal, Role
 from libs.platform.errors import DomainError
 from libs.platform.fields import NUMBER_ONLY, DateTime, JsonBool, JsonInt, Text
@@ -298,7 +299,8 @@ async def create_redemption(
     "/v1/redemptions",
     response_model=RedemptionPage,
     tags=["redemptions"],
-    summary="The rider's own redemptions, newest first, with the code of each live hold (rider)",
+    summary="The rider's own redemptions, newest first, with the code of each live hold (rider; an operator "
+    "names the rider with rider_id)",
     responses=problem_responses(401, 403, 422),
 )
 async def rider_redemptions(
@@ -307,12 +309,26 @@ async def rider_redemptions(
     status: StatusFilter | None = None,
     limit: PageLimit = 50,
     cursor: PageCursor = None,
+    rider_id: Annotated[
+        str | None,
+        Query(pattern=RIDER_ID_PATTERN.pattern, description="operators: whose redemptions (the console's rider tab)"),
+    ] = None,
 ) -> RedemptionPage:
-    require(caller, Role.RIDER)
+    rider = _whose_redemptions(caller, rider_id)
     before_at = _created_before(cursor)
     async with db.read() as conn:
-        rows = await RedemptionQueries(conn).of_rider(caller.sub, _status(status), limit, before_at)
+        rows = await RedemptionQueries(conn).of_rider(rider, _status(status), limit, before_at)
     return _page(rows, limit, show_code=True)
+
+
+def _whose_redemptions(caller: Principal, rider_id: str | None) -> str:
+    """A rider reads its own; an operator must say whose (a rider naming itself is fine)."""
+    if caller.role is Role.OPERATOR and rider_id is not None:
+        return rider_id
+    require(caller, Role.RIDER)
+    if rider_id is not None and rider_id != caller.sub:
+        raise DomainError(P_("rider_id: a rider reads only its own redemptions; leave rider_id out"), kind="forbidden")
+    return caller.sub
 
 
 @router.get(

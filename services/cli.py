@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,6 +14,7 @@ import uvloop
 
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import Database, apply_migrations
+from libs.platform.errors import DomainError
 from libs.platform.logging import configure_logging
 from libs.platform.settings import Settings, get_settings
 
@@ -400,9 +401,14 @@ def rules_what_if(
 
     settings = get_settings()
     configure_logging("WARNING", "rules")
+    from services.points.replay import what_if_period
+
     candidate = _read_rules(path)
-    zone = candidate.zone
-    period = (datetime.fromisoformat(start).replace(tzinfo=zone), datetime.fromisoformat(end).replace(tzinfo=zone))
+    try:
+        period = what_if_period(candidate.zone, date.fromisoformat(start), date.fromisoformat(end))
+    except (ValueError, DomainError) as exc:
+        typer.echo(f"--from/--to: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
     async def go() -> WhatIfReport:
         db = Database(settings)

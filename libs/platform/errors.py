@@ -53,6 +53,9 @@ PROBLEMS: dict[str, ProblemType] = {
     "insufficient-points": ProblemType(409, P_("Not enough points")),
     "no-rules": ProblemType(404, P_("No rules in force")),
     "rules-refused": ProblemType(422, P_("Rules refused")),
+    "rules-version-published": ProblemType(409, P_("Rules version already published")),
+    "invalid-rules": ProblemType(422, P_("Invalid rules file")),
+    "invalid-period": ProblemType(422, P_("Invalid period")),
     # Redemption.
     "partner-exists": ProblemType(409, P_("Partner exists")),
     "partner-unknown": ProblemType(422, P_("Unknown partner")),

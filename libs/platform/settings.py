@@ -141,6 +141,9 @@ class Settings(BaseSettings):
 
     # Rules: the default rules file, published at migrate time when no version is stored.
     default_rules_file: str | None = None
+    # POST /v1/rules/what-if scores every event of its period twice, in one long read transaction:
+    # at most this many days at once (a quarter).
+    rules_what_if_max_days: int = Field(default=93, ge=1, le=3660)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -20,7 +20,7 @@ from libs.platform.metrics import watch_pool
 from libs.platform.periodic import Background
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
-from services.points.entrypoints import api, reports, scoring
+from services.points.entrypoints import api, reports, rules, scoring
 from services.points.handlers import RulesCache, Scorer
 
 VERSION = "0.1.0"
@@ -54,6 +54,7 @@ def build_app(settings: Settings) -> FastAPI:
         db=db,
     )
     app.include_router(api.router)
+    app.include_router(rules.router)
     app.include_router(scoring.router)
     app.include_router(reports.router)
     return app

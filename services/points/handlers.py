@@ -40,7 +40,7 @@ from services.points.domain.reconcile import Report
 from services.points.domain.rules import NoRulesInForce, RuleBook, Rules, publication_problems
 from services.points.domain.scoring import Score, plan, score_planned
 from services.points.queries import ReconcileStore
-from services.points.store import CounterKey, PointsStore
+from services.points.store import CounterKey, PointsStore, PublishedRules
 
 DLQ_VALUE_MAX = 512 * 1024
 
@@ -366,8 +366,21 @@ class RulesRefused(DomainError):
     kind = "rules-refused"
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        errors = [_field_and_fix(p) for p in problems]  # as an invalid file's errors, for the console
+        super().__init__("; ".join(problems), problems=problems, errors=errors)
         self.problems = problems
+
+
+def _field_and_fix(problem: str) -> dict[str, str]:
+    """``{"path", "message"}`` of a publication problem, which reads "field: what to fix"."""
+    path, _, message = problem.partition(": ")
+    return {"path": path, "message": message} if message else {"path": "", "message": problem}
+
+
+class RulesVersionPublished(RulesRefused):
+    """That rules id and version are stored already, with another document: versions are immutable."""
+
+    kind = "rules-version-published"
 
 
 async def rules_in_force(db: Database, now: datetime) -> Rules:
@@ -380,19 +393,43 @@ async def rules_in_force(db: Database, now: datetime) -> Rules:
     return rules
 
 
-async def publish_rules(db: Database, rules: Rules, published_by: str | None, lead: timedelta) -> None:
-    """Store a new rules version that takes effect at least ``lead`` from now (``rules_min_lead_s``:
-    every worker's cached rules reload before then); it is picked up without a restart."""
+async def published_rules(db: Database) -> list[PublishedRules]:
+    """Every published version, by the time it takes effect."""
+    async with db.read() as conn:
+        return await PointsStore(conn).published_rules()
 
-    async def work(conn: Connection) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    version: PublishedRules
+    created: bool  # False: the same document was published before (a retry), nothing changed
+
+
+async def publish_rules(
+    db: Database, rules: Rules, published_by: str | None, lead: timedelta, *, same_again_is_done: bool = False
+) -> Publication:
+    """Store a new rules version that takes effect at least ``lead`` from now (``rules_min_lead_s``:
+    every worker's cached rules reload before then); it is picked up without a restart.
+    ``same_again_is_done``: the very document stored already under its id and version is the stored
+    version, not a refusal (an HTTP retry after a lost answer)."""
+
+    async def work(conn: Connection) -> Publication:
         store = PointsStore(conn)
         await store.lock(["rules:publish"])
+        stored = await store.rules_version(rules.rules_id, rules.version)
+        if stored is not None and same_again_is_done and stored.rules == rules:
+            return Publication(stored, created=False)
         problems = publication_problems(rules, await store.rules_versions(), datetime.now(UTC), lead)
+        if stored is not None:
+            raise RulesVersionPublished(problems)
         if problems:
             raise RulesRefused(problems)
         await store.publish_rules(rules, published_by)
+        created = await store.rules_version(rules.rules_id, rules.version)
+        assert created is not None
+        return Publication(created, created=True)
 
-    await db.run(work)
+    return await db.run(work)
 
 
 async def seed_rules(db: Database, rules: Rules, published_by: str | None) -> bool:

@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from libs.activity.model import ActivityEvent, EventSchemas, validate_event
 from libs.platform.db import Connection, Database
+from libs.platform.errors import DomainError
 from libs.platform.settings import Settings
 from services.points.domain.rules import RuleBook, Rules
 from services.points.handlers import BatchOutcome, RulesCache, Scorer
@@ -124,6 +126,25 @@ class WhatIfReport:
     @property
     def total_candidate(self) -> int:
         return sum(c.candidate for c in self.categories.values())
+
+
+def what_if_period(
+    zone: ZoneInfo, first: date, after_last: date, max_days: int | None = None
+) -> tuple[datetime, datetime]:
+    """The instants of a what-if period given as days in the rules' zone: from the start of ``first``
+    to the start of ``after_last``; at most ``max_days`` days (a what-if scores every event twice)."""
+    days = (after_last - first).days
+    if days <= 0:
+        raise DomainError(
+            f"to: {after_last.isoformat()} is not after from {first.isoformat()}; to is the day after the last",
+            kind="invalid-period",
+        )
+    if max_days is not None and days > max_days:
+        raise DomainError(
+            f"to: the period is {days} days, at most {max_days} are scored at once; split it", kind="invalid-period"
+        )
+    start, end = (datetime(d.year, d.month, d.day, tzinfo=zone) for d in (first, after_last))
+    return start, end
 
 
 async def what_if(

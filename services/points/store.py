@@ -94,6 +94,20 @@ class PointsStore:
         rows = await self._conn.fetch("SELECT body FROM rules_version ORDER BY effective_from, version")
         return [Rules.model_validate(r["body"]) for r in rows]
 
+    async def rules_version(self, rules_id: str, version: int) -> PublishedRules | None:
+        row = await self._conn.fetchrow(
+            "SELECT body, published_at, published_by FROM rules_version WHERE rules_id = $1 AND version = $2",
+            rules_id,
+            version,
+        )
+        return None if row is None else _published(row)
+
+    async def published_rules(self) -> list[PublishedRules]:
+        rows = await self._conn.fetch(
+            "SELECT body, published_at, published_by FROM rules_version ORDER BY effective_from, version"
+        )
+        return [_published(r) for r in rows]
+
     async def publish_rules(self, rules: Rules, published_by: str | None) -> bool:
         """Store a rules version; False when that id and version exist already (versions are immutable)."""
         status = await self._conn.execute(
@@ -106,6 +120,17 @@ class PointsStore:
             published_by,
         )
         return status.endswith(" 1")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedRules:
+    rules: Rules
+    published_at: datetime
+    published_by: str | None
+
+
+def _published(row: asyncpg.Record) -> PublishedRules:
+    return PublishedRules(Rules.model_validate(row["body"]), row["published_at"], row["published_by"])
 
 
 # Tables that scoring writes; a scratch schema gets empty copies of them, and reads the rest

@@ -127,6 +127,33 @@ async def rules(w: World, h: dict[str, str]) -> int:
     return (await w.api.http.get(f"{w.api.points_url}/v1/rules", headers=h)).status_code
 
 
+async def rules_versions(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.points_url}/v1/rules/versions", headers=h)).status_code
+
+
+# A rules file with problems: the operator's cell answers 422 and nothing is ever published.
+NOT_RULES = b"rules_id: matrix\n"
+
+
+async def rules_check(w: World, h: dict[str, str]) -> int:
+    r = await w.api.http.post(f"{w.api.points_url}/v1/rules/check", content=NOT_RULES, headers=_yaml(h))
+    return r.status_code
+
+
+async def rules_what_if(w: World, h: dict[str, str]) -> int:
+    url = f"{w.api.points_url}/v1/rules/what-if?from=2024-05-01&to=2024-05-02"
+    return (await w.api.http.post(url, content=NOT_RULES, headers=_yaml(h))).status_code
+
+
+async def rules_publish(w: World, h: dict[str, str]) -> int:
+    r = await w.api.http.post(f"{w.api.points_url}/v1/rules/versions", content=NOT_RULES, headers=_yaml(h))
+    return r.status_code
+
+
+def _yaml(h: dict[str, str]) -> dict[str, str]:
+    return {**h, "content-type": "application/yaml"}
+
+
 async def add_partner(w: World, h: dict[str, str]) -> int:
     body = {"partner_id": f"p-{uuid.uuid4().hex[:8]}", "name": "矩阵", "kind": "barber"}
     return (await w.api.http.post(f"{w.api.redemption_url}/v1/partners", json=body, headers=h)).status_code
@@ -228,6 +255,10 @@ MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "GET /v1/events/{source}/{id}": (event_status, _expect({"source": 200, "rider": 200, "operator": 200}, 404)),
     "POST /v1/adjustments": (adjustment, _expect({"operator": 201})),
     "GET /v1/rules": (rules, _expect(dict.fromkeys(CALLERS, 200))),
+    "GET /v1/rules/versions": (rules_versions, _expect({"operator": 200})),
+    "POST /v1/rules/check": (rules_check, _expect({"operator": 422})),
+    "POST /v1/rules/what-if": (rules_what_if, _expect({"operator": 422})),
+    "POST /v1/rules/versions": (rules_publish, _expect({"operator": 422})),
     "POST /v1/partners": (add_partner, _expect({"operator": 201})),
     "POST /v1/rewards": (add_reward, _expect({"operator": 201})),
     "GET /v1/rewards": (catalogue, _expect(dict.fromkeys(CALLERS, 200))),

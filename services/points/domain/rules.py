@@ -5,7 +5,7 @@ an event's own time scores it. What a version may be published as is decided her
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +16,8 @@ from libs.platform.errors import DomainError
 Period = Literal["day", "week", "month", "year"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month", "year")
 Points = Field(ge=0, le=100_000)
+MIN_EFFECTIVE = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EFFECTIVE = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class _Strict(BaseModel):
@@ -122,11 +124,19 @@ class CategoryRules(_Strict):
 
 class Rules(_Strict):
     rules_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    version: int = Field(gt=0)
+    version: int = Field(gt=0, le=2_147_483_647)  # a PostgreSQL integer
     effective_from: AwareDatetime
     timezone: str = "Asia/Shanghai"
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=2000)
     categories: CategoryRules
+
+    @field_validator("effective_from")
+    @classmethod
+    def _within_the_calendar(cls, value: datetime) -> datetime:
+        # Year 9999 with a negative offset is past the end of datetime in UTC: PostgreSQL could not store it.
+        if not MIN_EFFECTIVE <= value < MAX_EFFECTIVE:
+            raise ValueError(f"must be from {MIN_EFFECTIVE.date()} and before {MAX_EFFECTIVE.date()}")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -1,4 +1,4 @@
-"""HTTP entrypoint of the points service: balances, history, event status, adjustments, rules.
+"""HTTP entrypoint of the points service: balances, history, event status, adjustments (the rules: rules.py).
 A module-level router: the bootstrap includes it; each route takes the database, the settings and the
 caller as dependencies, calls one query or use case, and raises the domain's errors as they come."""
 
@@ -33,7 +33,7 @@ from libs.platform.http import (
     problem_responses,
     require,
 )
-from services.points.handlers import adjust, rules_in_force
+from services.points.handlers import adjust
 from services.points.queries import EventStatus, PointsQueries
 
 log = structlog.get_logger(__name__)
@@ -141,14 +141,6 @@ class AdjustmentRequest(BaseModel):
         description="one line in the operator's own words (at least one word, e.g. 补发), shown to the rider "
         "as it is, in every language",
     )
-
-
-class RulesBody(BaseModel):
-    rules_id: str
-    version: int
-    effective_from: datetime
-    timezone: str
-    categories: dict[str, Any]
 
 
 class RiderPage(BaseModel):
@@ -300,24 +292,6 @@ async def adjustment(
         "adjustment.posted", operator=caller.sub, rider_id=body.rider_id, amount=body.amount, entry_id=entry.entry_id
     )
     return EntryBody.of(entry, language)
-
-
-@router.get(
-    "/v1/rules",
-    response_model=RulesBody,
-    tags=["rules"],
-    summary="The rules in force now",
-    responses=problem_responses(401, 404),
-)
-async def rules(db: Db, caller: Caller) -> RulesBody:
-    r = await rules_in_force(db, datetime.now(UTC))
-    return RulesBody(
-        rules_id=r.rules_id,
-        version=r.version,
-        effective_from=r.effective_from,
-        timezone=r.timezone,
-        categories=r.categories.model_dump(mode="json", exclude_none=True),
-    )
 
 
 def _may_read_rider(caller: Principal, rider_id: str) -> None:

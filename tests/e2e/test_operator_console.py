@@ -7,23 +7,34 @@ docs' docs/operator-*.png are copies)."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import openpyxl
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from libs.platform.auth import Role, mint_token
 from libs.platform.localstack import LocalStack
+from services.points.rules_files import DEFAULT_RULES_FILE
 from tests.e2e.conftest import SHOTS, Api, eventually, shift, to_kafka
-from tests.e2e.test_redemption import grant
+from tests.e2e.test_redemption import catalogue_entry, grant
 
 pytestmark = pytest.mark.e2e
 
 SCREEN: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 WIDTHS = [pytest.param(SCREEN, id="1280px"), pytest.param(PHONE, id="390px")]
 
 
@@ -39,6 +50,7 @@ async def console(browser: Browser, api: Api, request: pytest.FixtureRequest) ->
     await page.get_by_label("登录令牌").fill(mint_token(api.settings, Role.OPERATOR, "街道-王"))
     await page.locator("#signin-form button").click()
     await expect(page.locator("#who-sub")).to_have_text("街道-王")
+    await expect(page.locator("body[data-ready=true]")).to_have_count(1)  # the overview has loaded
     yield page
     assert errors == [], errors
     await context.close()
@@ -195,3 +207,124 @@ async def test_a_token_of_another_role_is_refused_and_a_token_in_the_address_is_
     assert "script-src 'self'" in headers["content-security-policy"]
     assert f"http://{api.settings.host}:{api.settings.events_port}" in headers["content-security-policy"]
     await context.close()
+
+
+@pytest.mark.parametrize("console", WIDTHS, indirect=True)
+async def test_the_overview_charts_todays_points_by_category_and_counts_waiting_dead_letters(
+    console: Page, api: Api, rider: str
+) -> None:
+    page = console
+    event = shift(rider, 2, time=datetime.now(SHANGHAI).isoformat())  # scored today, under the rules in force
+    assert (await api.publish(event)).status_code == 202
+    await api.wait_scored("volunteer-platform", str(event["id"]))
+    await open_tab(page, "概览")
+    today = page.get_by_test_id("chart-today")
+    await expect(today.locator("svg text").first).to_have_text("志愿服务类")
+    assert int((await page.locator("#ov-today-total").inner_text()).replace(",", "")) >= 20
+    await expect(page.get_by_test_id("chart-kinds").locator("svg text").first).to_have_text("暖“新”商家")
+    await expect(page.get_by_test_id("ov-dead")).to_have_text(re.compile(r"^\d+\+?$"))
+    await expect(page.get_by_test_id("ov-last-scored")).to_have_text(re.compile(r"(秒钟前|分钟前|现在)$"))
+    await shot(page, "overview")
+
+
+RULES_DAY = "2025-04-15"  # a day of this test's own: the what-if covers every event of its period
+
+
+@pytest.mark.parametrize("console", [pytest.param(SCREEN, id="1280px")], indirect=True)
+async def test_an_operator_checks_a_rules_file_tries_it_out_and_publishes_it(
+    console: Page, api: Api, rider: str
+) -> None:
+    page = console
+    event = shift(rider, 2, time=f"{RULES_DAY}T10:00:00+08:00")
+    assert (await api.publish(event)).status_code == 202
+    await api.wait_scored("volunteer-platform", str(event["id"]))
+    await open_tab(page, "规则")
+    await expect(page.get_by_test_id("rule-version").filter(has_text="warmbee-default v1")).to_have_count(1)
+
+    # A broken file: every problem with its line, nothing stored.
+    text = DEFAULT_RULES_FILE.read_text(encoding="utf-8")
+    broken = text.replace("points_per_hour: 10", "points_per_hour: 0")
+    await page.locator("#ru-text").fill(broken)
+    await page.get_by_role("button", name="检查").click()
+    line = broken.splitlines().index(next(x for x in broken.splitlines() if "points_per_hour: 0" in x)) + 1
+    await expect(page.get_by_test_id("rule-problem")).to_contain_text(f"第 {line} 行")
+
+    # A candidate of its own rules id: doubled volunteer points, effective in a minute.
+    rules_id = f"console-{uuid.uuid4().hex[:6]}"
+    candidate = yaml.safe_load(text) | {"rules_id": rules_id, "version": 1}
+    candidate["categories"]["volunteer_service"]["points_per_hour"] = 20
+    await page.locator("#ru-text").fill(yaml.safe_dump(candidate, allow_unicode=True, sort_keys=False))
+    await page.get_by_role("button", name="检查").click()
+    await expect(page.get_by_test_id("rule-valid")).to_contain_text(f"检查通过：{rules_id} v1")
+
+    await page.locator("#ru-from").fill(RULES_DAY)
+    await page.locator("#ru-to").fill(RULES_DAY)
+    await page.get_by_role("button", name="试算").click()
+    report = page.get_by_test_id("whatif")
+    await expect(report.get_by_test_id("whatif-row").filter(has_text="志愿服务类")).to_contain_text("+")
+    await expect(report.get_by_test_id("whatif-row").filter(has_text=rider)).to_contain_text("+20")
+    await shot(page, "rules")
+
+    # Publishing asks first; the version published is listed. It scores as the rules in force do, and
+    # takes effect in seconds (a version far ahead would refuse every later one an earlier date).
+    in_force = (await api.http.get(f"{api.points_url}/v1/rules", headers=api.token_for_operator())).json()
+    candidate["categories"] = in_force["categories"]
+    effective = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    candidate["effective_from"] = effective.isoformat()
+    await page.locator("#ru-text").fill(yaml.safe_dump(candidate, allow_unicode=True, sort_keys=False))
+    await page.get_by_role("button", name="发布").click()
+    await page.get_by_role("dialog").get_by_role("button", name="发布").click()
+    await expect(page.locator("#status")).to_contain_text(f"已发布 {rules_id} v1")
+    await expect(page.get_by_test_id("rule-version").filter(has_text=f"{rules_id} v1")).to_have_count(1)
+    # In force before the test ends: a later test's version, a few seconds ahead of its own now, is after it.
+    await asyncio.sleep(max(0.0, (effective - datetime.now(UTC)).total_seconds() + 0.5))
+
+
+@pytest.mark.parametrize("console", WIDTHS, indirect=True)
+async def test_the_monthly_ledger_and_the_settlements_show_and_download_as_csv_and_excel(
+    console: Page, api: Api, rider: str, tmp_path: Path
+) -> None:
+    page = console
+    await catalogue_entry(api)  # a partner to settle, even on a stack of this test alone
+    await grant(api, rider, 7)
+    event = shift(rider, 1, time=datetime.now(SHANGHAI).isoformat())
+    assert (await api.publish(event)).status_code == 202
+    await api.wait_scored("volunteer-platform", str(event["id"]))
+    month = datetime.now(SHANGHAI).strftime("%Y-%m")
+    await open_tab(page, "报表")
+    await expect(page.get_by_test_id("report-row").filter(has_text="志愿服务类")).to_have_count(1)
+    await expect(page.get_by_test_id("report-row").filter(has_text="未分类")).to_have_count(1)  # adjustments
+    await expect(page.get_by_test_id("settlement-row").filter(has_text="老王面馆").first).to_contain_text("暖“新”商家")
+    await page.locator("#rp-by").select_option("rider")
+    await page.locator("#report-form button[type=submit]").click()
+    await expect(page.locator("#rp-key-h")).to_have_text("骑手")
+
+    async with page.expect_download() as csv_download:
+        await page.get_by_role("button", name="下载 CSV").first.click()
+    saved = await (await csv_download.value).path()
+    assert (await csv_download.value).suggested_filename.endswith(".csv")
+    text = await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][0] == "骑手"
+    assert next(r for r in rows if r[0] == rider)[1:4] == ["10", "7", "0"]  # awarded, adjusted, redeemed
+
+    async with page.expect_download() as xlsx_download:
+        await page.get_by_role("button", name="下载 Excel").first.click()
+    workbook = tmp_path / (await xlsx_download.value).suggested_filename  # openpyxl goes by the extension
+    await (await xlsx_download.value).save_as(workbook)
+    book = openpyxl.load_workbook(workbook, read_only=True)
+    sheet_rows = list(book.active.iter_rows(values_only=True))
+    assert sheet_rows[0][0] == "骑手"
+    assert any(r[0] == rider for r in sheet_rows[1:])
+    assert month in (await xlsx_download.value).suggested_filename
+    await shot(page, "reports")
+
+
+async def test_the_english_switch_keeps_the_operator_signed_in_and_the_tab_in_english(console: Page) -> None:
+    page = console
+    await page.get_by_role("link", name="Switch to English").click()
+    await expect(page.locator("h1")).to_have_text("Sub-district console")
+    assert await page.locator("html").get_attribute("lang") == "en"
+    await expect(page.locator("#who-sub")).to_have_text("街道-王")  # the token stayed in the tab
+    await open_tab(page, "Partners and rewards")
+    await expect(page.get_by_role("heading", name="Partners", exact=True)).to_be_visible()

@@ -107,6 +107,18 @@
     $(prefix + field).focus();
   }
 
+  // body[data-ready=true] once nothing is loading (what the browser tests wait for): loads may overlap when
+  // the operator switches tabs before the last one finished.
+  let loading = 0;
+  async function busy(work) {
+    loading += 1;
+    document.body.dataset.ready = "false";
+    try { await work; } finally {
+      loading -= 1;
+      if (!loading) document.body.dataset.ready = "true";
+    }
+  }
+
   // One confirmation dialog for every change that cannot be taken back.
   let onConfirm = null;
   function confirmFirst(title, text, yes, action) {
@@ -139,9 +151,7 @@
       $("panel-" + name).hidden = !on;
     }
     fail("");
-    document.body.dataset.ready = "false";
-    if (again || !loaded[tab]) { loaded[tab] = true; await LOADERS[tab](); }
-    document.body.dataset.ready = "true";
+    if (again || !loaded[tab]) { loaded[tab] = true; await busy(LOADERS[tab]()); }
   }
   for (const name of TABS) $("tab-" + name).addEventListener("click", () => show(name, true));
   // Arrow keys move between tabs, as the WAI-ARIA tabs pattern has it.
@@ -281,10 +291,7 @@
     $("rider-detail").hidden = false;
     $("rd-id").textContent = id;
     clearProblems($("adjust-form"));
-    document.body.dataset.ready = "false";
-    await loadBalance();
-    await Promise.all([loadHistory(false), loadRiderRedemptions()]);
-    document.body.dataset.ready = "true";
+    await busy((async () => { await loadBalance(); await Promise.all([loadHistory(false), loadRiderRedemptions()]); })());
     $("rider-detail").scrollIntoView({ block: "start" });
   }
   $("rd-more").addEventListener("click", () => loadHistory(true));
@@ -609,11 +616,8 @@
 
   // ---- start ---------------------------------------------------------------------------------------
 
-  window.WB.boot(async () => {
-    // The partners' names and kinds label the overview and the settlements.
-    const p = await call("redemption", "/v1/partners");
-    if (p.ok) partners = p.body.items;
+  window.WB.boot(() => {
     const asked = location.hash.slice(1);
-    await show(TABS.includes(asked) ? asked : "overview", true);
+    show(TABS.includes(asked) ? asked : "overview", true);
   });
 })();

@@ -41,7 +41,7 @@ class Format(StrEnum):
 class Column:
     key: str  # the JSON member
     header: str  # the file's column name (Chinese, for the sub-district's ledger)
-    kind: Literal["number", "text"] = "number"
+    cells: Literal["number", "text"] = "number"  # how the file writes its cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def to_xlsx(table: Table, sheet: str) -> bytes:
     page.write_row(0, 0, table.headers(), bold)
     for r, row in enumerate(table.rows, start=1):
         for c, (column, value) in enumerate(zip(table.columns, row, strict=True)):
-            if column.kind == "number" and isinstance(value, int | float):
+            if column.cells == "number" and isinstance(value, int | float):
                 page.write_number(r, c, value)
             else:
                 page.write_string(r, c, str(value))  # a string cell, never a formula

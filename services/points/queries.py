@@ -28,6 +28,16 @@ class EventStatus:
 
 PENDING = Reason.of("event.pending")
 
+# An accepted event (`a`, of activity_event) that is not settled yet: it has no award entry and no dead letter
+# waiting for an operator accounts for it. One definition for the pending sweep, the console's count of
+# waiting events and reconcile's check, so the three never disagree on what "waiting" means.
+UNSETTLED = (
+    "NOT EXISTS (SELECT 1 FROM ledger_transaction t"
+    " WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
+    " AND NOT EXISTS (SELECT 1 FROM dead_letter d"
+    " WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
+)
+
 
 def _dead(error: str) -> Reason:
     return Reason.of("event.dead_lettered", error=error)
@@ -90,10 +100,7 @@ class PointsQueries:
             "SELECT count(*) AS n, min(received_at) AS oldest FROM ("
             " SELECT a.received_at FROM activity_event a"
             "  WHERE a.received_via = 'http' AND a.received_at > now() - make_interval(secs => $1)"
-            "    AND NOT EXISTS (SELECT 1 FROM ledger_transaction t"
-            "     WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
-            "    AND NOT EXISTS (SELECT 1 FROM dead_letter d"
-            "     WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
+            f"   AND {UNSETTLED}"
             "  LIMIT $2) w",
             window_s,
             cap,
@@ -108,11 +115,8 @@ class PointsQueries:
         rows = await self._conn.fetch(
             "SELECT a.event, a.received_at FROM activity_event a"
             " WHERE a.received_via = 'http' AND a.received_at < $2"
-            "   AND ($3::timestamptz IS NULL OR a.received_at >= $3) AND NOT EXISTS ("
-            "   SELECT 1 FROM ledger_transaction t"
-            "    WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
-            "   AND NOT EXISTS (SELECT 1 FROM dead_letter d"
-            "    WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
+            "   AND ($3::timestamptz IS NULL OR a.received_at >= $3)"
+            f"  AND {UNSETTLED}"
             " ORDER BY a.received_at LIMIT $1",
             limit,
             older_than,
@@ -214,11 +218,8 @@ class ReconcileStore:
         examined = await self._conn.fetchval("SELECT count(*) FROM activity_event")
         rows = await self._conn.fetch(
             "SELECT a.source, a.event_id, a.received_at FROM activity_event a"
-            " WHERE a.received_at < now() - make_interval(secs => $1) AND NOT EXISTS ("
-            "   SELECT 1 FROM ledger_transaction t"
-            "    WHERE t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id)"
-            "   AND NOT EXISTS (SELECT 1 FROM dead_letter d"  # accounted for: waits for an operator
-            "    WHERE d.source = a.source AND d.event_id = a.event_id AND d.retried_at IS NULL)"
+            " WHERE a.received_at < now() - make_interval(secs => $1)"
+            f" AND {UNSETTLED}"  # a dead letter accounts for an event: it waits for an operator
             " ORDER BY a.received_at LIMIT 1000",
             stuck_after_s,
         )

@@ -72,51 +72,46 @@
     return (result.body && result.body.detail) || t("unexpected");
   }
 
-  async function call(service, path, options) {
+  // One request to an API with the tab's token, in the page's language (reasons, problems' titles and
+  // details come back zh-CN or en): the response, or null when the network failed.
+  async function request(service, path, options) {
     const token = sessionStorage.getItem(KEY);
-    // The APIs answer in the page's language: reasons, problems' titles and details (zh-CN or en).
-    const headers = Object.assign({ Accept: "application/json", "Accept-Language": config.tag },
-      (options && options.headers) || {});
+    const headers = Object.assign({ Accept: "application/json", "Accept-Language": config.tag }, options.headers || {});
     if (token) headers.Authorization = "Bearer " + token;
-    const init = { method: (options && options.method) || "GET", headers: headers };
-    if (options && options.json !== undefined) {
+    const init = { method: options.method || "GET", headers: headers };
+    if (options.json !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.json);
     }
-    if (options && options.text !== undefined) {
+    if (options.text !== undefined) {
       headers["Content-Type"] = options.contentType;
       init.body = options.text;
     }
-    let response;
     try {
-      response = await fetch(config.api[service] + path, init);
+      return await fetch(config.api[service] + path, init);
     } catch (e) {
-      return { ok: false, status: 0, body: null };
+      return null;
     }
+  }
+
+  // What a JSON answer (or a problem) says; a 401 signs the tab out.
+  async function answer(response) {
+    if (!response) return { ok: false, status: 0, body: null };
     let body = null;
     try { body = await response.json(); } catch (e) { body = null; }
     if (response.status === 401) signOut(t("unauthenticated"));
     return { ok: response.ok, status: response.status, body: body };
   }
 
+  async function call(service, path, options) {
+    return answer(await request(service, path, options || {}));
+  }
+
   // A file the API makes (CSV, Excel) saved under the name it gives: fetched with the token in a header,
   // handed to the browser as a blob: URL, so the token is never in an address.
   async function download(service, path, accept, fallbackName) {
-    const token = sessionStorage.getItem(KEY);
-    const headers = { Accept: accept, "Accept-Language": config.tag };
-    if (token) headers.Authorization = "Bearer " + token;
-    let response;
-    try {
-      response = await fetch(config.api[service] + path, { headers: headers });
-    } catch (e) {
-      return { ok: false, status: 0, body: null };
-    }
-    if (!response.ok) {
-      let body = null;
-      try { body = await response.json(); } catch (e) { body = null; }
-      if (response.status === 401) signOut(t("unauthenticated"));
-      return { ok: false, status: response.status, body: body };
-    }
+    const response = await request(service, path, { headers: { Accept: accept } });
+    if (!response || !response.ok) return answer(response);
     const named = /filename="?([^";]+)"?/.exec(response.headers.get("Content-Disposition") || "");
     const link = el("a", { href: URL.createObjectURL(await response.blob()), download: named ? named[1] : fallbackName });
     document.body.append(link);

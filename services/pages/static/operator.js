@@ -8,7 +8,6 @@
     "safe_riding", "skill_development", "publicity_outreach", "honors"];
   const XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
   const loaded = {};
-  let partners = [];
 
   // ---- small helpers -------------------------------------------------------------------------------
 
@@ -175,11 +174,10 @@
 
   async function loadOverview() {
     const today = shanghaiDay();
-    const [todayRows, monthRows, settlements, partnerList, dead, scoring] = await Promise.all([
+    const [todayRows, monthRows, settlements, dead, scoring] = await Promise.all([
       awardedByCategory(today, today),
       awardedByCategory(today.slice(0, 8) + "01", today),
       call("redemption", "/v1/reports/settlements?month=" + today.slice(0, 7)),
-      call("redemption", "/v1/partners"),
       call("events", "/v1/dead-letters?limit=100&waiting=true"),
       call("points", "/v1/scoring"),
     ]);
@@ -191,12 +189,10 @@
       $("ov-month-total").textContent = num(monthRows.reduce((s, r) => s + r.value, 0));
       barChart($("ov-month-chart"), monthRows);
     }
-    if (partnerList.ok) partners = partnerList.body.items;
     if (settlements.ok) {
       const kinds = { merchant: 0, hospital: 0, barber: 0 };
       for (const s of settlements.body.items) {
-        const kind = s.kind || (partners.find((p) => p.partner_id === s.partner_id) || {}).kind;
-        if (kind in kinds) kinds[kind] += s.redemptions || 0;
+        if (s.kind in kinds) kinds[s.kind] += s.redemptions;
       }
       barChart($("ov-kinds"), Object.entries(kinds).map(([k, v]) => ({ label: kindName(k), value: v })));
     } else fail(explain(settlements));
@@ -333,7 +329,7 @@
     const [p, r] = await Promise.all([call("redemption", "/v1/partners"), call("redemption", "/v1/rewards?include_inactive=true")]);
     if (!p.ok) { fail(explain(p)); return; }
     if (!r.ok) { fail(explain(r)); return; }
-    partners = p.body.items;
+    const partners = p.body.items;
     rewards = r.body.items;
     const rows = $("partners");
     rows.replaceChildren(...partners.map((x) => el("tr", { "data-testid": "partner-row" },
@@ -451,22 +447,20 @@
     if (file) $("ru-text").value = await file.text();
   });
 
+  // A rules file's problems come as `errors`: {line, column, path, message} (a refusal of a valid file: no line).
   function ruleProblem(p) {
-    if (typeof p === "string") return el("li", { "data-testid": "rule-problem", text: p });
-    const where = [p.line ? t("ru_line", { n: p.line }) : null, p.field || p.path || p.location].filter(Boolean).join(" ");
+    const where = [p.line ? t("ru_line", { n: p.line }) : null, p.path].filter(Boolean).join(" ");
     return el("li", { "data-testid": "rule-problem" }, where ? el("strong", { text: where + ": " }) : null,
-      document.createTextNode(p.message || p.reason || ""));
+      document.createTextNode(p.message));
   }
 
   function showRuleProblems(result) {
     const box = $("ru-problems");
-    const body = result.body || {};
-    const problems = Array.isArray(body.errors) && body.errors.length ? body.errors : Array.isArray(body.problems) ? body.problems : null;
-    if (problems) {
-      box.replaceChildren(...problems.map(ruleProblem));
-      box.hidden = false;
-      fail("");
-    } else fail(explain(result));
+    const errors = (result.body && result.body.errors) || [];
+    if (!errors.length) { fail(explain(result)); return; }
+    box.replaceChildren(...errors.map(ruleProblem));
+    box.hidden = false;
+    fail("");
   }
 
   async function postRules(path) {
@@ -593,9 +587,8 @@
     if (!s.ok) { fail(explain(s)); return; }
     const rows = $("settlements");
     rows.replaceChildren(...s.body.items.map((x) => {
-      const p = partners.find((q) => q.partner_id === x.partner_id) || {};
-      return el("tr", { "data-testid": "settlement-row" }, cell(x.name || x.partner_name || p.name || x.partner_id),
-        cell(kindName(x.kind || p.kind || "")), cell(num(x.redemptions), "num"), cell(num(x.points_total), "num"));
+      return el("tr", { "data-testid": "settlement-row" }, cell(x.name), cell(kindName(x.kind)),
+        cell(num(x.redemptions), "num"), cell(num(x.points_total), "num"));
     }));
     if (!rows.children.length) rows.append(empty(4));
   }

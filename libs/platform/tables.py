@@ -11,6 +11,7 @@ answers JSON, as FastAPI's routes do whatever the Accept; clients that want a fi
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import Sequence
@@ -119,12 +120,14 @@ def _width(text: str) -> int:
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text[: WIDEST_COLUMN * 2])
 
 
-def download(table: Table, fmt: Literal[Format.CSV, Format.XLSX], filename: str, sheet: str) -> Response:
-    """The table as a file to save: ``filename`` without its extension (ASCII, the header needs no escaping)."""
+async def download(table: Table, fmt: Literal[Format.CSV, Format.XLSX], filename: str, sheet: str) -> Response:
+    """The table as a file to save: ``filename`` without its extension (ASCII, the header needs no escaping).
+    The file is written in a worker thread: a month of 10,000 riders is a few hundred milliseconds of CPU
+    that would otherwise stall every other request of the service's event loop (balance reads among them)."""
     if fmt is Format.CSV:
-        body, media = to_csv(table), f"{CSV}; charset=utf-8"
+        body, media = await asyncio.to_thread(to_csv, table), f"{CSV}; charset=utf-8"
     else:
-        body, media = to_xlsx(table, sheet), XLSX
+        body, media = await asyncio.to_thread(to_xlsx, table, sheet), XLSX
     disposition = f'attachment; filename="{filename}.{fmt.value}"'
     return Response(body, media_type=media, headers={"Content-Disposition": disposition, "Vary": "Accept"})
 

@@ -68,7 +68,7 @@ async def points_report(
     async with db.read() as conn:
         if fmt is not Format.JSON:
             rows = await ReportQueries(conn).points(period, by, None, None)
-            return download(points_table(by, rows), fmt, filename(period, by), "积分台账")
+            return await download(points_table(by, rows), fmt, filename(period, by), "积分台账")
         rows = await ReportQueries(conn).points(period, by, after, limit)
     return PointsReport.model_validate(
         {

@@ -59,7 +59,7 @@ async def settlements_report(
         ]
     fmt = format_of(accept)
     if fmt is not Format.JSON:
-        return download(settlement_table(partners, done), fmt, f"settlements-{month}", "结算表")
+        return await download(settlement_table(partners, done), fmt, f"settlements-{month}", "结算表")
     return SettlementsReport(month=month, items=[_item(p, s) for p, s in zip(partners, done, strict=True)])
 
 

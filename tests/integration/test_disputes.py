@@ -12,8 +12,8 @@ from libs.ledger.store import InsufficientBalance, LedgerStore
 from libs.platform.db import Database
 from libs.platform.errors import DomainError
 from libs.platform.settings import Settings
-from services.points.disputes import open_dispute, resolve_dispute
 from services.points.dispute_store import DisputeStore
+from services.points.disputes import open_dispute, resolve_dispute
 from services.points.domain.disputes import DisputeOpen, DisputeResolved, Outcome, Resolution, Status
 from services.points.handlers import adjust, reconcile
 
@@ -38,7 +38,9 @@ async def test_a_rider_opens_a_dispute_on_its_own_entry_and_a_retry_is_the_same(
     entry = await entry_of(db, settings, r)
     first = await open_dispute(db, settings, r, "k1", entry, "只记了一刻钟")
     again = await open_dispute(db, settings, r, "k1", entry, "只记了一刻钟")
-    assert first.created and not again.created and again.dispute == first.dispute
+    assert first.created
+    assert not again.created
+    assert again.dispute == first.dispute
     assert first.dispute.status is Status.OPEN
     with pytest.raises(DomainError) as reused:
         await open_dispute(db, settings, r, "k1", entry, "另一句话")
@@ -85,20 +87,24 @@ async def test_two_operators_at_the_same_moment_resolve_it_once(db: Database, se
     )
     resolved = [x for x in results if not isinstance(x, BaseException)]
     refused = [x for x in results if isinstance(x, BaseException)]
-    assert len(resolved) == 1 and all(isinstance(x, DisputeResolved) for x in refused), results
+    assert len(resolved) == 1, results
+    assert all(isinstance(x, DisputeResolved) for x in refused), results
     assert await balance(db, r) == 25
     winner = resolved[0]
     assert winner.adjustment_entry_id is not None
     async with db.read() as conn:
         adjustment = await LedgerStore(conn).entry(winner.adjustment_entry_id)
-    assert adjustment is not None and adjustment.amount == 20 and adjustment.source == "warmbee/disputes"
+    assert adjustment is not None
+    assert adjustment.amount == 20
+    assert adjustment.source == "warmbee/disputes"
     assert adjustment.reason.code == "adjustment.dispute_upheld"
     # The same operator's same request again is the resolution, not a second one.
     n = int(str(winner.resolved_by).removeprefix("ops-"))
     again = await resolve_dispute(
         db, settings, f"ops-{n}", f"key-{n}", dispute_id, Resolution(Outcome.UPHELD, 20, "补足")
     )
-    assert again == winner and await balance(db, r) == 25
+    assert again == winner
+    assert await balance(db, r) == 25
     report = await reconcile(db, settings.reconcile_stuck_after_s)
     check = next(c for c in report.checks if "dispute" in c.name)
     assert check.ok, check.problems
@@ -114,11 +120,14 @@ async def test_an_upheld_debit_beyond_the_available_points_changes_nothing(db: D
         )
     async with db.read() as conn:
         still = await DisputeStore(conn).get(opened.dispute.dispute_id)
-    assert still is not None and still.status is Status.OPEN and await balance(db, r) == 10
+    assert still is not None
+    assert still.status is Status.OPEN
+    assert await balance(db, r) == 10
     done = await resolve_dispute(
         db, settings, "ops-1", "r2", opened.dispute.dispute_id, Resolution(Outcome.UPHELD, -10, "收回")
     )
-    assert done.amount == -10 and await balance(db, r) == 0
+    assert done.amount == -10
+    assert await balance(db, r) == 0
 
 
 async def test_an_unknown_dispute_is_not_found(db: Database, settings: Settings) -> None:

@@ -46,7 +46,8 @@ def test_an_upheld_resolution_needs_an_amount_other_than_zero() -> None:
     for amount in (None, 0):
         with pytest.raises(DomainError) as refused:
             Resolution(Outcome.UPHELD, amount, "ok")
-        assert refused.value.kind == "invalid-request" and "amount" in refused.value.detail
+        assert refused.value.kind == "invalid-request"
+        assert "amount" in refused.value.detail
     assert Resolution(Outcome.UPHELD, -3, "ok").amount == -3
 
 
@@ -80,12 +81,15 @@ def test_only_the_same_request_of_the_same_operator_is_a_retry() -> None:
 
 def test_the_adjustment_of_an_upheld_dispute_links_to_it_and_its_entry() -> None:
     credit = upheld_adjustment(OPEN, 15, "核实为三小时", "ops-1")
-    assert credit.kind is EntryKind.ADJUSTMENT and credit.available_delta == 15
+    assert credit.kind is EntryKind.ADJUSTMENT
+    assert credit.available_delta == 15
     assert (credit.source, credit.event_id) == (SOURCE, OPEN.dispute_id)
     assert credit.details == {"dispute_id": OPEN.dispute_id, "disputed_entry_id": 41}
     assert credit.reason.code == "adjustment.dispute_upheld"
-    assert OPEN.dispute_id in credit.reason.render("zh") and "申诉" in credit.reason.render("zh")
-    assert "dispute" in credit.reason.render("en") and "核实为三小时" in credit.reason.render("en")
+    assert OPEN.dispute_id in credit.reason.render("zh")
+    assert "申诉" in credit.reason.render("zh")
+    assert "dispute" in credit.reason.render("en")
+    assert "核实为三小时" in credit.reason.render("en")
     debit = upheld_adjustment(OPEN, -4, "多记了", "ops-1")
     assert debit.available_delta == -4
     assert {p.account for p in debit.postings} == {PROGRAMME_ADJUSTMENTS, rider_available("rider-7")}
@@ -95,11 +99,14 @@ def test_the_adjustment_of_an_upheld_dispute_links_to_it_and_its_entry() -> None
 def test_the_event_of_a_step_has_a_fixed_id() -> None:
     opened = dispute_event("dispute.opened", OPEN, AT)
     resolved = dispute_event("dispute.resolved", RESOLVED, AT)
-    assert opened["id"] != resolved["id"] and opened["id"] == dispute_event("dispute.opened", OPEN, AT)["id"]
-    assert resolved["data"]["adjustment_entry_id"] == 99 and "idempotency_key" not in resolved["data"]
+    assert opened["id"] != resolved["id"]
+    assert opened["id"] == dispute_event("dispute.opened", OPEN, AT)["id"]
+    assert resolved["data"]["adjustment_entry_id"] == 99
+    assert "idempotency_key" not in resolved["data"]
     assert opened["subject"] == "rider-7"
 
 
 def test_ids_and_opening_hashes() -> None:
-    assert new_dispute_id() != new_dispute_id() and len(new_dispute_id()) == 36
+    assert new_dispute_id() != new_dispute_id()
+    assert len(new_dispute_id()) == 36
     assert opening_hash(1, "a") != opening_hash(1, "b") != opening_hash(2, "a")

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from libs.ledger.store import Entry, LedgerStore
 from libs.platform.locks import lock
 from services.points.domain.disputes import Dispute, Outcome, Resolution, Status
 
@@ -21,9 +22,7 @@ class DisputedEntry:
     """The entry a dispute is about, with the event it scored (for an award), as an operator weighs it."""
 
     rider_id: str
-    kind: str
-    source: str | None
-    event_id: str | None
+    entry: Entry
     event: dict[str, Any] | None
 
 
@@ -117,14 +116,19 @@ class DisputeStore:
         return [(r["seq"], _dispute(r)) for r in rows]
 
     async def entries(self, entry_ids: Sequence[int]) -> dict[int, DisputedEntry]:
+        found = await LedgerStore(self._conn).entries_by_id(entry_ids)
+        awards = [(e.source, e.event_id) for _, e in found.values() if e.kind == "award" and e.source and e.event_id]
         rows = await self._conn.fetch(
-            "SELECT t.tx_id, t.rider_id, t.kind, t.source, t.event_id, a.event FROM ledger_transaction t"
-            " LEFT JOIN activity_event a ON t.kind = 'award' AND a.source = t.source AND a.event_id = t.event_id"
-            " WHERE t.tx_id = ANY($1::bigint[])",
-            list(entry_ids),
+            "SELECT a.source, a.event_id, a.event FROM activity_event a"
+            " JOIN unnest($1::text[], $2::text[]) AS k(source, event_id)"
+            "   ON a.source = k.source AND a.event_id = k.event_id",
+            [source for source, _ in awards],
+            [event_id for _, event_id in awards],
         )
+        events = {(r["source"], r["event_id"]): r["event"] for r in rows}
         return {
-            r["tx_id"]: DisputedEntry(r["rider_id"], r["kind"], r["source"], r["event_id"], r["event"]) for r in rows
+            tx_id: DisputedEntry(rider_id, e, events.get((e.source or "", e.event_id or "")))
+            for tx_id, (rider_id, e) in found.items()
         }
 
     async def waiting(self) -> Waiting:

@@ -9,6 +9,7 @@ import structlog
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
+from libs.i18n.language import Language
 from libs.platform.auth import Principal, Role
 from libs.platform.errors import DomainError
 from libs.platform.fields import JsonInt, Words
@@ -18,6 +19,7 @@ from libs.platform.http import (
     Db,
     PageCursor,
     PageLimit,
+    ReaderLanguage,
     decode_cursor,
     encode_cursor,
     problem_responses,
@@ -25,7 +27,7 @@ from libs.platform.http import (
 )
 from services.points import disputes as cases
 from services.points.domain.disputes import MAX_AMOUNT, MESSAGE_MAX, Outcome, Resolution, Status, public_fields
-from services.points.entrypoints.api import IdempotencyKey
+from services.points.entrypoints.api import EntryBody, IdempotencyKey
 
 log = structlog.get_logger(__name__)
 
@@ -52,10 +54,7 @@ class ResolveRequest(BaseModel):
     reply: Words = Field(min_length=1, max_length=MESSAGE_MAX, description="the answer the rider reads")
 
 
-class DisputedEntryBody(BaseModel):
-    kind: str
-    source: str | None
-    event_id: str | None
+class DisputedEntryBody(EntryBody):
     event: dict[str, Any] | None = Field(None, description="operators: the event the entry scored (an award)")
 
 
@@ -75,19 +74,13 @@ class DisputeBody(BaseModel):
     entry: DisputedEntryBody | None = None
 
     @classmethod
-    def of(cls, view: cases.DisputeView, caller: Principal) -> DisputeBody:
-        entry = view.entry
-        return cls(
-            **public_fields(view.dispute),
-            entry=None
-            if entry is None
-            else DisputedEntryBody(
-                kind=entry.kind,
-                source=entry.source,
-                event_id=entry.event_id,
-                event=entry.event if caller.role is Role.OPERATOR else None,
-            ),
-        )
+    def of(cls, view: cases.DisputeView, caller: Principal, language: Language) -> DisputeBody:
+        found = view.entry
+        entry = None
+        if found is not None:
+            event = found.event if caller.role is Role.OPERATOR else None
+            entry = DisputedEntryBody(**EntryBody.of(found.entry, language).model_dump(), event=event)
+        return cls(**public_fields(view.dispute), entry=entry)
 
 
 class DisputePage(BaseModel):
@@ -117,6 +110,7 @@ async def open_dispute(
     db: Db,
     settings: AppSettings,
     caller: Caller,
+    language: ReaderLanguage,
     idempotency_key: IdempotencyKey = None,
 ) -> DisputeBody:
     require(caller, Role.RIDER)
@@ -126,7 +120,7 @@ async def open_dispute(
         log.info("dispute.opened", dispute_id=opened.dispute.dispute_id, entry_id=body.entry_id, rider_id=caller.sub)
     else:
         response.status_code = 200
-    return DisputeBody.of(cases.DisputeView(opened.dispute, None), caller)
+    return DisputeBody.of(cases.DisputeView(opened.dispute, None), caller, language)
 
 
 @router.get(
@@ -138,6 +132,7 @@ async def open_dispute(
 async def list_disputes(
     db: Db,
     caller: Caller,
+    language: ReaderLanguage,
     status: Annotated[Literal["open", "resolved"] | None, Query(description="only open, or only resolved")] = None,
     limit: PageLimit = 50,
     cursor: PageCursor = None,
@@ -146,7 +141,7 @@ async def list_disputes(
     rider = caller.sub if caller.role is Role.RIDER else None
     page = await cases.disputes(db, rider, Status(status) if status else None, decode_cursor(cursor), limit)
     next_cursor = encode_cursor(page[-1][0]) if len(page) == limit else None
-    return DisputePage(items=[DisputeBody.of(view, caller) for _, view in page], next_cursor=next_cursor)
+    return DisputePage(items=[DisputeBody.of(view, caller, language) for _, view in page], next_cursor=next_cursor)
 
 
 @router.get(
@@ -155,12 +150,12 @@ async def list_disputes(
     summary="One dispute (its rider, or an operator)",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def get_dispute(dispute_id: DisputeId, db: Db, caller: Caller) -> DisputeBody:
+async def get_dispute(dispute_id: DisputeId, db: Db, caller: Caller, language: ReaderLanguage) -> DisputeBody:
     require(caller, Role.RIDER, Role.OPERATOR)
     view = await cases.dispute(db, dispute_id)
     if view is None or (caller.role is Role.RIDER and view.dispute.rider_id != caller.sub):
         raise cases.unknown_dispute(dispute_id)
-    return DisputeBody.of(view, caller)
+    return DisputeBody.of(view, caller, language)
 
 
 @router.post(
@@ -175,6 +170,7 @@ async def resolve_dispute(
     db: Db,
     settings: AppSettings,
     caller: Caller,
+    language: ReaderLanguage,
     idempotency_key: IdempotencyKey = None,
 ) -> DisputeBody:
     require(caller, Role.OPERATOR)
@@ -183,4 +179,4 @@ async def resolve_dispute(
     resolved = await cases.resolve_dispute(db, settings, caller.sub, key, dispute_id, resolution)
     log.info("dispute.resolved", dispute_id=dispute_id, outcome=body.outcome, amount=body.amount, operator=caller.sub)
     view = await cases.dispute(db, dispute_id)
-    return DisputeBody.of(view or cases.DisputeView(resolved, None), caller)
+    return DisputeBody.of(view or cases.DisputeView(resolved, None), caller, language)

@@ -37,21 +37,31 @@ DisputeId = Annotated[str, Path(pattern=r"^dsp_[0-9a-f]{32}$", description="the 
 
 
 class DisputeRequest(BaseModel):
-    entry_id: JsonInt = Field(ge=1, le=2**63 - 1, description="the entry questioned: one of the rider's own")
+    # At most 2**53 - 1: a JSON number beyond it is not exact in every client (nor in the document's bound).
+    entry_id: JsonInt = Field(ge=1, le=2**53 - 1, description="the entry questioned: one of the rider's own")
     message: Words = Field(
         min_length=1, max_length=MESSAGE_MAX, description="what is wrong, in the rider's words (e.g. 我做了三个小时)"
     )
 
 
-class ResolveRequest(BaseModel):
-    outcome: Literal["upheld", "rejected"]
-    amount: JsonInt | None = Field(
-        None,
+class Upheld(BaseModel):
+    outcome: Literal["upheld"]
+    amount: JsonInt = Field(
         ge=-MAX_AMOUNT,
         le=MAX_AMOUNT,
-        description="upheld: the points of the adjustment, signed, not 0; rejected: leave it out",
+        description="the points of the adjustment, signed, not 0",
+        json_schema_extra={"not": {"const": 0}},
     )
     reply: Words = Field(min_length=1, max_length=MESSAGE_MAX, description="the answer the rider reads")
+
+
+class Rejected(BaseModel):
+    outcome: Literal["rejected"]
+    amount: None = Field(None, description="a rejected dispute moves no points: leave it out")
+    reply: Words = Field(min_length=1, max_length=MESSAGE_MAX, description="the answer the rider reads")
+
+
+ResolveRequest = Annotated[Upheld | Rejected, Field(discriminator="outcome")]
 
 
 class DisputedEntryBody(EntryBody):
@@ -175,7 +185,7 @@ async def resolve_dispute(
 ) -> DisputeBody:
     require(caller, Role.OPERATOR)
     key = _key_required(idempotency_key, "resolution")
-    resolution = Resolution(Outcome(body.outcome), body.amount or None, body.reply)
+    resolution = Resolution(Outcome(body.outcome), body.amount, body.reply)
     resolved = await cases.resolve_dispute(db, settings, caller.sub, key, dispute_id, resolution)
     log.info("dispute.resolved", dispute_id=dispute_id, outcome=body.outcome, amount=body.amount, operator=caller.sub)
     view = await cases.dispute(db, dispute_id)

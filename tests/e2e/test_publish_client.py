@@ -20,8 +20,10 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from libs.platform.auth import Role
+from libs.platform.kafka import client_options
 from libs.platform.localstack import LocalStack
 from tests.conftest import TEST_ENV
 from tests.e2e.conftest import Api, eventually
@@ -234,7 +236,26 @@ async def test_over_kafka_the_events_arrive_keyed_by_the_rider_and_are_scored(
     run = f"kf{uuid.uuid4().hex[:8]}"
     events = list(rider_month(run, rider))
     backlog = write_backlog(tmp_path / "kafka.jsonl", [orjson.dumps(e) for e in events])
-    done = await asyncio.to_thread(warmbee_publish, str(backlog), "--over", "kafka", "--batch-size", "50")
-    assert done.returncode == 0, done.stdout + done.stderr
+    topic = api.settings.topic_activity_events
+    consumer = AIOKafkaConsumer(**client_options(api.settings), enable_auto_commit=False)  # no group
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        before = await consumer.end_offsets(partitions)
+        done = await asyncio.to_thread(warmbee_publish, str(backlog), "--over", "kafka", "--batch-size", "50")
+        assert done.returncode == 0, done.stdout + done.stderr
+        ours: list[tuple[int, bytes | None]] = []
+        for tp in partitions:  # from where each partition ended before: what arrived since
+            consumer.seek(tp, before[tp])
+        deadline = time.monotonic() + 30
+        while len(ours) < PER_RIDER and time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                ours += [(tp.partition, m.key) for m in messages if run.encode() in (m.value or b"")]  # ids hold it
+    finally:
+        await consumer.stop()
     assert f"{PER_RIDER} lines sent over kafka\n  delivered   {PER_RIDER}" in done.stdout
+    assert len(ours) == PER_RIDER
+    assert {key for _, key in ours} == {rider.encode()}  # keyed by the rider ...
+    assert len({partition for partition, _ in ours}) == 1  # ... so on one partition, in order
     assert await all_scored(api, rider, 1, RIDER_BALANCE, timeout_s=60) == {rider: RIDER_BALANCE}

@@ -97,6 +97,12 @@ def test_the_client_honours_the_same_settings_as_the_services(monkeypatch, env) 
     assert from_env.producer_options()["enable_idempotence"] is settings.kafka_enable_idempotence
 
 
+def test_the_clients_settings_never_show_the_password() -> None:
+    config = KafkaConfig.from_env(PRODUCTION_KAFKA)
+    assert config.sasl_password == "s3cret-from-a-secret"
+    assert "s3cret" not in repr(config)
+
+
 def test_the_client_refuses_an_unknown_security_protocol() -> None:
     with pytest.raises(ValueError, match="SASL_SSL"):
         KafkaConfig.from_env({"WARMBEE_KAFKA_SECURITY_PROTOCOL": "SASL_TLS"})

@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -30,7 +30,7 @@ class KafkaConfig:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None  # SCRAM-SHA-512 in production (deploy/kafka/)
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)  # never in a log line or a traceback
     enable_idempotence: bool = False  # true on Apache Kafka; the local broker lacks InitProducerId
 
     def __post_init__(self) -> None:

@@ -21,10 +21,13 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 
 WORKDIR /app
 
-# Dependencies from the lock file alone first, so a code change reuses this layer.
+# Dependencies from the lock file alone first, so a code change reuses this layer. The workspace's
+# member (the publishing client, clients/python) is named in the lock: its pyproject.toml is needed to
+# read it, its code only in the next step.
 COPY pyproject.toml uv.lock ./
+COPY clients/python/pyproject.toml clients/python/README.md ./clients/python/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-dev --no-install-workspace
 
 # The project itself. It stays an editable install in /app: migrations/, schemas/ and rules/ are
 # found next to the code (Path(__file__).parents[2]), so the tree keeps its shape. README.md is the
@@ -35,6 +38,7 @@ COPY libs ./libs
 COPY migrations ./migrations
 COPY schemas ./schemas
 COPY rules ./rules
+COPY clients/python/src ./clients/python/src
 COPY deploy/docker/healthcheck.py ./deploy/docker/healthcheck.py
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev

@@ -449,6 +449,57 @@ def _progress(command: str, every: int = 10_000) -> Callable[[int], None]:
 
 
 @app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(help="a backlog: one CloudEvent (JSON) a line", exists=True, dir_okay=False)],
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="WARMBEE_SOURCE_TOKEN", help="over http: a bearer token of role source (sub = source)"),
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="the events service; default: this host's, from the settings")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="events a request (the service takes 1,000)")] = 1000,
+    over: Annotated[str, typer.Option(help="http or kafka (the WARMBEE_KAFKA_* settings)")] = "http",
+) -> None:
+    """Send a source's backlog in batches, with a progress bar and a summary: accepted, duplicates, refused
+    with their reasons. A line that is not JSON is reported with its number; the rest still go. Exits 1
+    when anything was refused, unreadable or not delivered."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from services.publishing import Over, publish_backlog
+
+    try:
+        channel = Over(over)
+    except ValueError as exc:
+        typer.echo(f"--over: http or kafka, not {over!r}", err=True)
+        raise typer.Exit(2) from exc
+    if channel is Over.HTTP and not token:
+        typer.echo("--token (or WARMBEE_SOURCE_TOKEN) is needed over http: a token of role source", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    configure_logging("WARNING", "publish")
+    with file.open("rb") as f:
+        total = sum(1 for raw in f if raw.strip())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task(f"publishing {file.name}", total=total)
+        summary = asyncio.run(
+            publish_backlog(
+                file,
+                channel,
+                url=url or f"http://{settings.host}:{settings.events_port}",
+                token=token,
+                batch_size=batch_size,
+                settings=settings,
+                advance=lambda n: progress.advance(task, n),
+            )
+        )
+    for line in summary.report():
+        typer.echo(line)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def replay() -> None:
     """Rebuild every award from the stored events in a scratch schema, in the order first scored, and
     compare with the live ledger entry by entry. Exits 1 on any difference."""

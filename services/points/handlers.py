@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from libs.activity.binary import kept_payload, record_document, validate_record
 from libs.activity.model import (
     FUTURE_SLACK,
     ActivityEvent,
@@ -22,7 +23,6 @@ from libs.activity.model import (
     event_identity,
     printable,
     validate_event,
-    validate_message,
 )
 from libs.activity.store import ActivityStore, DeadLetterInput
 from libs.i18n.reasons import Reason
@@ -80,7 +80,7 @@ def parse_messages(
     events: list[tuple[ActivityEvent, Message]] = []
     dead: list[DeadLetterInput] = []
     for m in messages:
-        result = validate_message(m.value, schemas, now, future_slack)
+        result = validate_record(m.value, m.headers, schemas, now, future_slack)
         if isinstance(result, Invalid):
             dead.append(_dead_letter(m, result.reason, result.source, result.event_id))
         else:
@@ -89,7 +89,8 @@ def parse_messages(
 
 
 def _dead_letter(m: Message, reason: str, source: str | None, event_id: str | None) -> DeadLetterInput:
-    return DeadLetterInput(reason, m.topic, m.partition, m.offset, m.key, m.value, source, event_id)
+    payload = kept_payload(m.value, m.headers)
+    return DeadLetterInput(reason, m.topic, m.partition, m.offset, m.key, payload, source, event_id)
 
 
 UNSCORABLE = "could not be scored"
@@ -162,7 +163,8 @@ class Scorer:
     async def quarantine(self, conn: Connection, message: Message, exc: Exception) -> list[DeadLetterInput]:
         """Dead-letter one Kafka message that cannot be scored for a reason that does not pass (a value
         the rules or the database cannot handle, a defect): alone, so its batch and partition go on."""
-        decoded = decode_message(message.value)
+        binary = record_document(message.value, message.headers)
+        decoded = decode_message(message.value) if binary is None else binary
         source, event_id = event_identity(decoded) if isinstance(decoded, dict) else (None, None)
         return await self._keep_dead_letters(conn, [_dead_letter(message, unscorable(exc), source, event_id)])
 

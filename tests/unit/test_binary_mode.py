@@ -61,6 +61,7 @@ def kafka(headers: list[tuple[str, bytes | None]], value: bytes | None) -> Activ
 
 def sdk_kafka(event: CloudEvent) -> tuple[list[tuple[str, bytes | None]], bytes]:
     message = to_kafka_binary(event)
+    assert isinstance(message.value, bytes)
     return list(message.headers.items()), message.value
 
 

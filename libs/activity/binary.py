@@ -56,36 +56,47 @@ Headers = Iterable[tuple[str | bytes, bytes | str | None]]
 
 def attributes(headers: Headers, binding: Binding) -> dict[str, str] | Invalid | None:
     """The event's attributes from its ``ce-``/``ce_`` headers; None when there is none (the message is in
-    structured mode); ``Invalid`` naming the header when one cannot be an attribute."""
+    structured mode); ``Invalid`` naming the first header that cannot be an attribute, with the event's
+    source and id beside it where the other headers give them (a dead letter is found by them)."""
     found: dict[str, str] = {}
+    problem: str | None = None
+    seen = False
     for raw_name, raw_value in headers:
         name = _text_name(raw_name)
         if name is None or not name.lower().startswith(binding.prefix):
             continue
-        header = printable(name, 80)
+        seen = True
         attribute = name[len(binding.prefix) :].lower()
-        if not _ATTRIBUTE_NAME.fullmatch(attribute):
-            return Invalid(f"{header}: is not a CloudEvents attribute (a-z and 0-9, at most 20 characters)")
-        if attribute in ("data", "datacontenttype"):
-            where = "the " + binding.body if attribute == "data" else f"the {binding.content_type} header"
-            return Invalid(f"{header}: in binary mode {attribute} is {where}; send no {header} header")
-        if attribute in found:
-            return Invalid(f"{header}: sent twice; send each attribute once")
-        value = _value(raw_value, binding)
+        reason = _attribute_problem(attribute, binding) or (
+            "sent twice; send each attribute once" if attribute in found else None
+        )
+        value = _value(raw_value, binding) if reason is None else None
         if isinstance(value, Invalid):
-            return Invalid(f"{header}: {value.reason}")
-        found[attribute] = value
-    if not found:
-        return None
-    for attribute, value in found.items():
-        control = _CONTROL.search(value)
-        if control:
-            return _named(
-                f"{binding.prefix}{attribute}: holds the control character U+{ord(control.group()):04X}; "
-                "no string of an event may hold one: remove it",
-                found,
+            reason = value.reason
+        elif isinstance(value, str) and _CONTROL.search(value):
+            control = _CONTROL.search(value)
+            assert control is not None
+            reason = (
+                f"holds the control character U+{ord(control.group()):04X}; "
+                "no string of an event may hold one: remove it"
             )
-    return found
+        elif isinstance(value, str):
+            found[attribute] = value
+        if reason is not None and problem is None:
+            problem = f"{printable(name, 80)}: {reason}"
+    if not seen:
+        return None
+    return found if problem is None else _named(problem, found)
+
+
+def _attribute_problem(attribute: str, binding: Binding) -> str | None:
+    if not _ATTRIBUTE_NAME.fullmatch(attribute):
+        return "is not a CloudEvents attribute (a-z and 0-9, at most 20 characters)"
+    if attribute == "data":
+        return f"in binary mode data is the {binding.body}; send no such header"
+    if attribute == "datacontenttype":
+        return f"in binary mode datacontenttype is the {binding.content_type} header; send no such header"
+    return None
 
 
 def document(

@@ -16,6 +16,7 @@ import orjson
 from libs.activity.binary import kept_payload, record_document, validate_record
 from libs.activity.model import (
     FUTURE_SLACK,
+    RECEIVED_VIA_HEADER,
     ActivityEvent,
     EventSchemas,
     Invalid,
@@ -94,6 +95,15 @@ def _dead_letter(m: Message, reason: str, source: str | None, event_id: str | No
 
 
 UNSCORABLE = "could not be scored"
+# The headers of an activity-events-dlq message (schemas/asyncapi.yaml documents them; a test holds the two
+# together).
+DLQ_REASON_HEADER = "warmbee-dead-letter-reason"
+DLQ_HEADERS = {
+    "topic": "warmbee-original-topic",
+    "partition": "warmbee-original-partition",
+    "offset": "warmbee-original-offset",
+    "truncated": "warmbee-truncated-from-bytes",
+}
 
 
 def unscorable(exc: Exception) -> str:
@@ -260,19 +270,19 @@ class Scorer:
 
     def _dlq_message(self, d: DeadLetterInput) -> OutboxMessage:
         value = d.value or b""
-        headers = [("warmbee-dead-letter-reason", d.reason)]
+        headers = [(DLQ_REASON_HEADER, d.reason)]
         if d.topic is None:  # accepted over HTTP, found unscorable
-            headers.append(("warmbee-received-via", "http"))
+            headers.append((RECEIVED_VIA_HEADER, "http"))
         else:
             headers += [
-                ("warmbee-original-topic", d.topic),
-                ("warmbee-original-partition", str(d.partition)),
-                ("warmbee-original-offset", str(d.offset)),
+                (DLQ_HEADERS["topic"], d.topic),
+                (DLQ_HEADERS["partition"], str(d.partition)),
+                (DLQ_HEADERS["offset"], str(d.offset)),
             ]
         if len(value) > DLQ_VALUE_MAX:
             # A broker refuses messages over its size limit (1 MB by default): the topic gets the head of
             # the value, the dead_letter table keeps all of it.
-            headers.append(("warmbee-truncated-from-bytes", str(len(value))))
+            headers.append((DLQ_HEADERS["truncated"], str(len(value))))
             value = value[:DLQ_VALUE_MAX]
         return OutboxMessage(self._settings.topic_activity_events_dlq, d.key, value, tuple(headers))
 

@@ -30,6 +30,8 @@ from libs.activity.model import (
 )
 
 JSON_MEDIA = "application/json"
+# The attributes every warmbee event has (schemas/cloudevent.schema.json), asked for by their header's name.
+REQUIRED = ("specversion", "id", "source", "type", "subject", "time")
 # CloudEvents 1.0: attribute names are lowercase ASCII letters and digits, at most 20 of them.
 _ATTRIBUTE_NAME = re.compile("[a-z0-9]{1,20}")
 # The HTTP binding (3.1.3.2) percent-encodes a value's space, '"', '%' and everything outside U+0021-U+007E.
@@ -103,6 +105,12 @@ def document(
     found: dict[str, str], data: bytes | None, content_type: str | None, binding: Binding
 ) -> dict[str, object] | Invalid:
     """The structured document of a binary event: its attributes, ``datacontenttype`` and ``data``."""
+    missing = [a for a in REQUIRED if a not in found]
+    if missing:
+        headers = ", ".join(binding.prefix + a for a in missing)
+        return _named(
+            f"{binding.prefix}{missing[0]}: is required; send the header{'s' * (len(missing) > 1)} {headers}", found
+        )
     media = (content_type or "").split(";")[0].strip().lower()
     if content_type is not None and media != JSON_MEDIA:
         shown = printable(media, 80) or "empty"

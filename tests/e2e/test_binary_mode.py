@@ -101,7 +101,7 @@ async def test_sdk_structured_over_http_is_scored(api: Api) -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda h: [(k, v) for k, v in h if k != "ce-id"], "id: is required"),
+        (lambda h: [(k, v) for k, v in h if k != "ce-id"], "ce-id: is required; send the header ce-id"),
         (lambda h: [*h, ("ce-id", "bin-other")], "ce-id: sent twice; send each attribute once"),
         (lambda h: [*h, ("ce-note", "line%0A")], "ce-note: holds the control character U+000A"),
         (lambda h: [(k, "0.3" if k == "ce-specversion" else v) for k, v in h], "specversion: must be '1.0'"),

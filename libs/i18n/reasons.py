@@ -331,6 +331,14 @@ CODES: tuple[ReasonCode, ...] = (
         when="an operator's adjustment: the operator's own words, in every language",
     ),
     _code(
+        "adjustment.dispute_upheld",
+        N_("dispute {dispute_id} on entry {entry_id} upheld: {note}"),
+        Param("dispute_id", "text"),
+        Param("entry_id", "int"),
+        Param("note", "text"),
+        when="an operator upheld a rider's dispute of an entry: the adjustment, with the operator's reply",
+    ),
+    _code(
         "redemption.hold",
         N_("{cost} points held for {title} at {partner_name}"),
         _COST,

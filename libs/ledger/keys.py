@@ -60,5 +60,10 @@ def redemption_key(redemption_id: str, step: str) -> str:
     return f"redemption:{redemption_id}:{step}"
 
 
+def dispute_key(dispute_id: str) -> str:
+    """The adjustment of an upheld dispute: at most one per dispute."""
+    return f"dispute:{dispute_id}:upheld"
+
+
 def _key_part(text: str) -> str:
     return text.replace("%", "%25").replace(":", "%3A")

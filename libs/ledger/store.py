@@ -238,6 +238,13 @@ class LedgerStore:
         row = await self._conn.fetchrow(f"SELECT {_ENTRY_COLUMNS} FROM ledger_transaction WHERE tx_id = $1", tx_id)
         return _entry(row) if row else None
 
+    async def entries_by_id(self, tx_ids: Sequence[int]) -> dict[int, tuple[str, Entry]]:
+        """Entries by their ids, each with its rider (those that exist)."""
+        rows = await self._conn.fetch(
+            f"SELECT rider_id, {_ENTRY_COLUMNS} FROM ledger_transaction WHERE tx_id = ANY($1::bigint[])", list(tx_ids)
+        )
+        return {r["tx_id"]: (r["rider_id"], _entry(r)) for r in rows}
+
     async def entry_by_key(self, idempotency_key: str) -> Entry | None:
         row = await self._conn.fetchrow(
             f"SELECT {_ENTRY_COLUMNS} FROM ledger_transaction WHERE idempotency_key = $1", idempotency_key

@@ -51,6 +51,10 @@ PROBLEMS: dict[str, ProblemType] = {
     # Points.
     "event-unknown": ProblemType(404, P_("Unknown event")),
     "insufficient-points": ProblemType(409, P_("Not enough points")),
+    "entry-unknown": ProblemType(404, P_("Unknown entry")),
+    "dispute-unknown": ProblemType(404, P_("Unknown dispute")),
+    "dispute-open": ProblemType(409, P_("Dispute already open")),
+    "dispute-resolved": ProblemType(409, P_("Dispute already resolved")),
     "no-rules": ProblemType(404, P_("No rules in force")),
     "rules-refused": ProblemType(422, P_("Rules refused")),
     "rules-version-published": ProblemType(409, P_("Rules version already published")),

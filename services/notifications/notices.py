@@ -39,7 +39,7 @@ async def record_notices(db: Database, settings: Settings, events: Sequence[Ledg
         return 0
     now = datetime.now(UTC)
     heard = hear(events, now, timedelta(seconds=settings.notice_stale_after_s))
-    if not (heard.awards or heard.holds or heard.ended):
+    if not (heard.awards or heard.holds or heard.ended or heard.notices):
         return 0
 
     async def work(conn: asyncpg.Connection) -> int:
@@ -49,7 +49,7 @@ async def record_notices(db: Database, settings: Settings, events: Sequence[Ledg
         await writer.end_holds(heard.ended)
         holds = await writer.holds([redemption_id for redemption_id, _, _ in heard.told])
         told = [redemption_notice(kind, holds[r], at) for r, kind, at in heard.told if r in holds]
-        return len(await writer.add(told))
+        return len(await writer.add([*told, *heard.notices]))
 
     added = await db.run(work)
     metrics.RIDER_NOTICES_MADE.inc(added)

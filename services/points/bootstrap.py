@@ -20,7 +20,7 @@ from libs.platform.metrics import watch_pool
 from libs.platform.periodic import Background
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
-from services.points.entrypoints import api, reports, rules, scoring
+from services.points.entrypoints import api, disputes, reports, rules, scoring
 from services.points.handlers import RulesCache, Scorer
 
 VERSION = "0.1.0"
@@ -57,6 +57,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(rules.router)
     app.include_router(scoring.router)
     app.include_router(reports.router)
+    app.include_router(disputes.router)
     return app
 
 
@@ -80,6 +81,7 @@ class Worker:
             self.relay,
             jobs.pending_sweep_job(db, scorer, settings),
             jobs.reconcile_job(db, settings),
+            jobs.disputes_job(db, settings),
         )
 
     async def run(self) -> None:

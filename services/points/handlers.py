@@ -463,6 +463,7 @@ async def reconcile(db: Database, stuck_after_s: int) -> Report:
                 await store.awards_are_grounded(),
                 await store.redemptions_match_entries(),
                 await store.accepted_events_settled(stuck_after_s),
+                await store.disputes_match_adjustments(),
             ]
         )
 

@@ -59,6 +59,10 @@ RECONCILE_MISMATCHES = Gauge(
 RECONCILE_LAST_RUN = Gauge(
     "warmbee_reconcile_last_run_timestamp_seconds", "When reconciliation last finished (Unix time)"
 )
+DISPUTES_OPEN = Gauge("warmbee_disputes_open", "Disputes (申诉) waiting for an operator's resolution")
+DISPUTE_OLDEST_AGE = Gauge(
+    "warmbee_dispute_oldest_open_age_seconds", "Age of the oldest open dispute (0: none is open)"
+)
 for _via in ("kafka", "http"):
     UNSCORABLE.labels(_via)
 for _category in CATEGORIES:  # every series from the start, so rates and alerts see 0 rather than nothing
@@ -138,3 +142,8 @@ def record_reconciliation(report: Report) -> None:
     RECONCILE_LAST_RUN.set(time.time())
     if not report.ok:
         log.error("reconcile.mismatch", mismatches=report.mismatches, report=report.lines())
+
+
+def record_disputes_waiting(open_disputes: int, oldest_age_s: float) -> None:
+    DISPUTES_OPEN.set(open_disputes)
+    DISPUTE_OLDEST_AGE.set(max(oldest_age_s, 0.0))

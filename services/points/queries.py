@@ -10,6 +10,7 @@ from typing import Any, Literal
 import asyncpg
 
 from libs.i18n.reasons import Reason, recorded
+from services.points.domain.disputes import SOURCE as DISPUTES_SOURCE
 from services.points.domain.reconcile import Check, redemption_problems
 
 RIDER_ACCOUNT = r"^rider:(.*):(available|held)$"
@@ -227,4 +228,39 @@ class ReconcileStore:
             f"every accepted event is scored (or dead-lettered) within {stuck_after_s} s",
             examined,
             [f"{r['source']}/{r['event_id']} accepted {r['received_at'].isoformat()} is not scored" for r in rows],
+        )
+
+    async def disputes_match_adjustments(self) -> Check:
+        """Every upheld dispute has exactly one adjustment, of its amount, the one it names; every
+        adjustment of a dispute (source warmbee/disputes) belongs to an upheld dispute that names it."""
+        examined = await self._conn.fetchval("SELECT count(*) FROM dispute WHERE outcome = 'upheld'")
+        upheld = await self._conn.fetch(
+            "SELECT d.dispute_id, d.amount, d.adjustment_entry_id, count(t.tx_id) AS n,"
+            "       coalesce(sum(t.available_delta), 0) AS total, coalesce(bool_or(t.tx_id = d.adjustment_entry_id),"
+            "       false) AS linked"
+            "  FROM dispute d LEFT JOIN ledger_transaction t"
+            "    ON t.source = $1 AND t.event_id = d.dispute_id AND t.kind = 'adjustment'"
+            " WHERE d.outcome = 'upheld' GROUP BY d.dispute_id, d.amount, d.adjustment_entry_id"
+            " HAVING count(t.tx_id) <> 1 OR coalesce(sum(t.available_delta), 0) <> d.amount"
+            "     OR NOT coalesce(bool_or(t.tx_id = d.adjustment_entry_id), false)"
+            " ORDER BY d.dispute_id LIMIT 1000",
+            DISPUTES_SOURCE,
+        )
+        orphans = await self._conn.fetch(
+            "SELECT t.tx_id, t.event_id FROM ledger_transaction t"
+            "  LEFT JOIN dispute d"
+            "    ON d.dispute_id = t.event_id AND d.outcome = 'upheld' AND d.adjustment_entry_id = t.tx_id"
+            " WHERE t.source = $1 AND d.dispute_id IS NULL ORDER BY t.tx_id LIMIT 1000",
+            DISPUTES_SOURCE,
+        )
+        problems = [
+            f"dispute {r['dispute_id']} upheld for {r['amount']} has {r['n']} adjustment(s) of {r['total']}"
+            + ("" if r["linked"] else f", none of them its entry {r['adjustment_entry_id']}")
+            for r in upheld
+        ]
+        problems += [
+            f"adjustment {r['tx_id']} names dispute {r['event_id']}, which is not upheld with it" for r in orphans
+        ]
+        return Check(
+            "every upheld dispute has exactly one adjustment, and every such adjustment its dispute", examined, problems
         )

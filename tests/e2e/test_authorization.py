@@ -246,6 +246,45 @@ async def settlements_report(w: World, h: dict[str, str]) -> int:
     return (await w.api.http.get(f"{w.api.redemption_url}/v1/reports/settlements?month=2026-11", headers=h)).status_code
 
 
+async def fresh_entry(w: World) -> int:
+    """A new entry of the rider (an adjustment of 1), so that each cell questions an entry of its own."""
+    r = await w.api.http.post(
+        f"{w.api.points_url}/v1/adjustments",
+        headers={**w.headers("operator"), "idempotency-key": uuid.uuid4().hex},
+        json={"rider_id": w.rider, "amount": 1, "reason": "matrix entry"},
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["entry_id"])
+
+
+async def open_dispute(w: World, h: dict[str, str]) -> int:
+    r = await w.api.http.post(
+        f"{w.api.points_url}/v1/disputes",
+        headers={**h, "idempotency-key": uuid.uuid4().hex},
+        json={"entry_id": await fresh_entry(w), "message": "matrix dispute"},
+    )
+    return r.status_code
+
+
+async def list_disputes(w: World, h: dict[str, str]) -> int:
+    return (await w.api.http.get(f"{w.api.points_url}/v1/disputes", headers=h)).status_code
+
+
+async def resolve_dispute(w: World, h: dict[str, str]) -> int:
+    opened = await w.api.http.post(
+        f"{w.api.points_url}/v1/disputes",
+        headers={**w.headers("rider"), "idempotency-key": uuid.uuid4().hex},
+        json={"entry_id": await fresh_entry(w), "message": "matrix dispute"},
+    )
+    assert opened.status_code == 201, opened.text
+    r = await w.api.http.post(
+        f"{w.api.points_url}/v1/disputes/{opened.json()['dispute_id']}/resolve",
+        headers={**h, "idempotency-key": uuid.uuid4().hex},
+        json={"outcome": "rejected", "reply": "matrix reply"},
+    )
+    return r.status_code
+
+
 MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "POST /v1/events": (publish, _expect({"source": 202})),
     "GET /v1/dead-letters": (dead_letters, _expect({"operator": 200})),
@@ -276,6 +315,9 @@ MATRIX: dict[str, tuple[Call, dict[str, int]]] = {
     "GET /v1/rewards?include_inactive=true": (whole_catalogue, _expect({"operator": 200})),
     "GET /v1/reports/points": (points_report, _expect({"operator": 200})),
     "GET /v1/reports/settlements": (settlements_report, _expect({"operator": 200})),
+    "POST /v1/disputes": (open_dispute, _expect({"rider": 201, "other-rider": 404})),  # 404: not its entry
+    "GET /v1/disputes": (list_disputes, _expect({"rider": 200, "other-rider": 200, "operator": 200})),
+    "POST /v1/disputes/{id}/resolve": (resolve_dispute, _expect({"operator": 200})),
 }
 
 

@@ -201,7 +201,8 @@ async def test_the_services_role_has_exactly_the_ordinary_grants_and_the_ledger_
     ordinary = {"SELECT", "INSERT", "UPDATE", "DELETE"}
     assert {t: held[t] for t in LEDGER} == {t: {"SELECT", "INSERT"} for t in LEDGER}
     assert held["rider_balance"] == {"SELECT", "INSERT", "UPDATE"}
-    others = {t: p for t, p in held.items() if t not in (*LEDGER, "rider_balance")}
+    assert held["dispute"] == {"SELECT", "INSERT", "UPDATE"}  # resolved, never deleted (0017)
+    others = {t: p for t, p in held.items() if t not in (*LEDGER, "rider_balance", "dispute")}
     assert others
     assert all(p == ordinary for p in others.values()), others
 

@@ -38,7 +38,7 @@ SOURCES: dict[str, tuple[list[str], dict[str, Any], list[tuple[str, str]]]] = {
         {**MARKERS, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)},
         [("**.py", "python"), ("**/templates/**.html", "jinja2")],
     ),
-    "notices": (["services/notifications/domain"], {"Nn_": (1, 2)}, [("notices.py", "python")]),
+    "notices": (["services/notifications/domain"], {"N_": None, "Nn_": (1, 2)}, [("notices.py", "python")]),
 }
 
 

@@ -2,8 +2,9 @@
 
 Kinds (API.md, "Webhooks and rider notices"): ``points.awarded``, ``points.adjusted``, ``points.lapsed``,
 ``redemption.held``, ``redemption.confirmed``, ``redemption.cancelled``, ``redemption.expired``,
-``event.dead_lettered``. An operator may subscribe to any; a partner only to redemptions, and hears only
-of its own; a source only to what became of its own events; a rider to none."""
+``event.dead_lettered``, and (added with disputes) ``dispute.opened``, ``dispute.resolved``. An operator
+may subscribe to any; a partner only to redemptions, and hears only of its own; a source only to what
+became of its own events; a rider to none (riders hear through notices)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ KINDS: tuple[str, ...] = (
     "redemption.cancelled",
     "redemption.expired",
     "event.dead_lettered",
+    "dispute.opened",
+    "dispute.resolved",
 )
 REDEMPTION_KINDS = frozenset(k for k in KINDS if k.startswith("redemption."))
 SOURCE_KINDS = frozenset({"points.awarded", "event.dead_lettered"})

@@ -1,8 +1,9 @@
 """Rider notices: what a rider is told, in Chinese with English beside it, and when. Pure, no I/O.
 
-Four kinds (API.md, "Webhooks and rider notices"): ``points.awarded`` sums a rider's awards heard within a
+Five kinds (API.md, "Webhooks and rider notices"): ``points.awarded`` sums a rider's awards heard within a
 few minutes into one notice; ``redemption.confirmed`` and ``redemption.expired`` tell of a code used or
-lapsed; ``redemption.expiring`` warns once, an hour before a held code expires. A notice is the gateway's
+lapsed; ``redemption.expiring`` warns once, an hour before a held code expires; ``dispute.resolved`` tells
+a rider the answer to its dispute (申诉), and the points it moved. A notice is the gateway's
 JSON ``{"rider_id", "kind", "text", "text_en", "at"}``; its key, sent as ``webhook-id``, is the same on
 every attempt, so the gateway sends the rider one message however often it is posted.
 
@@ -30,10 +31,16 @@ NOTICE_KINDS: tuple[str, ...] = (
     "redemption.confirmed",
     "redemption.expiring",
     "redemption.expired",
+    "dispute.resolved",
 )
 PROGRAMME_ZONE = ZoneInfo("Asia/Shanghai")  # the riders' clock, whatever the server's
 _LIST_SEPARATOR: Mapping[Language, str] = {"zh": "、", "en": ", "}
 _CLOCK_SEPARATOR: Mapping[Language, str] = {"zh": " ", "en": ", "}
+
+
+def N_(message: str) -> str:
+    """Marks an English sentence for ``make i18n-notices``."""
+    return message
 
 
 def Nn_(singular: str, plural: str) -> tuple[str, str]:
@@ -57,6 +64,11 @@ EXPIRED = Nn_(
     "Your code for “{title}” at {partner} has expired: the {cost} point is back in your balance.",
     "Your code for “{title}” at {partner} has expired: the {cost} points are back in your balance.",
 )
+UPHELD = Nn_(
+    "Your dispute of entry {entry_id} was upheld: {amount} point. The operator's reply: {reply}",
+    "Your dispute of entry {entry_id} was upheld: {amount} points. The operator's reply: {reply}",
+)
+REJECTED = N_("Your dispute of entry {entry_id} was not upheld; no points changed. The operator's reply: {reply}")
 _OF_KIND: Mapping[str, tuple[str, str]] = {
     "redemption.confirmed": CONFIRMED,
     "redemption.expiring": EXPIRING,
@@ -110,6 +122,7 @@ class Heard:
     holds: list[tuple[str, str, datetime]] = field(default_factory=list)  # (redemption_id, rider_id, expires_at)
     ended: list[str] = field(default_factory=list)  # redemptions whose code is no longer open
     told: list[tuple[str, str, datetime]] = field(default_factory=list)  # (redemption_id, kind, at) to tell of
+    notices: list[Notice] = field(default_factory=list)  # told at once, from the event alone (disputes)
 
 
 def hear(events: Iterable[LedgerEvent], now: datetime, stale_after: timedelta) -> Heard:
@@ -125,6 +138,9 @@ def hear(events: Iterable[LedgerEvent], now: datetime, stale_after: timedelta) -
                 heard.awards.append(
                     Award(event.event_id, event.rider_id, category if isinstance(category, str) else None, points)
                 )
+        elif event.kind == "dispute.resolved":
+            if fresh and (notice := dispute_notice(event, at)) is not None:
+                heard.notices.append(notice)
         elif event.kind.startswith("redemption.") and (redemption_id := event.redemption_id):
             if event.kind == "redemption.held":
                 expires_at = _instant(event.data.get("expires_at"))
@@ -213,3 +229,23 @@ def _clock(instant: datetime, language: Language) -> str:
     local = instant.astimezone(PROGRAMME_ZONE)
     day = format_skeleton("MMMd", local, locale=locale(language))
     return f"{day}{_CLOCK_SEPARATOR[language]}{local:%H:%M}"
+
+
+def dispute_notice(event: LedgerEvent, at: datetime) -> Notice | None:
+    """A notice of a dispute resolved: upheld with the points it moved, or not, and the operator's reply."""
+    data = event.data
+    dispute_id, entry_id, reply = data.get("dispute_id"), data.get("entry_id"), data.get("reply")
+    if not (isinstance(dispute_id, str) and isinstance(entry_id, int) and isinstance(reply, str)):
+        return None
+    amount = data.get("amount")
+    upheld = data.get("outcome") == "upheld" and isinstance(amount, int)
+
+    def text(language: Language) -> str:
+        t = translations("notices", language)
+        if upheld:
+            assert isinstance(amount, int)
+            shown = f"{amount:+d}"
+            return t.ngettext(*UPHELD, abs(amount)).format(entry_id=entry_id, amount=shown, reply=reply)
+        return t.gettext(REJECTED).format(entry_id=entry_id, reply=reply)
+
+    return Notice(f"dispute.resolved-{dispute_id}", event.rider_id, "dispute.resolved", text("zh"), text("en"), at)

@@ -44,6 +44,8 @@ Kind = Literal[
     "redemption.cancelled",
     "redemption.expired",
     "event.dead_lettered",
+    "dispute.opened",
+    "dispute.resolved",
 ]
 assert set(Kind.__args__) == set(KINDS)  # type: ignore[attr-defined]
 WebhookId = Annotated[str, Path(pattern=r"^wh_[0-9a-f]{24}$", description="the webhook_id POST /v1/webhooks gave")]

@@ -1,5 +1,5 @@
 // The sub-district's console: overview, riders (history, redemptions, adjustments), partners and rewards,
-// rules (check, what-if, publish), dead letters, reports. It talks only to the HTTP APIs.
+// disputes, rules (check, what-if, publish), dead letters, reports. It talks only to the HTTP APIs.
 "use strict";
 (function () {
   const { t, $, el, say, fail, explain, call, download, at, statusBadge } = window.WB;
@@ -138,8 +138,9 @@
 
   // ---- tabs ----------------------------------------------------------------------------------------
 
-  const TABS = ["overview", "riders", "partners", "rules", "dead", "reports"];
-  const LOADERS = { overview: loadOverview, riders: () => findRiders(false), partners: loadPartners,
+  const TABS = ["overview", "riders", "disputes", "partners", "rules", "dead", "reports"];
+  const LOADERS = { overview: loadOverview, riders: () => findRiders(false), disputes: () => loadDisputes(false),
+    partners: loadPartners,
     rules: loadRules, dead: () => loadDeadLetters(false), reports: loadReport };
 
   async function show(tab, again) {
@@ -174,12 +175,13 @@
 
   async function loadOverview() {
     const today = shanghaiDay();
-    const [todayRows, monthRows, settlements, dead, scoring] = await Promise.all([
+    const [todayRows, monthRows, settlements, dead, scoring, disputesOpen] = await Promise.all([
       awardedByCategory(today, today),
       awardedByCategory(today.slice(0, 8) + "01", today),
       call("redemption", "/v1/reports/settlements?month=" + today.slice(0, 7)),
       call("events", "/v1/dead-letters?limit=100&waiting=true"),
       call("points", "/v1/scoring"),
+      call("points", "/v1/disputes?status=open&limit=100"),
     ]);
     if (todayRows) {
       $("ov-today-total").textContent = num(todayRows.reduce((s, r) => s + r.value, 0));
@@ -196,6 +198,11 @@
       }
       barChart($("ov-kinds"), Object.entries(kinds).map(([k, v]) => ({ label: kindName(k), value: v })));
     } else fail(explain(settlements));
+    if (disputesOpen.ok) {
+      const items = disputesOpen.body.items;
+      $("ov-disputes").textContent = (disputesOpen.body.next_cursor ? "100+" : String(items.length)) +
+        (items.length ? " · " + t("ov_oldest", { ago: ago(items[0].created_at) }) : "");
+    }
     if (dead.ok) $("ov-dead").textContent = dead.body.next_cursor ? "100+" : String(dead.body.items.length);
     if (scoring.ok) {
       const s = scoring.body;
@@ -318,6 +325,100 @@
         say(t("adj_done", { amount: (points > 0 ? "+" : "") + points, rider: rider }));
         await Promise.all([loadBalance(), loadHistory(false), findRiders(false)]);
       });
+  });
+
+  // ---- 申诉 disputes ----------------------------------------------------------------------------------
+
+  let disputeCursor = null;
+  let dispute = null;
+  let resolveKey = null;
+
+  function disputeItem(d) {
+    return el("li", { "data-testid": "dispute", "data-dispute": d.dispute_id },
+      el("div", { class: "row" },
+        el("button", { type: "button", class: "link", text: t("ds_item", { rider: d.rider_id, entry: d.entry_id }),
+                       onclick: () => openDispute(d) }),
+        el("span", { class: "meta", text: t("ds_opened", { when: ago(d.created_at) }) })),
+      el("p", { class: "reason", text: d.message }));
+  }
+
+  async function loadDisputes(more) {
+    const status = $("ds-status").value;
+    const r = await call("points", "/v1/disputes?limit=20&status=" + status +
+      (more && disputeCursor ? "&cursor=" + encodeURIComponent(disputeCursor) : ""));
+    if (!r.ok) { fail(explain(r)); return; }
+    const list = $("disputes");
+    if (!more) { list.replaceChildren(); $("dispute-detail").hidden = true; }
+    for (const d of r.body.items) list.append(disputeItem(d));
+    if (!list.children.length) list.append(el("li", { class: "empty", text: t("ds_none") }));
+    disputeCursor = r.body.next_cursor;
+    $("ds-more").hidden = !disputeCursor;
+  }
+  $("ds-more").addEventListener("click", () => busy(loadDisputes(true)));
+  $("ds-refresh").addEventListener("click", () => busy(loadDisputes(false)));
+  $("ds-status").addEventListener("change", () => busy(loadDisputes(false)));
+
+  function openDispute(d) {
+    dispute = d;
+    resolveKey = null;
+    const e = d.entry || {};
+    $("dispute-detail").hidden = false;
+    $("dd-title").textContent = t("ds_item", { rider: d.rider_id, entry: d.entry_id });
+    $("dd-message").textContent = d.message;
+    $("dd-meta").textContent = t("ds_opened", { when: at(d.created_at) });
+    const what = e.kind === "award" && e.category ? categoryName(e.category) : kindName(e.kind);
+    $("dd-entry").textContent = [what, (e.amount > 0 ? "+" : "") + e.amount + " " + t("points"), at(e.occurred_at || e.at)].join(" · ");
+    $("dd-entry-reason").textContent = e.reason || "";
+    $("dd-rule").textContent = e.rule_id ? t("rule") + " " + e.rule_id + " v" + e.rule_version : "";
+    $("dd-event").textContent = e.event ? JSON.stringify(e.event, null, 2) : t("ds_no_event");
+    $("dd-event-box").open = Boolean(e.event);
+    const resolved = d.status === "resolved";
+    $("dd-outcome").hidden = !resolved;
+    if (resolved) {
+      $("dd-outcome").textContent = d.outcome === "upheld"
+        ? t("ds_was_upheld", { by: d.resolved_by, when: at(d.resolved_at), amount: (d.amount > 0 ? "+" : "") + d.amount, reply: d.reply })
+        : t("ds_was_rejected", { by: d.resolved_by, when: at(d.resolved_at), reply: d.reply });
+    }
+    const form = $("resolve-form");
+    form.hidden = resolved;
+    form.reset();
+    clearProblems(form);
+    $("dispute-detail").scrollIntoView({ block: "start" });
+  }
+
+  // Answered once: the same answer being tried keeps one idempotency key (a retry cannot answer twice).
+  $("resolve-form").addEventListener("input", () => { resolveKey = null; });
+  $("resolve-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = $("resolve-form");
+    clearProblems(form);
+    const picked = form.querySelector("input[name=outcome]:checked");
+    if (!picked) return fieldProblem("rs-", "outcome", t("ds_outcome_bad"));
+    const outcome = picked.value;
+    const amount = $("rs-amount").value.trim();
+    const reply = $("rs-reply").value.trim();
+    if (outcome === "upheld" && (!/^[+-]?\d{1,7}$/.test(amount) || Number(amount) === 0)) {
+      return fieldProblem("rs-", "amount", t("adj_amount_bad"));
+    }
+    if (!reply) return fieldProblem("rs-", "reply", t("adj_reason_bad"));
+    const points = outcome === "upheld" ? Number(amount) : null;
+    const body = { outcome: outcome, reply: reply };
+    if (points !== null) body.amount = points;
+    const d = dispute;
+    resolveKey = resolveKey || crypto.randomUUID();
+    const text = outcome === "upheld"
+      ? t("ds_confirm_upheld", { rider: d.rider_id, amount: (points > 0 ? "+" : "") + points, reply: reply })
+      : t("ds_confirm_rejected", { rider: d.rider_id, reply: reply });
+    confirmFirst(t("ds_resolve"), text, t("ds_post"), async () => {
+      const r = await call("points", "/v1/disputes/" + encodeURIComponent(d.dispute_id) + "/resolve", {
+        method: "POST", headers: { "Idempotency-Key": resolveKey }, json: body,
+      });
+      if (!r.ok) { showProblems(form, "rs-", r); return; }
+      resolveKey = null;
+      say(t("ds_done", { rider: d.rider_id }));
+      await busy(loadDisputes(false));
+      openDispute(r.body);
+    });
   });
 
   // ---- 商家与奖励 partners and rewards ----------------------------------------------------------------

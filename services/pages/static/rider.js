@@ -1,4 +1,5 @@
-// The rider's page: balance, my redemptions (code, QR, countdown, cancel), catalogue, history.
+// The rider's page: balance, my redemptions (code, QR, countdown, cancel), catalogue, history, and on each
+// entry of the history a question (申诉) to the sub-district and its answer.
 "use strict";
 (function () {
   const { t, $, el, say, fail, explain, call, at, statusBadge } = window.WB;
@@ -6,6 +7,7 @@
   let balance = null;
   let cursor = null;
   let timers = [];
+  let disputes = new Map(); // entry_id -> the latest dispute of that entry
 
   async function loadBalance() {
     const r = await call("points", "/v1/riders/" + encodeURIComponent(rider) + "/balance");
@@ -28,7 +30,72 @@
                      text: sign + e.amount + " " + t("points") })),
       e.amount === 0 && e.kind === "award" ? el("p", { class: "note", text: t("earned_zero") }) : null,
       el("p", { class: "reason", text: e.reason }),
-      el("p", { class: "meta", text: [at(e.occurred_at || e.at), rule].filter(Boolean).join(" · ") }));
+      el("p", { class: "meta", text: [at(e.occurred_at || e.at), rule].filter(Boolean).join(" · ") }),
+      disputeOf(e));
+  }
+
+  // The entry's question and its answer, or the button that asks one (none while one waits).
+  function disputeOf(e) {
+    const d = disputes.get(e.entry_id);
+    const ask = el("button", { type: "button", class: "link", "data-testid": "dispute-ask", text: t("dispute_action"),
+                               "aria-label": t("dispute_action") + " " + at(e.occurred_at || e.at), onclick: () => askAbout(e) });
+    if (!d) return ask;
+    let text = t("dispute_waiting");
+    if (d.status === "resolved" && d.outcome === "upheld") {
+      text = t("dispute_upheld", { amount: (d.amount > 0 ? "+" : "") + d.amount, reply: d.reply });
+    } else if (d.status === "resolved") {
+      text = t("dispute_rejected", { reply: d.reply });
+    }
+    return el("div", { class: "dispute", "data-testid": "dispute", "data-status": d.status, "data-outcome": d.outcome || "" },
+      el("p", { class: "note", text: text }),
+      el("p", { class: "meta", text: t("dispute_you_said", { message: d.message }) }),
+      d.status === "resolved" ? ask : null);
+  }
+
+  async function loadDisputes() {
+    const r = await call("points", "/v1/disputes?limit=500");
+    if (!r.ok) return fail(explain(r));
+    disputes = new Map();
+    for (const d of r.body.items) disputes.set(d.entry_id, d); // oldest first: the latest stays
+  }
+
+  // One key per question being asked: sending again after a lost answer cannot open it twice.
+  let asked = null;
+  function askAbout(e) {
+    asked = { entry: e, key: crypto.randomUUID() };
+    fail("");
+    const form = $("dispute-form");
+    form.reset();
+    $("ds-message-error").hidden = true;
+    $("ds-message").removeAttribute("aria-invalid");
+    const what = e.kind === "award" && e.category ? t("cat_" + e.category) : t("kind_" + e.kind);
+    $("dispute-entry").textContent = [what, (e.amount > 0 ? "+" : "") + e.amount + " " + t("points"), at(e.occurred_at || e.at)].join(" · ");
+    $("dispute").showModal();
+    $("ds-message").focus();
+  }
+
+  function messageProblem(text) {
+    $("ds-message-error").textContent = text;
+    $("ds-message-error").hidden = false;
+    $("ds-message").setAttribute("aria-invalid", "true");
+    $("ds-message").focus();
+  }
+
+  async function sendDispute(ev) {
+    ev.preventDefault();
+    if (!asked) return;
+    const message = $("ds-message").value.trim();
+    if (!message) return messageProblem(t("dispute_empty"));
+    $("dispute-send").disabled = true;
+    const r = await call("points", "/v1/disputes", {
+      method: "POST", headers: { "Idempotency-Key": asked.key }, json: { entry_id: asked.entry.entry_id, message: message },
+    });
+    $("dispute-send").disabled = false;
+    if (!r.ok) return messageProblem(explain(r));
+    asked = null;
+    $("dispute").close();
+    say(t("dispute_sent"));
+    await refresh();
   }
 
   async function loadHistory(more) {
@@ -145,7 +212,7 @@
   }
 
   async function refresh() {
-    await loadBalance();
+    await Promise.all([loadBalance(), loadDisputes()]);
     await Promise.all([loadRedemptions(), loadCatalogue(), loadHistory(false)]);
     document.body.dataset.ready = "true";
   }
@@ -153,6 +220,8 @@
   $("confirm-yes").addEventListener("click", redeem);
   $("confirm-no").addEventListener("click", () => $("confirm").close());
   $("more").addEventListener("click", () => loadHistory(true));
+  $("dispute-form").addEventListener("submit", sendDispute);
+  $("dispute-no").addEventListener("click", () => { asked = null; $("dispute").close(); });
   // Coming back to the page (after the counter) shows the new state.
   document.addEventListener("visibilitychange", () => { if (!document.hidden && rider) refresh(); });
 

@@ -1,5 +1,5 @@
 """The points worker's background jobs, each a ``Periodic`` step: the pending sweep (scores stored events
-Kafka did not bring) and reconciliation (checks the whole ledger)."""
+Kafka did not bring), reconciliation (checks the whole ledger) and the measure of disputes waiting."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from libs.platform.loops import write_isolating
 from libs.platform.periodic import Periodic
 from libs.platform.settings import Settings
 from services.points import metrics
+from services.points.disputes import waiting
 from services.points.handlers import BatchOutcome, Scorer, reconcile, score_waiting, set_aside_stored
 from services.points.queries import PointsQueries
 
@@ -103,3 +104,15 @@ def reconcile_job(db: Database, settings: Settings) -> Periodic:
         return False
 
     return Periodic("reconcile", step, settings.reconcile_interval_s)
+
+
+def disputes_job(db: Database, settings: Settings) -> Periodic:
+    """Every ``disputes_measure_interval_s``: how many disputes are open and how old the oldest is."""
+
+    async def step() -> bool:
+        found = await waiting(db)
+        age = (datetime.now(UTC) - found.oldest_created_at).total_seconds() if found.oldest_created_at else 0.0
+        metrics.record_disputes_waiting(found.open, age)
+        return False
+
+    return Periodic("disputes", step, settings.disputes_measure_interval_s, first_after_s=1.0)

@@ -4,6 +4,7 @@ JSON Schema of schemas/, and its topics and headers the ones the code uses."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from libs.activity import binary
 from libs.activity.model import RECEIVED_VIA_HEADER
 from libs.ledger.model import EntryKind
 from libs.platform.settings import Settings
+from services.points.domain.disputes import Dispute, public_fields
+from services.points.domain.disputes import Status as DisputeStatus
 from services.points.handlers import DLQ_HEADERS, DLQ_REASON_HEADER
 from services.redemption.domain.holds import Status
 
@@ -75,6 +78,7 @@ def test_every_payload_refers_to_a_json_schema_of_schemas() -> None:
             "./ledger/points-entry.schema.json",
             "./ledger/redemption-state.schema.json",
             "./ledger/event-dead-lettered.schema.json",
+            "./ledger/dispute.schema.json",
         ]
     )
     for ref in refs:
@@ -113,3 +117,11 @@ def test_the_ledger_schemas_name_every_kind_and_state_the_code_publishes() -> No
     assert entry["properties"]["type"]["enum"] == [f"points.{k.value}.recorded" for k in EntryKind]
     redemption = orjson.loads((ROOT / "schemas" / "ledger" / "redemption-state.schema.json").read_bytes())
     assert redemption["properties"]["type"]["enum"] == [f"redemption.{s.value}" for s in Status]
+    dispute = orjson.loads((ROOT / "schemas" / "ledger" / "dispute.schema.json").read_bytes())
+    assert dispute["properties"]["data"]["properties"]["status"]["enum"] == [s.value for s in DisputeStatus]
+    assert set(dispute["properties"]["data"]["required"]) == set(public_fields(_a_dispute()))
+
+
+def _a_dispute() -> Dispute:
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    return Dispute("d-1", 1, "rider-1", "why 0?", DisputeStatus.OPEN, at, "key-1")

@@ -75,9 +75,7 @@ def attributes(headers: Headers, binding: Binding) -> dict[str, str] | Invalid |
         value = _value(raw_value, binding) if reason is None else None
         if isinstance(value, Invalid):
             reason = value.reason
-        elif isinstance(value, str) and _CONTROL.search(value):
-            control = _CONTROL.search(value)
-            assert control is not None
+        elif isinstance(value, str) and (control := _CONTROL.search(value)):
             reason = (
                 f"holds the control character U+{ord(control.group()):04X}; "
                 "no string of an event may hold one: remove it"

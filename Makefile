@@ -29,6 +29,12 @@ install: $(UV)
 	@# The browser tests (tests/e2e/test_pages.py) drive Debian's chromium; a CJK font so Chinese is not boxes.
 	@command -v chromium >/dev/null && fc-list | grep -qi "noto sans cjk" || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+	@# The AsyncAPI specification's own JSON Schema (@asyncapi/specs, locked in tests/asyncapi/) for
+	@# tests/unit/test_asyncapi.py; Debian's node and npm install it from the npm registry.
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }
+	@test -d tests/asyncapi/node_modules/@asyncapi/specs || \
+		(cd tests/asyncapi && npm ci --no-audit --no-fund --silent)
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 
 run: install

@@ -35,6 +35,8 @@ CATEGORY_OF_TYPE: Mapping[str, str] = {
 }
 CATEGORIES = tuple(dict.fromkeys(CATEGORY_OF_TYPE.values()))
 
+# On an event the events service relays from HTTP to activity-events, and on its dead letter.
+RECEIVED_VIA_HEADER = "warmbee-received-via"
 # An activity cannot have happened in the future; a little slack absorbs clock skew at the source.
 FUTURE_SLACK = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)

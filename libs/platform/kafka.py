@@ -44,6 +44,8 @@ class Message(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def timestamp(self) -> int: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...  # CloudEvents binary mode: ce_* here
 
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]

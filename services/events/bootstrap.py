@@ -15,7 +15,7 @@ from libs.platform.metrics import watch_pool
 from libs.platform.periodic import Background
 from libs.platform.relay import relay_for
 from libs.platform.settings import Settings
-from services.events.entrypoints import api
+from services.events.entrypoints import api, contract
 
 VERSION = "0.1.0"
 
@@ -51,6 +51,8 @@ def build_app(settings: Settings) -> FastAPI:
         db=db,
     )
     app.state.schemas = load_schemas()
+    app.state.contract = contract.load_contract()
     app.include_router(api.router)
+    app.include_router(contract.router)
     api.document_batch_limit(app, settings.max_batch_events)
     return app

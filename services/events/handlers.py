@@ -11,7 +11,7 @@ from typing import Literal
 
 import orjson
 
-from libs.activity.model import ActivityEvent, EventSchemas, Invalid, validate_message
+from libs.activity.model import RECEIVED_VIA_HEADER, ActivityEvent, EventSchemas, Invalid, validate_message
 from libs.activity.store import ActivityStore
 from libs.ledger.store import LedgerStore
 from libs.platform.db import Connection, Database
@@ -45,7 +45,7 @@ def relay_message(event: ActivityEvent, topic: str) -> OutboxMessage:
         topic=topic,
         key=event.rider_id.encode(),
         value=orjson.dumps(event.document),
-        headers=(("warmbee-received-via", "http"),),
+        headers=((RECEIVED_VIA_HEADER, "http"),),
     )
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
+from libs.activity.binary import kept_payload, record_document, validate_record
 from libs.activity.model import (
     FUTURE_SLACK,
+    RECEIVED_VIA_HEADER,
     ActivityEvent,
     EventSchemas,
     Invalid,
@@ -22,7 +24,6 @@ from libs.activity.model import (
     event_identity,
     printable,
     validate_event,
-    validate_message,
 )
 from libs.activity.store import ActivityStore, DeadLetterInput
 from libs.i18n.reasons import Reason
@@ -80,7 +81,7 @@ def parse_messages(
     events: list[tuple[ActivityEvent, Message]] = []
     dead: list[DeadLetterInput] = []
     for m in messages:
-        result = validate_message(m.value, schemas, now, future_slack)
+        result = validate_record(m.value, m.headers, schemas, now, future_slack)
         if isinstance(result, Invalid):
             dead.append(_dead_letter(m, result.reason, result.source, result.event_id))
         else:
@@ -89,10 +90,20 @@ def parse_messages(
 
 
 def _dead_letter(m: Message, reason: str, source: str | None, event_id: str | None) -> DeadLetterInput:
-    return DeadLetterInput(reason, m.topic, m.partition, m.offset, m.key, m.value, source, event_id)
+    payload = kept_payload(m.value, m.headers)
+    return DeadLetterInput(reason, m.topic, m.partition, m.offset, m.key, payload, source, event_id)
 
 
 UNSCORABLE = "could not be scored"
+# The headers of an activity-events-dlq message (schemas/asyncapi.yaml documents them; a test holds the two
+# together).
+DLQ_REASON_HEADER = "warmbee-dead-letter-reason"
+DLQ_HEADERS = {
+    "topic": "warmbee-original-topic",
+    "partition": "warmbee-original-partition",
+    "offset": "warmbee-original-offset",
+    "truncated": "warmbee-truncated-from-bytes",
+}
 
 
 def unscorable(exc: Exception) -> str:
@@ -162,7 +173,8 @@ class Scorer:
     async def quarantine(self, conn: Connection, message: Message, exc: Exception) -> list[DeadLetterInput]:
         """Dead-letter one Kafka message that cannot be scored for a reason that does not pass (a value
         the rules or the database cannot handle, a defect): alone, so its batch and partition go on."""
-        decoded = decode_message(message.value)
+        binary = record_document(message.value, message.headers)
+        decoded = decode_message(message.value) if binary is None else binary
         source, event_id = event_identity(decoded) if isinstance(decoded, dict) else (None, None)
         return await self._keep_dead_letters(conn, [_dead_letter(message, unscorable(exc), source, event_id)])
 
@@ -258,19 +270,19 @@ class Scorer:
 
     def _dlq_message(self, d: DeadLetterInput) -> OutboxMessage:
         value = d.value or b""
-        headers = [("warmbee-dead-letter-reason", d.reason)]
+        headers = [(DLQ_REASON_HEADER, d.reason)]
         if d.topic is None:  # accepted over HTTP, found unscorable
-            headers.append(("warmbee-received-via", "http"))
+            headers.append((RECEIVED_VIA_HEADER, "http"))
         else:
             headers += [
-                ("warmbee-original-topic", d.topic),
-                ("warmbee-original-partition", str(d.partition)),
-                ("warmbee-original-offset", str(d.offset)),
+                (DLQ_HEADERS["topic"], d.topic),
+                (DLQ_HEADERS["partition"], str(d.partition)),
+                (DLQ_HEADERS["offset"], str(d.offset)),
             ]
         if len(value) > DLQ_VALUE_MAX:
             # A broker refuses messages over its size limit (1 MB by default): the topic gets the head of
             # the value, the dead_letter table keeps all of it.
-            headers.append(("warmbee-truncated-from-bytes", str(len(value))))
+            headers.append((DLQ_HEADERS["truncated"], str(len(value))))
             value = value[:DLQ_VALUE_MAX]
         return OutboxMessage(self._settings.topic_activity_events_dlq, d.key, value, tuple(headers))
 

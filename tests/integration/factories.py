@@ -83,6 +83,7 @@ class KafkaRecord:
     key: bytes | None
     value: bytes | None
     timestamp: int
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def record(value: dict[str, Any] | list[Any] | bytes | None, key: str | None, partition: int = 0) -> KafkaRecord:

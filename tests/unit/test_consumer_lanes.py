@@ -19,6 +19,7 @@ class Record:
     key: bytes | None = None
     value: bytes | None = None
     timestamp: int = 0
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def fetched(sizes: list[int]) -> dict[TopicPartition, list[Message]]:

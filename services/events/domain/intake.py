@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
+from libs.activity import binary
 from libs.activity.model import MAX_EVENT_BYTES, ActivityEvent, EventSchemas, Invalid, validate_event
 from libs.i18n.problems import P_
 from libs.platform.errors import DomainError
@@ -53,9 +54,13 @@ class DeadLetterUnknown(DomainError):
         self.dead_letter_id = dead_letter_id
 
 
-def documents(body: bytes, content_type: str | None, max_batch: int) -> list[object]:
-    """The documents of a body: one event (a JSON object) or a batch (a JSON array of 1 to max_batch)."""
+def documents(body: bytes, content_type: str | None, max_batch: int, headers: binary.Headers = ()) -> list[object]:
+    """The documents of a body: one event (a JSON object) or a batch (a JSON array of 1 to max_batch), or
+    one event in binary mode (``ce-*`` headers, its data as the body)."""
     media = (content_type or "").split(";")[0].strip().lower()
+    found = binary.attributes(headers, binary.HTTP)
+    if found is not None:
+        return [_binary_document(found, body, content_type, media)]
     if media not in (*SINGLE_TYPES, BATCH_TYPE):
         raise DomainError(
             f"Content-Type: {media or 'missing'} is not accepted; send one event as "
@@ -80,6 +85,21 @@ def documents(body: bytes, content_type: str | None, max_batch: int) -> list[obj
             f"body: a JSON array needs Content-Type {BATCH_TYPE}; one event is a JSON object", kind="invalid-event"
         )
     return [decoded]
+
+
+def _binary_document(found: dict[str, str] | Invalid, body: bytes, content_type: str | None, media: str) -> object:
+    """One event in binary mode. There is no binary batch (CloudEvents has none), and ``ce-*`` headers
+    beside a structured body are two events in one request: both are refused, not guessed at."""
+    if not isinstance(found, Invalid) and media in (SINGLE_TYPES[0], BATCH_TYPE):
+        found = Invalid(
+            f"Content-Type: {media} with ce-* headers mixes the two modes; send binary mode's data as "
+            f"{binary.JSON_MEDIA}, or a structured event (or a batch) without ce-* headers"
+        )
+    decoded = found if isinstance(found, Invalid) else binary.document(found, body, content_type, binary.HTTP)
+    if isinstance(decoded, Invalid):
+        error = {"index": 0, "id": decoded.event_id, "reason": decoded.reason}
+        raise DomainError(f"nothing was accepted: event 0: {decoded.reason}", kind="invalid-event", errors=[error])
+    return decoded
 
 
 def admit(

@@ -96,8 +96,11 @@ class DeadLetterPage(BaseModel):
 async def publish(request: Request, caller: Caller, db: Db, settings: AppSettings, schemas: Schemas) -> AcceptedBody:
     require(caller, Role.SOURCE)
     body = await request.body()  # at most max_body_bytes: LimitBody (create_app) refuses more with 413
-    documents = intake.documents(body, request.headers.get("content-type"), settings.max_batch_events)
-    command = handlers.Publish(documents, caller.sub, may_hold_large_event=len(body) > MAX_EVENT_BYTES)
+    headers = request.headers.raw  # as received: a header sent twice is seen twice
+    documents = intake.documents(body, request.headers.get("content-type"), settings.max_batch_events, headers)
+    # In binary mode the attributes come as headers: they count towards the event's size as JSON too.
+    size = len(body) + sum(len(k) + len(v) for k, v in headers)
+    command = handlers.Publish(documents, caller.sub, may_hold_large_event=size > MAX_EVENT_BYTES)
     with structlog.contextvars.bound_contextvars(source=caller.sub):
         try:
             result = await handlers.publish(

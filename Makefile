@@ -29,6 +29,11 @@ install: $(UV)
 	@# The browser tests (tests/e2e/test_pages.py) drive Debian's chromium; a CJK font so Chinese is not boxes.
 	@command -v chromium >/dev/null && fc-list | grep -qi "noto sans cjk" || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+	@# The OpenID provider of tests/e2e/test_identity.py: oidc-provider from the npm registry (locked in
+	@# tests/oidc/package-lock.json) on Node (Debian's when the machine has none).
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	@[ -d tests/oidc/node_modules ] || npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 
 run: install

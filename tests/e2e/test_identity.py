@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -59,10 +60,10 @@ class OpenIdProvider:
     def issuer(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, keys: dict[str, Any]) -> None:
+    def start(self, keys: dict[str, Any], token_ttl_s: int = 300) -> None:
         self.keys_file.write_text(json.dumps(keys))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(self.port), "AUDIENCE": AUDIENCE}
-        env["KEYS_FILE"] = str(self.keys_file)
+        env |= {"KEYS_FILE": str(self.keys_file), "TOKEN_TTL_S": str(token_ttl_s)}
         with (LOG_DIR / f"oidc-provider-{self.port}.log").open("ab") as out:
             self.process = subprocess.Popen(
                 ["node", "provider.mjs"], cwd=PROVIDER_DIR, env=env, stdout=out, stderr=out, start_new_session=True
@@ -83,6 +84,9 @@ class OpenIdProvider:
         return str(r.json()["access_token"])
 
     async def ready(self, http: httpx.AsyncClient) -> bool:
+        # Its own process must be the one answering (not another left on the port by an earlier run).
+        assert self.process is not None
+        assert self.process.poll() is None, f"oidc-provider on {self.port} exited (is its port taken?)"
         try:
             return (await http.get(f"{self.issuer}/.well-known/openid-configuration")).status_code == 200
         except httpx.TransportError:
@@ -120,7 +124,7 @@ async def services(stack: LocalStack, provider: OpenIdProvider) -> AsyncIterator
         "WARMBEE_ENV": "test",
         "WARMBEE_AUTH_ISSUER": provider.issuer,
         "WARMBEE_AUTH_AUDIENCE": AUDIENCE,
-        "WARMBEE_AUTH_LEEWAY_S": "5",
+        "WARMBEE_AUTH_LEEWAY_S": "1",
         "WARMBEE_AUTH_JWKS_MIN_REFRESH_S": "1",  # 60 s in production; the rotation test waits for it
         "WARMBEE_EVENTS_PORT": str(EVENTS_PORT),
         "WARMBEE_POINTS_PORT": str(POINTS_PORT),
@@ -218,13 +222,13 @@ async def test_hs256_tokens_are_refused_outside_local(api: Api, services: None) 
     assert "HS256 tokens are taken only where WARMBEE_ENV=local, not in env=test" in r.json()["detail"]
 
 
-async def test_a_rotated_signing_key_is_picked_up_without_restarting_the_services(
+async def test_a_rotated_signing_key_is_picked_up_without_restarting_the_services_and_its_tokens_expire(
     api: Api, provider: OpenIdProvider, services: None
 ) -> None:
     before = await provider.token(api.http, "ops-oidc")
     assert (await rules_as(api.http, before)).status_code == 200
     provider.stop()
-    provider.start(signing_keys("2"))  # the provider comes back with new keys only
+    provider.start(signing_keys("2"), token_ttl_s=2)  # back with new keys only, and short-lived tokens
     await eventually(lambda: provider.ready(api.http), 30, "oidc-provider restarted")
     after = await provider.token(api.http, "ops-oidc")
     assert jwt.get_unverified_header(after)["kid"] == "rsa-2"
@@ -236,3 +240,9 @@ async def test_a_rotated_signing_key_is_picked_up_without_restarting_the_service
     refused = await rules_as(api.http, before)  # verified and cached before; its key is gone now
     assert refused.status_code == 401
     assert "no key 'rsa-1'" in refused.json()["detail"]
+
+    # The token of the new key, accepted (and cached) above, is refused once its exp (and the 1 s leeway) is past.
+    await asyncio.sleep(max(0.0, jwt.decode(after, options={"verify_signature": False})["exp"] + 1.1 - time.time()))
+    expired = await rules_as(api.http, after)
+    assert expired.status_code == 401
+    assert "Signature has expired" in expired.json()["detail"]

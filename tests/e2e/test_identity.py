@@ -228,7 +228,7 @@ async def test_a_rotated_signing_key_is_picked_up_without_restarting_the_service
     before = await provider.token(api.http, "ops-oidc")
     assert (await rules_as(api.http, before)).status_code == 200
     provider.stop()
-    provider.start(signing_keys("2"), token_ttl_s=2)  # back with new keys only, and short-lived tokens
+    provider.start(signing_keys("2"), token_ttl_s=4)  # back with new keys only, and short-lived tokens
     await eventually(lambda: provider.ready(api.http), 30, "oidc-provider restarted")
     after = await provider.token(api.http, "ops-oidc")
     assert jwt.get_unverified_header(after)["kid"] == "rsa-2"

@@ -35,6 +35,9 @@ install: $(UV)
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }
 	@test -d tests/asyncapi/node_modules/@asyncapi/specs || \
 		(cd tests/asyncapi && npm ci --no-audit --no-fund --silent)
+	@# The OpenID provider of tests/e2e/test_identity.py: oidc-provider from the npm registry (locked in
+	@# tests/oidc/package-lock.json).
+	@[ -d tests/oidc/node_modules ] || npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 
 run: install

@@ -25,7 +25,10 @@ PORT_BASE = int(os.environ.get("WARMBEE_TEST_PORT_BASE", "18000"))
 DB_SUFFIX = os.environ.get("WARMBEE_TEST_DB_SUFFIX", "")
 
 TEST_ENV = {
-    "WARMBEE_ENV": "test",
+    # env=local: the shared stack and the in-process apps take HS256 tokens minted by the tests (shared
+    # secret tokens are refused in every other env); tests/e2e/test_identity.py runs a stack of env=test
+    # against a real OpenID provider instead.
+    "WARMBEE_ENV": "local",
     "WARMBEE_PG_DATABASE": f"warmbee_test{DB_SUFFIX}",
     "WARMBEE_KAFKA_BOOTSTRAP": f"127.0.0.1:{PORT_BASE + 1092}",
     "WARMBEE_EVENTS_PORT": str(PORT_BASE + 1),

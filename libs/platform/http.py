@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.i18n.language import TAGS, Language, negotiate
 from libs.i18n.problems import P_, says
-from libs.platform.auth import InvalidToken, Principal, Role, verify_token
+from libs.platform.auth import InvalidToken, Principal, Role, Tokens
 from libs.platform.db import Database
 from libs.platform.errors import DomainError
 from libs.platform.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -213,9 +213,9 @@ async def authenticate(  # async: a plain def would cost every request a hop to 
             says(P_("send 'Authorization: Bearer <token>'; mint one locally with `warmbee token`")),
             kind="unauthenticated",
         )
-    settings: Settings = request.app.state.settings
+    tokens: Tokens = request.app.state.tokens
     try:
-        return verify_token(settings, credentials.credentials)
+        return await tokens.verify(credentials.credentials)
     except InvalidToken as exc:
         raise DomainError(
             says(P_("the bearer token was refused: {error}"), error=str(exc)), kind="invalid-token"
@@ -323,6 +323,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tokens = Tokens(settings)  # its cache of the provider's keys lives as long as the app
     app.state.db = db
     install_problem_handlers(app)
 

@@ -136,7 +136,24 @@ class Settings(BaseSettings):
     max_api_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1)
 
-    # Auth: HS256 locally; production injects the identity provider's key.
+    # Auth (libs/platform/auth.py). Outside env=local, tokens come from the programme's OpenID provider only:
+    # auth_issuer is its issuer URL (its /.well-known/openid-configuration names the JWKS), auth_audience
+    # the `aud` its access tokens carry for warmbee, auth_role_claim the claim that holds the warmbee role
+    # (a string, or a list holding exactly one warmbee role; a dotted path reaches into an object, e.g.
+    # realm_access.roles). exp, nbf and iat are checked with auth_leeway_s of clock difference.
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_role_claim: str = Field(default="role", min_length=1)
+    auth_algorithms: list[Literal["RS256", "ES256", "EdDSA"]] = ["RS256", "ES256", "EdDSA"]
+    auth_leeway_s: int = Field(default=30, ge=0, le=300)
+    # A token signed by a key (kid) the cached JWKS lacks makes it be read again, at most this often:
+    # tokens with made-up kids cannot make every request fetch from the provider.
+    auth_jwks_min_refresh_s: float = Field(default=60.0, gt=0)
+    # The JWKS is also read again (in the background, the old one serving meanwhile) once it is this old,
+    # so a key the provider removed stops being trusted within about this long.
+    auth_jwks_max_age_s: float = Field(default=300.0, gt=0)
+    auth_fetch_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # HS256 with a shared secret: env=local only (`warmbee token`, `make run`, the tests' shared stack).
     jwt_secret: str = LOCAL_JWT_SECRET
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
 
@@ -149,9 +166,18 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
+    def _refuse_shared_secret_tokens_outside_local(self) -> Settings:
+        if self.env != "local" and not (self.auth_issuer and self.auth_audience):
+            raise ValueError(
+                f"WARMBEE_AUTH_ISSUER and WARMBEE_AUTH_AUDIENCE must be set in env={self.env}: HS256 tokens with a "
+                "shared secret are taken only where WARMBEE_ENV=local; elsewhere tokens come from the OpenID provider"
+            )
+        if self.env == "production" and self.auth_issuer and urlsplit(self.auth_issuer).scheme != "https":
+            raise ValueError("WARMBEE_AUTH_ISSUER must be an https URL in production (its keys are fetched from it)")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_local_secret_in_production(self) -> Settings:
-        if self.env == "production" and self.jwt_secret == LOCAL_JWT_SECRET:
-            raise ValueError("WARMBEE_JWT_SECRET must be set in production: the local secret is public")
         if (
             self.env == "production"
             and self.notify_gateway_url

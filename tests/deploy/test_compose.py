@@ -156,7 +156,9 @@ def test_warmbee_services_run_one_image_with_the_production_settings_for_apache_
         env = services[name]["environment"]
         assert env["WARMBEE_ENV"] == "production", name
         assert env["WARMBEE_KAFKA_ENABLE_IDEMPOTENCE"] == "true", name
-        assert env["WARMBEE_JWT_SECRET"].startswith("${WARMBEE_JWT_SECRET:?"), "no default secret"
+        assert "WARMBEE_JWT_SECRET" not in env, "HS256 is for env=local only"
+        assert env["WARMBEE_AUTH_ISSUER"].startswith("${WARMBEE_AUTH_ISSUER:?"), "no default issuer"
+        assert env["WARMBEE_AUTH_AUDIENCE"].startswith("${WARMBEE_AUTH_AUDIENCE:?"), "no default audience"
         assert services[name]["build"]["context"] == ".."
 
 
@@ -277,7 +279,8 @@ def test_the_migration_runs_as_the_owner_and_the_services_as_the_application_rol
         assert app.password == _resolved(postgres["APP_PASSWORD"]), name
         settings = Settings(
             env="production",
-            jwt_secret="x" * 32,
+            auth_issuer="https://id.example",
+            auth_audience="https://api.example",
             pg_server=_resolved(env["WARMBEE_PG_SERVER"]),
             pg_owner_server=_resolved(migrate["WARMBEE_PG_OWNER_SERVER"]),
         )

@@ -21,7 +21,6 @@ KUBERNETES_VERSION = "1.33"
 NAMESPACE = "warmbee"
 SECRET_KEYS = {
     "warmbee-secrets": {
-        "jwt-secret",
         "pg-server",
         "pg-owner-server",
         "kafka-sasl-username",
@@ -143,7 +142,7 @@ def test_the_secret_check_finds_a_written_in_password():
     job = documents(K8S / "20-jobs.yaml")[1]
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     env[0] = {"name": "WARMBEE_PG_SERVER", "value": "postgresql://warmbee:hunter2@db:5432"}
-    secret = {"kind": "Secret", "metadata": {"name": "warmbee-secrets"}, "stringData": {"jwt-secret": "x"}}
+    secret = {"kind": "Secret", "metadata": {"name": "warmbee-secrets"}, "stringData": {"pg-server": "x"}}
     assert secret_problems([job, secret]) == [
         "Secret/warmbee-secrets holds values in the repository",
         "warmbee-migrate: WARMBEE_PG_SERVER is written in, not referenced",

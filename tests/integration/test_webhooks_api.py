@@ -12,7 +12,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from libs.platform.auth import Role, mint_token
+from libs.platform.auth import Role, Tokens, mint_token
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.notifications.bootstrap import build_app
@@ -31,7 +31,11 @@ async def local(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncCl
 async def guarded(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The service as it runs outside env=local: https only, and no private addresses."""
     guarded = {"env": "test", "webhook_allowed_networks": [], "webhook_require_https": True}
-    async with _client(settings.model_copy(update=guarded)) as client:
+    service = _client(settings.model_copy(update=guarded))
+    # These tests are about the URL policy of env=test; their callers keep the local HS256 tokens, which
+    # env=test itself refuses (tests/e2e/test_identity.py has its tokens from an OpenID provider).
+    service.app.state.tokens = Tokens(settings)
+    async with service as client:
         yield client
 
 

@@ -164,7 +164,7 @@ def test_the_sealing_key_is_refused_in_production_when_it_is_the_public_local_on
     from services.notifications.sealing import Sealer
 
     with pytest.raises(ValueError, match="must be set in production"):
-        Sealer.of(Settings(env="production", jwt_secret="real"))
+        Sealer.of(Settings(env="production", auth_issuer="https://id.example", auth_audience="https://api.example"))
     with pytest.raises(ValueError, match="Fernet key"):
         Sealer.of(Settings(notify_secret_key="short"))
     sealer = Sealer.of(Settings())

@@ -173,15 +173,22 @@ def test_the_gateway_reads_exactly_the_contracts_fields() -> None:
 # --- settings -------------------------------------------------------------------------------------
 
 
+PRODUCTION: dict[str, Any] = {
+    "env": "production",
+    "auth_issuer": "https://id.example",
+    "auth_audience": "https://api.example",
+}
+
+
 def test_notices_go_to_the_local_gateway_unless_told_otherwise_and_nowhere_by_default_in_production() -> None:
     assert Settings(env="local", notify_gateway_port=8016).gateway_url == "http://127.0.0.1:8016/notices"
-    assert Settings(env="production", jwt_secret="x" * 40).gateway_url is None
+    assert Settings(**PRODUCTION).gateway_url is None
     assert Settings(notify_gateway_url="https://sms.example/n").gateway_url == "https://sms.example/n"
 
 
 def test_production_refuses_the_public_local_gateway_secret() -> None:
     with pytest.raises(ValueError, match="WARMBEE_NOTIFY_GATEWAY_SECRET"):
-        Settings(env="production", jwt_secret="x" * 40, notify_gateway_url="https://sms.example/n")
+        Settings(**PRODUCTION, notify_gateway_url="https://sms.example/n")
 
 
 # --- the local gateway ----------------------------------------------------------------------------

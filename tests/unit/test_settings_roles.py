@@ -9,7 +9,11 @@ from pydantic import ValidationError
 
 from libs.platform.settings import LOCAL_PG_ADMIN_SERVER, Settings
 
-PRODUCTION: dict[str, Any] = {"env": "production", "jwt_secret": "a-real-secret-from-the-platform"}
+PRODUCTION: dict[str, Any] = {
+    "env": "production",
+    "auth_issuer": "https://id.example",
+    "auth_audience": "https://api.example",
+}
 
 
 def test_locally_the_services_owner_and_admin_are_three_roles() -> None:

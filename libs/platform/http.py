@@ -33,6 +33,7 @@ from libs.i18n.problems import P_, says
 from libs.platform.auth import InvalidToken, Principal, Role, Tokens
 from libs.platform.db import Database
 from libs.platform.errors import DomainError
+from libs.platform.fields import Text
 from libs.platform.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.platform.settings import Settings
 
@@ -284,6 +285,20 @@ def _check_cursor(value: str) -> str:
 PageCursor = Annotated[
     Annotated[str, _CursorFormat()] | None, Query(description="the next_cursor of the previous page")
 ]
+
+
+# The Idempotency-Key header of every write that takes one (the document marks it required).
+IdempotencyKey = Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def key_required(idempotency_key: str | None, per: str) -> str:
+    """The request's Idempotency-Key, or the problem that says what to send (``per``: one key per what)."""
+    if not idempotency_key:
+        raise DomainError(
+            f"Idempotency-Key: send a unique key per {per}, and the same key when retrying",
+            kind="idempotency-key-required",
+        )
+    return idempotency_key
 
 
 def require(principal: Principal, *roles: Role) -> None:

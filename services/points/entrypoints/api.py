@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from libs.activity.model import MAX_ID_CHARS, printable
@@ -25,11 +25,13 @@ from libs.platform.http import (
     AppSettings,
     Caller,
     Db,
+    IdempotencyKey,
     PageCursor,
     PageLimit,
     ReaderLanguage,
     decode_cursor,
     encode_cursor,
+    key_required,
     problem_responses,
     require,
 )
@@ -41,7 +43,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter()
 
 RiderId = Annotated[str, Path(pattern=RIDER_ID_PATTERN.pattern, description="the rider id")]
-IdempotencyKey = Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 class BalanceBody(BaseModel):
@@ -280,11 +281,7 @@ async def adjustment(
     idempotency_key: IdempotencyKey = None,
 ) -> EntryBody:
     require(caller, Role.OPERATOR)
-    if not idempotency_key:
-        raise DomainError(
-            "Idempotency-Key: send a unique key per adjustment, and the same key when retrying",
-            kind="idempotency-key-required",
-        )
+    idempotency_key = key_required(idempotency_key, "adjustment")
     if body.amount == 0:
         raise DomainError("amount: must not be 0", kind="invalid-request", title=P_("Invalid adjustment"))
     entry = await adjust(db, settings, caller.sub, idempotency_key, body.rider_id, body.amount, body.reason)

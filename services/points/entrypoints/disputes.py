@@ -11,23 +11,24 @@ from pydantic import BaseModel, Field
 
 from libs.i18n.language import Language
 from libs.platform.auth import Principal, Role
-from libs.platform.errors import DomainError
 from libs.platform.fields import JsonInt, Words
 from libs.platform.http import (
     AppSettings,
     Caller,
     Db,
+    IdempotencyKey,
     PageCursor,
     PageLimit,
     ReaderLanguage,
     decode_cursor,
     encode_cursor,
+    key_required,
     problem_responses,
     require,
 )
 from services.points import disputes as cases
 from services.points.domain.disputes import MAX_AMOUNT, MESSAGE_MAX, Outcome, Resolution, Status, public_fields
-from services.points.entrypoints.api import EntryBody, IdempotencyKey
+from services.points.entrypoints.api import EntryBody
 
 log = structlog.get_logger(__name__)
 
@@ -98,15 +99,6 @@ class DisputePage(BaseModel):
     next_cursor: str | None
 
 
-def _key_required(idempotency_key: str | None, what: str) -> str:
-    if not idempotency_key:
-        raise DomainError(
-            f"Idempotency-Key: send a unique key per {what}, and the same key when retrying",
-            kind="idempotency-key-required",
-        )
-    return idempotency_key
-
-
 @router.post(
     "/v1/disputes",
     status_code=201,
@@ -124,7 +116,7 @@ async def open_dispute(
     idempotency_key: IdempotencyKey = None,
 ) -> DisputeBody:
     require(caller, Role.RIDER)
-    key = _key_required(idempotency_key, "dispute")
+    key = key_required(idempotency_key, "dispute")
     opened = await cases.open_dispute(db, settings, caller.sub, key, body.entry_id, body.message)
     if opened.created:
         log.info("dispute.opened", dispute_id=opened.dispute.dispute_id, entry_id=body.entry_id, rider_id=caller.sub)
@@ -184,7 +176,7 @@ async def resolve_dispute(
     idempotency_key: IdempotencyKey = None,
 ) -> DisputeBody:
     require(caller, Role.OPERATOR)
-    key = _key_required(idempotency_key, "resolution")
+    key = key_required(idempotency_key, "resolution")
     resolution = Resolution(Outcome(body.outcome), body.amount, body.reply)
     resolved = await cases.resolve_dispute(db, settings, caller.sub, key, dispute_id, resolution)
     log.info("dispute.resolved", dispute_id=dispute_id, outcome=body.outcome, amount=body.amount, operator=caller.sub)

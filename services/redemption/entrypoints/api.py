@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from libs.i18n.problems import P_
@@ -20,10 +20,12 @@ from libs.platform.http import (
     AppSettings,
     Caller,
     Db,
+    IdempotencyKey,
     PageCursor,
     PageLimit,
     decode_cursor,
     encode_cursor,
+    key_required,
     problem_responses,
     require,
 )
@@ -283,14 +285,10 @@ async def create_redemption(
     db: Db,
     settings: AppSettings,
     caller: Caller,
-    idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> RedemptionBody:
     require(caller, Role.RIDER)
-    if not idempotency_key:
-        raise DomainError(
-            "Idempotency-Key: send a unique key per redemption, and the same key when retrying",
-            kind="idempotency-key-required",
-        )
+    idempotency_key = key_required(idempotency_key, "redemption")
     reserved = await reserve(db, settings, caller.sub, body.reward_id, idempotency_key, body.expected_cost)
     return RedemptionBody.of(reserved.redemption, show_code=True)
 

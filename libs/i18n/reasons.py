@@ -367,6 +367,19 @@ CODES: tuple[ReasonCode, ...] = (
         _COST,
         when="nobody confirmed the code in time: the held points come back",
     ),
+    _code(
+        "lapse",
+        Nn_(
+            "{points} point of entry {entry_id} (awarded on {awarded_on}) lapsed after {lapses_on}",
+            "{points} points of entry {entry_id} (awarded on {awarded_on}) lapsed after {lapses_on}",
+        ),
+        _POINTS,
+        _I("entry_id"),
+        Param("awarded_on", "date"),
+        Param("lapses_on", "date"),
+        count="points",
+        when="what was left of a lot lapsed at the end of its last good day (积分有效期)",
+    ),
     # What became of an event not scored (GET /v1/events/...).
     _code("event.pending", N_("accepted, waiting to be scored"), when="an event accepted and not scored yet"),
     _code(

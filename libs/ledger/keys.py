@@ -8,6 +8,7 @@ from __future__ import annotations
 
 PROGRAMME_ISSUED = "programme:issued"
 PROGRAMME_ADJUSTMENTS = "programme:adjustments"
+PROGRAMME_LAPSED = "programme:lapsed"
 
 
 # --- accounts ----------------------------------------------------------------------------------------
@@ -63,6 +64,11 @@ def redemption_key(redemption_id: str, step: str) -> str:
 def dispute_key(dispute_id: str) -> str:
     """The adjustment of an upheld dispute: at most one per dispute."""
     return f"dispute:{dispute_id}:upheld"
+
+
+def lapse_key(lot_id: int) -> str:
+    """The lapse of one lot: at most one, whoever runs the lapse job and however often."""
+    return f"lapse:{lot_id}"
 
 
 def _key_part(text: str) -> str:

@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 import orjson
@@ -32,6 +32,7 @@ class EntryKind(StrEnum):
     RELEASE = "release"
     REDEEM = "redeem"
     EXPIRE = "expire"
+    LAPSE = "lapse"
 
 
 class LedgerError(Exception):
@@ -62,6 +63,18 @@ def transfer(source: str, destination: str, amount: int) -> tuple[Posting, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class LotTerms:
+    """What a credit's lot is fixed with at its award: the day of the award and its last good day."""
+
+    awarded_on: date
+    lapses_on: date
+
+    def __post_init__(self) -> None:
+        if self.lapses_on < self.awarded_on:
+            raise LedgerError(f"a lot cannot lapse ({self.lapses_on}) before it is awarded ({self.awarded_on})")
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerTransaction:
     """One immutable entry. ``idempotency_key`` identifies it forever (``award:{source}:{event_id}``)."""
 
@@ -78,6 +91,9 @@ class LedgerTransaction:
     occurred_at: datetime | None = None
     actor: str | None = None
     details: Mapping[str, object] = field(default_factory=dict)
+    lot: LotTerms | None = None  # a credit under a lapse policy: it opens a lot on these terms
+    settles: str | None = None  # a release, expiry or confirmation: the idempotency key of its hold
+    lot_id: int | None = None  # a lapse: the lot it lapses
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:
@@ -91,6 +107,10 @@ class LedgerTransaction:
             raise LedgerError(f"postings of {self.idempotency_key} sum to {total}, not 0")
         if self.occurred_at is not None and self.occurred_at.tzinfo is None:
             raise LedgerError("occurred_at must be timezone-aware")
+        if self.lot is not None and self.available_delta <= 0:
+            raise LedgerError(f"only a credit opens a lot ({self.idempotency_key})")
+        if (self.kind is EntryKind.LAPSE) != (self.lot_id is not None):
+            raise LedgerError(f"a lapse, and only a lapse, names the lot it lapses ({self.idempotency_key})")
 
     @property
     def available_delta(self) -> int:

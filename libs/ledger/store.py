@@ -11,6 +11,7 @@ import asyncpg
 
 from libs.i18n.problems import Message
 from libs.i18n.reasons import Reason, recorded
+from libs.ledger.lot_store import LotStore
 from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_delta
 from libs.platform.errors import DomainError
 
@@ -167,8 +168,15 @@ class LedgerStore:
                 ) from exc
             raise
         recorded = {r["idempotency_key"]: r["tx_id"] for r in rows}
+        await LotStore(self._conn).apply(
+            [(tx, recorded[tx.idempotency_key]) for tx in batch if tx.idempotency_key in recorded]
+        )
         existing = await self._check_existing([tx for tx in batch if tx.idempotency_key not in recorded])
         return AppendResult(recorded, existing)
+
+    async def lock_riders(self, riders: Sequence[str]) -> None:
+        """Take the riders' balance locks now, as ``append`` would, to read their lots exactly first."""
+        await self._lock_balances(sorted(set(riders)))
 
     async def _lock_balances(self, riders: list[str]) -> None:
         """Lock the balance rows the entries move, in rider order, before the entries get their ids:

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # stuck when it is still unscored after reconcile_stuck_after_s.
     reconcile_interval_s: float = Field(default=300.0, gt=0)
     disputes_measure_interval_s: float = Field(default=30.0, gt=0)  # the open disputes' gauges
+    # The lapse job: lots past their last good day lapse, riders are warned 30 days before (seconds).
+    lapse_interval_s: float = Field(default=300.0, gt=0)
     reconcile_stuck_after_s: int = Field(default=300, ge=1)
     # Consumer group liveness: a worker that dies is replaced after this long.
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1000)

@@ -82,6 +82,7 @@ class Worker:
             jobs.pending_sweep_job(db, scorer, settings),
             jobs.reconcile_job(db, settings),
             jobs.disputes_job(db, settings),
+            jobs.lapse_job(db, settings),
         )
 
     async def run(self) -> None:

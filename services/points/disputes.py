@@ -31,6 +31,7 @@ from services.points.domain.disputes import (
     opening_hash,
     upheld_adjustment,
 )
+from services.points.handlers import with_lot
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ async def resolve_dispute(
 async def _post_adjustment(conn: Connection, dispute: Dispute, resolution: Resolution, operator: str) -> int:
     assert resolution.amount is not None
     tx = upheld_adjustment(dispute, resolution.amount, resolution.reply, operator)
+    tx = await with_lot(conn, tx, datetime.now(UTC))
     try:
         appended = await LedgerStore(conn).append([tx])
     except InsufficientBalance as exc:

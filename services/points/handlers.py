@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -229,7 +229,7 @@ class Scorer:
                 key = (event.rider_id, counter)
                 counters[key] = counters.get(key, 0) + amount
                 increments[key] = increments.get(key, 0) + amount
-            txs.append(award_transaction(event, result))
+            txs.append(award_transaction(event, result, plans[event.key].rules))
             outcome.scored.append((event, result))
         appended = await ledger.append(txs)
         await points.add_to_counters(increments)
@@ -314,7 +314,10 @@ def _report_of(event: ActivityEvent) -> EarlierReport:
     )
 
 
-def award_transaction(event: ActivityEvent, result: Score) -> LedgerTransaction:
+def award_transaction(event: ActivityEvent, result: Score, rules: Rules | None = None) -> LedgerTransaction:
+    """The award entry of a scored event; under a lapse policy its points are a lot whose last good day
+    the version in force at the event's own time fixes (so a replay fixes the same day)."""
+    lot = rules.lot_terms(event.time) if rules is not None and result.points > 0 else None
     return LedgerTransaction(
         idempotency_key=award_key(*event.key),
         kind=EntryKind.AWARD,
@@ -327,7 +330,17 @@ def award_transaction(event: ActivityEvent, result: Score) -> LedgerTransaction:
         rule_id=result.rule_id,
         rule_version=result.rule_version,
         occurred_at=event.time,
+        lot=lot,
     )
+
+
+async def with_lot(conn: Connection, tx: LedgerTransaction, at: datetime) -> LedgerTransaction:
+    """A positive adjustment at ``at`` opens a lot on the terms of the rules version then in force."""
+    if tx.available_delta <= 0:
+        return tx
+    rules = RuleBook(await PointsStore(conn).rules_versions()).in_force_at(at)
+    terms = rules.lot_terms(at) if rules is not None else None
+    return replace(tx, lot=terms) if terms is not None else tx
 
 
 async def adjust(
@@ -354,8 +367,9 @@ async def adjust(
 
     async def work(conn: Connection) -> Entry:
         ledger = LedgerStore(conn)
+        credit = await with_lot(conn, tx, datetime.now(UTC))
         try:
-            appended = await ledger.append([tx])
+            appended = await ledger.append([credit])
         except InsufficientBalance as exc:
             raise InsufficientBalance(f"amount: {amount} is more than the rider's available balance") from exc
         except IdempotencyConflict as exc:
@@ -464,6 +478,9 @@ async def reconcile(db: Database, stuck_after_s: int) -> Report:
                 await store.redemptions_match_entries(),
                 await store.accepted_events_settled(stuck_after_s),
                 await store.disputes_match_adjustments(),
+                await store.lots_match_their_entries(),
+                await store.lot_links_match_their_entries(),
+                await store.lots_add_up_to_balances(),
             ]
         )
 

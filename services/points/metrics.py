@@ -59,6 +59,13 @@ RECONCILE_MISMATCHES = Gauge(
 RECONCILE_LAST_RUN = Gauge(
     "warmbee_reconcile_last_run_timestamp_seconds", "When reconciliation last finished (Unix time)"
 )
+LAPSES = Counter("warmbee_lapses_total", "Lots lapsed by the lapse job: one lapse entry each")
+POINTS_LAPSED = Counter(
+    "warmbee_points_lapsed_total", "Points lapsed (积分有效期): what was left of lots past their day"
+)
+LAPSE_WARNINGS = Counter(
+    "warmbee_lapse_warnings_total", "Warnings sent to riders of points lapsing within 30 days (one per rider and day)"
+)
 DISPUTES_OPEN = Gauge("warmbee_disputes_open", "Disputes (申诉) waiting for an operator's resolution")
 DISPUTE_OLDEST_AGE = Gauge(
     "warmbee_dispute_oldest_open_age_seconds", "Age of the oldest open dispute (0: none is open)"
@@ -142,6 +149,14 @@ def record_reconciliation(report: Report) -> None:
     RECONCILE_LAST_RUN.set(time.time())
     if not report.ok:
         log.error("reconcile.mismatch", mismatches=report.mismatches, report=report.lines())
+
+
+def record_lapses(lapses: int, points: int, warnings: int) -> None:
+    LAPSES.inc(lapses)
+    POINTS_LAPSED.inc(points)
+    LAPSE_WARNINGS.inc(warnings)
+    if lapses or warnings:
+        log.info("lapse.done", lapses=lapses, points=points, warnings=warnings)
 
 
 def record_disputes_waiting(open_disputes: int, oldest_age_s: float) -> None:

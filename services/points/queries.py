@@ -264,3 +264,100 @@ class ReconcileStore:
         return Check(
             "every upheld dispute has exactly one adjustment, and every such adjustment its dispute", examined, problems
         )
+
+    async def lots_match_their_entries(self) -> Check:
+        """Every lot is what its credit and the links of the entries that moved it make of it: what is
+        left is the credit less what was paid, adjusted away or lapsed; what is held, what holds took less
+        what their settlements gave back or paid; a lapsed lot lapsed once, and is empty."""
+        examined = await self._conn.fetchval("SELECT count(*) FROM ledger_lot")
+        rows = await self._conn.fetch(
+            "SELECT l.lot_id, l.amount, l.remaining, l.held, l.lapse_tx_id, c.available_delta AS credited,"
+            "       c.rider_id = l.rider_id AS same_rider, x.consumed, x.held_now, x.lapses, x.lapse_tx"
+            "  FROM ledger_lot l JOIN ledger_transaction c ON c.tx_id = l.lot_id"
+            "  CROSS JOIN LATERAL ("
+            "    SELECT coalesce(sum(k.amount) FILTER (WHERE t.kind IN ('redeem', 'adjustment', 'lapse')), 0)"
+            "           AS consumed,"
+            "           coalesce(sum(k.amount) FILTER (WHERE t.kind = 'hold'), 0)"
+            "         - coalesce(sum(k.amount) FILTER (WHERE t.kind IN ('release', 'expire', 'redeem')), 0)"
+            "           AS held_now,"
+            "           count(*) FILTER (WHERE t.kind = 'lapse') AS lapses,"
+            "           max(t.tx_id) FILTER (WHERE t.kind = 'lapse') AS lapse_tx"
+            "      FROM ledger_lot_take k JOIN ledger_transaction t ON t.tx_id = k.tx_id"
+            "     WHERE k.lot_id = l.lot_id) AS x"
+            " WHERE NOT (c.rider_id = l.rider_id AND c.available_delta = l.amount"
+            "            AND l.remaining = l.amount - x.consumed AND l.held = x.held_now AND x.lapses <= 1"
+            "            AND l.lapse_tx_id IS NOT DISTINCT FROM x.lapse_tx)"
+            " ORDER BY l.lot_id LIMIT 1000"
+        )
+        problems = [
+            f"lot {r['lot_id']}: credit of {r['credited']} (same rider: {r['same_rider']}), amount {r['amount']},"
+            f" {r['remaining']} left and {r['held']} held, but its links say {r['amount'] - r['consumed']} left and"
+            f" {r['held_now']} held, {r['lapses']} lapse(s) (entry {r['lapse_tx']}, lot says {r['lapse_tx_id']})"
+            for r in rows
+        ]
+        return Check("every lot is what its credit and the entries that took from it make of it", examined, problems)
+
+    async def lot_links_match_their_entries(self) -> Check:
+        """Every entry's lot links are within what it moved (a lapse: exactly), and every settlement of a
+        hold moved exactly the lots and points its hold took."""
+        examined = await self._conn.fetchval("SELECT count(DISTINCT tx_id) FROM ledger_lot_take")
+        over = await self._conn.fetch(
+            "SELECT k.tx_id, t.kind, sum(k.amount) AS linked,"
+            "       (SELECT max(abs(p.amount)) FROM ledger_posting p WHERE p.tx_id = k.tx_id) AS moved"
+            "  FROM ledger_lot_take k JOIN ledger_transaction t ON t.tx_id = k.tx_id GROUP BY k.tx_id, t.kind"
+            " HAVING sum(k.amount) > (SELECT max(abs(p.amount)) FROM ledger_posting p WHERE p.tx_id = k.tx_id)"
+            "     OR (t.kind = 'lapse' AND sum(k.amount) <> -min(t.available_delta))"
+            "     OR t.kind NOT IN ('hold', 'release', 'expire', 'redeem', 'adjustment', 'lapse')"
+            " ORDER BY k.tx_id LIMIT 1000"
+        )
+        unlike = await self._conn.fetch(
+            "WITH links AS ("
+            "  SELECT t.tx_id, t.kind, t.event_id, array_agg(k.lot_id || ':' || k.amount ORDER BY k.lot_id) AS lots"
+            "    FROM ledger_transaction t JOIN ledger_lot_take k ON k.tx_id = t.tx_id"
+            "   WHERE t.source = 'warmbee/redemption' GROUP BY t.tx_id, t.kind, t.event_id)"
+            " SELECT s.tx_id, s.kind, s.event_id, s.lots AS settled, h.lots AS held"
+            "   FROM ledger_transaction st"
+            "   JOIN ledger_transaction ht ON ht.source = st.source AND ht.event_id = st.event_id AND ht.kind = 'hold'"
+            "   LEFT JOIN links s ON s.tx_id = st.tx_id LEFT JOIN links h ON h.tx_id = ht.tx_id"
+            "  WHERE st.source = 'warmbee/redemption' AND st.kind IN ('release', 'expire', 'redeem')"
+            "    AND s.lots IS DISTINCT FROM h.lots"
+            "  ORDER BY st.tx_id LIMIT 1000"
+        )
+        problems = [f"{r['kind']} {r['tx_id']} links {r['linked']} points of lots, it moved {r['moved']}" for r in over]
+        problems += [
+            f"{r['kind']} {r['tx_id']} of redemption {r['event_id']} moved lots {r['settled']}, its hold {r['held']}"
+            for r in unlike
+        ]
+        return Check("every debit's lot links are within its amount, a settlement's are its hold's", examined, problems)
+
+    async def lots_add_up_to_balances(self) -> Check:
+        """Per rider, the points left in lots and the points in none (credits without a lot, less what
+        payments and negative adjustments took beyond their lot links) add up to available plus held."""
+        rows = await self._conn.fetch(
+            "WITH in_lots AS (SELECT rider_id, sum(remaining) AS pts, sum(held) AS held FROM ledger_lot GROUP BY 1),"
+            " linked AS (SELECT tx_id, sum(amount) AS n FROM ledger_lot_take GROUP BY 1),"
+            " in_none AS ("
+            "  SELECT t.rider_id,"
+            "         sum(CASE WHEN t.available_delta > 0 AND t.kind IN ('award', 'adjustment')"
+            "                  THEN CASE WHEN l.lot_id IS NULL THEN t.available_delta ELSE 0 END"
+            "                  WHEN t.kind IN ('adjustment', 'lapse') THEN t.available_delta + coalesce(k.n, 0)"
+            "                  WHEN t.kind = 'redeem' THEN -(SELECT max(abs(p.amount)) FROM ledger_posting p"
+            "                                               WHERE p.tx_id = t.tx_id) + coalesce(k.n, 0)"
+            "                  ELSE 0 END) AS pts"
+            "    FROM ledger_transaction t LEFT JOIN ledger_lot l ON l.lot_id = t.tx_id"
+            "    LEFT JOIN linked k ON k.tx_id = t.tx_id GROUP BY 1)"
+            " SELECT b.rider_id, b.available, b.held, coalesce(i.pts, 0) AS lots_left,"
+            "        coalesce(i.held, 0) AS lots_held,"
+            "        coalesce(n.pts, 0) AS none_left"
+            "   FROM rider_balance b LEFT JOIN in_lots i ON i.rider_id = b.rider_id"
+            "   LEFT JOIN in_none n ON n.rider_id = b.rider_id"
+            "  WHERE b.available + b.held <> coalesce(i.pts, 0) + coalesce(n.pts, 0) OR coalesce(i.held, 0) > b.held"
+            "  ORDER BY b.rider_id LIMIT 1000"
+        )
+        examined = await self._conn.fetchval("SELECT count(*) FROM rider_balance")
+        problems = [
+            f"rider {r['rider_id']}: available {r['available']} + held {r['held']}, but {r['lots_left']} left in lots"
+            f" ({r['lots_held']} held) and {r['none_left']} in none"
+            for r in rows
+        ]
+        return Check("every rider's lots and points in no lot add up to available plus held", examined, problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -139,6 +139,8 @@ SCORING_TABLES = (
     "activity_event",
     "ledger_transaction",
     "ledger_posting",
+    "ledger_lot",
+    "ledger_lot_take",
     "rider_balance",
     "rider_counter",
     "hazard_report",
@@ -192,12 +194,19 @@ class ScratchStore:
     async def awards(self, schema: str) -> dict[tuple[str, str], AwardRow]:
         """The award entries of ``schema`` by their event ``(source, event_id)``."""
         rows = await self._conn.fetch(
-            f"SELECT source, event_id, rider_id, category, available_delta, reason, rule_id, rule_version"
-            f" FROM {schema}.ledger_transaction WHERE kind = 'award'"
+            f"SELECT t.source, t.event_id, t.rider_id, t.category, t.available_delta, t.reason, t.rule_id,"
+            f" t.rule_version, l.lapses_on FROM {schema}.ledger_transaction t"
+            f" LEFT JOIN {schema}.ledger_lot l ON l.lot_id = t.tx_id WHERE t.kind = 'award'"
         )
         return {
             (r["source"], r["event_id"]): AwardRow(
-                r["rider_id"], r["category"], r["available_delta"], r["reason"], r["rule_id"], r["rule_version"]
+                r["rider_id"],
+                r["category"],
+                r["available_delta"],
+                r["reason"],
+                r["rule_id"],
+                r["rule_version"],
+                r["lapses_on"],
             )
             for r in rows
         }
@@ -215,3 +224,4 @@ class AwardRow:
     reason: str
     rule_id: str | None
     rule_version: int | None
+    lapses_on: date | None = None  # the award's lot's last good day (none: its points never lapse)

@@ -202,7 +202,11 @@ async def test_the_services_role_has_exactly_the_ordinary_grants_and_the_ledger_
     assert {t: held[t] for t in LEDGER} == {t: {"SELECT", "INSERT"} for t in LEDGER}
     assert held["rider_balance"] == {"SELECT", "INSERT", "UPDATE"}
     assert held["dispute"] == {"SELECT", "INSERT", "UPDATE"}  # resolved, never deleted (0017)
-    others = {t: p for t, p in held.items() if t not in (*LEDGER, "rider_balance", "dispute")}
+    assert held["ledger_lot"] == {"SELECT", "INSERT", "UPDATE"}  # lots move, never deleted (0018)
+    assert held["ledger_lot_take"] == {"SELECT", "INSERT"}  # append-only like the ledger (0018)
+    others = {
+        t: p for t, p in held.items() if t not in (*LEDGER, "rider_balance", "dispute", "ledger_lot", "ledger_lot_take")
+    }
     assert others
     assert all(p == ordinary for p in others.values()), others
 

@@ -4,7 +4,7 @@ JSON Schema of schemas/, and its topics and headers the ones the code uses."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,12 @@ from referencing.jsonschema import DRAFT7
 
 from libs.activity import binary
 from libs.activity.model import RECEIVED_VIA_HEADER
+from libs.ledger.lot_store import Warning
 from libs.ledger.model import EntryKind
 from libs.platform.settings import Settings
 from services.points.domain.disputes import Dispute, public_fields
 from services.points.domain.disputes import Status as DisputeStatus
+from services.points.domain.lapsing import warning_event
 from services.points.handlers import DLQ_HEADERS, DLQ_REASON_HEADER
 from services.redemption.domain.holds import Status
 
@@ -79,6 +81,7 @@ def test_every_payload_refers_to_a_json_schema_of_schemas() -> None:
             "./ledger/redemption-state.schema.json",
             "./ledger/event-dead-lettered.schema.json",
             "./ledger/dispute.schema.json",
+            "./ledger/points-lapsing.schema.json",
         ]
     )
     for ref in refs:
@@ -125,3 +128,12 @@ def test_the_ledger_schemas_name_every_kind_and_state_the_code_publishes() -> No
 def _a_dispute() -> Dispute:
     at = datetime(2026, 12, 3, tzinfo=UTC)
     return Dispute("d-1", 1, "rider-1", "why 0?", DisputeStatus.OPEN, at, "key-1")
+
+
+def test_a_lapse_warning_is_what_its_schema_says() -> None:
+    schema = orjson.loads((ROOT / "schemas" / "ledger" / "points-lapsing.schema.json").read_bytes())
+    event = warning_event(Warning("rider:7", date(2027, 12, 31), 30, (11, 12)), datetime(2027, 12, 1, tzinfo=UTC))
+    Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(
+        orjson.loads(orjson.dumps(event))
+    )
+    assert Draft202012Validator(schema).is_valid({**event, "type": "points.lapsed"}) is False

@@ -4,13 +4,15 @@ an event's own time scores it. What a version may be published as is decided her
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from libs.ledger.model import LotTerms
 from libs.platform.errors import DomainError
 
 Period = Literal["day", "week", "month", "year"]
@@ -122,6 +124,31 @@ class CategoryRules(_Strict):
     honors: HonorsRule
 
 
+class LapsePolicy(_Strict):
+    """When points awarded under a version lapse (积分有效期), one of: at the end of the ``after_months``-th
+    month after the award's month, or on 31 December of the ``end_of_year_after``-th year after the award's
+    year, in the rules' time zone. A lot's last good day is fixed at its award and never changes."""
+
+    after_months: int | None = Field(default=None, ge=1, le=120)
+    end_of_year_after: int | None = Field(default=None, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LapsePolicy:
+        if (self.after_months is None) == (self.end_of_year_after is None):
+            raise ValueError("give exactly one of after_months (e.g. 12) or end_of_year_after (e.g. 1)")
+        return self
+
+    def lapses_on(self, awarded_on: date) -> date:
+        """The last day points awarded on ``awarded_on`` are good for."""
+        if self.after_months is not None:
+            months = awarded_on.year * 12 + awarded_on.month - 1 + self.after_months
+            year, month = divmod(months, 12)
+            if year > date.max.year:
+                return date.max
+            return date(year, month + 1, calendar.monthrange(year, month + 1)[1])
+        return date(min(awarded_on.year + (self.end_of_year_after or 0), date.max.year), 12, 31)
+
+
 class Rules(_Strict):
     rules_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     version: int = Field(gt=0, le=2_147_483_647)  # a PostgreSQL integer
@@ -129,6 +156,7 @@ class Rules(_Strict):
     timezone: str = "Asia/Shanghai"
     description: str | None = Field(default=None, max_length=2000)
     categories: CategoryRules
+    lapse: LapsePolicy | None = None  # absent: points awarded under this version never lapse
 
     @field_validator("effective_from")
     @classmethod
@@ -150,6 +178,13 @@ class Rules(_Strict):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def lot_terms(self, awarded_at: datetime) -> LotTerms | None:
+        """The lot a credit at ``awarded_at`` opens under this version: none without a lapse policy."""
+        if self.lapse is None:
+            return None
+        awarded_on = awarded_at.astimezone(self.zone).date()
+        return LotTerms(awarded_on, self.lapse.lapses_on(awarded_on))
 
 
 class NoRulesInForce(DomainError):

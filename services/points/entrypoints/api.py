@@ -5,7 +5,7 @@ caller as dependencies, calls one query or use case, and raises the domain's err
 from __future__ import annotations
 
 import urllib.parse
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import structlog
@@ -16,6 +16,7 @@ from libs.activity.model import MAX_ID_CHARS, printable
 from libs.i18n.language import LANGUAGES, Language
 from libs.i18n.problems import P_, says
 from libs.i18n.reasons import CODES, VOCABULARIES, ReasonCode, term
+from libs.ledger.lot_store import Lapsing, LotStore
 from libs.ledger.model import RIDER_ID_PATTERN
 from libs.ledger.store import Balance, Entry, LedgerStore
 from libs.platform.auth import Principal, Role
@@ -45,6 +46,11 @@ router = APIRouter()
 RiderId = Annotated[str, Path(pattern=RIDER_ID_PATTERN.pattern, description="the rider id")]
 
 
+class LapsingBody(BaseModel):
+    on: date = Field(description="the last day these points are good for (Asia/Shanghai); they lapse after it")
+    points: int = Field(description="the rider's free points that lapse after that day unless spent")
+
+
 class BalanceBody(BaseModel):
     rider_id: str
     available: int
@@ -52,6 +58,9 @@ class BalanceBody(BaseModel):
     earned_total: int
     redeemed_total: int
     as_of: datetime
+    lapsing: list[LapsingBody] = Field(
+        default_factory=list, description="the next three days after which points lapse (积分有效期), soonest first"
+    )
 
 
 class EntryBody(BaseModel):
@@ -171,9 +180,10 @@ async def riders(
     require(caller, Role.OPERATOR)
     async with db.read() as conn:
         rows = await LedgerStore(conn).balances(prefix, cursor, limit)
+        lapsing = await LotStore(conn).lapsing([b.rider_id for b in rows])
     now = datetime.now(UTC)
     return RiderPage(
-        items=[_balance_body(b, now) for b in rows],
+        items=[_balance_body(b, now, lapsing.get(b.rider_id, [])) for b in rows],
         next_cursor=rows[-1].rider_id if len(rows) == limit else None,
     )
 
@@ -189,10 +199,11 @@ async def balance(rider_id: RiderId, db: Db, caller: Caller) -> BalanceBody:
     _may_read_rider(caller, rider_id)
     async with db.read() as conn:
         b = await LedgerStore(conn).balance(rider_id)
-    return _balance_body(b, datetime.now(UTC))
+        lapsing = await LotStore(conn).lapsing([rider_id]) if b.as_of is not None else {}
+    return _balance_body(b, datetime.now(UTC), lapsing.get(rider_id, []))
 
 
-def _balance_body(b: Balance, now: datetime) -> BalanceBody:
+def _balance_body(b: Balance, now: datetime, lapsing: list[Lapsing]) -> BalanceBody:
     return BalanceBody(
         rider_id=b.rider_id,
         available=b.available,
@@ -200,6 +211,7 @@ def _balance_body(b: Balance, now: datetime) -> BalanceBody:
         earned_total=b.earned_total,
         redeemed_total=b.redeemed_total,
         as_of=b.as_of or now,
+        lapsing=[LapsingBody(on=x.on, points=x.points) for x in lapsing],
     )
 
 

@@ -1,5 +1,6 @@
 """The points worker's background jobs, each a ``Periodic`` step: the pending sweep (scores stored events
-Kafka did not bring), reconciliation (checks the whole ledger) and the measure of disputes waiting."""
+Kafka did not bring), reconciliation (checks the whole ledger), the lapse of points past their day with the
+warnings before it, and the measure of disputes waiting."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from libs.platform.settings import Settings
 from services.points import metrics
 from services.points.disputes import waiting
 from services.points.handlers import BatchOutcome, Scorer, reconcile, score_waiting, set_aside_stored
+from services.points.lapsing import PAGE, lapse_due, warn_riders
 from services.points.queries import PointsQueries
 
 log = structlog.get_logger(__name__)
@@ -116,3 +118,16 @@ def disputes_job(db: Database, settings: Settings) -> Periodic:
         return False
 
     return Periodic("disputes", step, settings.disputes_measure_interval_s, first_after_s=1.0)
+
+
+def lapse_job(db: Database, settings: Settings) -> Periodic:
+    """Every ``lapse_interval_s``, the first soon after start (a worker that was down catches up): lapse
+    every lot past its last good day, then warn riders of what lapses within 30 days."""
+
+    async def step() -> bool:
+        lapses, points = await lapse_due(db, settings)
+        warnings = await warn_riders(db, settings)
+        metrics.record_lapses(lapses, points, warnings)
+        return warnings >= PAGE  # a full page of warnings: more may wait
+
+    return Periodic("lapse", step, settings.lapse_interval_s, first_after_s=5.0)

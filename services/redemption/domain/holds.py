@@ -209,4 +209,5 @@ def resolution_entry(
         source="warmbee/redemption",
         event_id=redemption_id,
         actor=actor,
+        settles=redemption_key(redemption_id, "hold"),  # its points go back to, or are paid from, the hold's lots
     )

@@ -50,6 +50,7 @@ class DueLot:
     remaining: int
     awarded_on: date
     lapses_on: date
+    category: str | None = None  # the category of the credit that made the lot
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,10 @@ SELECT lot_id, rider_id, lapses_on FROM ledger_lot
 """
 
 _LAPSABLE = """
-SELECT lot_id, rider_id, remaining, awarded_on, lapses_on FROM ledger_lot
- WHERE lot_id = ANY($1::bigint[]) AND remaining > 0 AND held = 0 AND lapses_on < $2
- ORDER BY lot_id
+SELECT l.lot_id, l.rider_id, l.remaining, l.awarded_on, l.lapses_on, t.category
+  FROM ledger_lot l JOIN ledger_transaction t ON t.tx_id = l.lot_id
+ WHERE l.lot_id = ANY($1::bigint[]) AND l.remaining > 0 AND l.held = 0 AND l.lapses_on < $2
+ ORDER BY l.lot_id
 """
 
 _LAPSING = """
@@ -141,7 +143,10 @@ class LotStore:
     async def lapsable(self, lot_ids: Sequence[int], today: date) -> list[DueLot]:
         """Of ``lot_ids``, those to lapse now: read under their riders' locks, so what is left is exact."""
         rows = await self._conn.fetch(_LAPSABLE, list(lot_ids), today)
-        return [DueLot(r["lot_id"], r["rider_id"], r["remaining"], r["awarded_on"], r["lapses_on"]) for r in rows]
+        return [
+            DueLot(r["lot_id"], r["rider_id"], r["remaining"], r["awarded_on"], r["lapses_on"], r["category"])
+            for r in rows
+        ]
 
     async def lapsing(self, riders: Sequence[str], dates: int = 3) -> dict[str, list[Lapsing]]:
         """Per rider, the next ``dates`` days after which some of its free points lapse, soonest first

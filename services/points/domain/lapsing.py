@@ -43,6 +43,7 @@ def lapse_entry(lot: DueLot) -> LedgerTransaction:
             lapses_on=lot.lapses_on.isoformat(),
         ),
         postings=transfer(rider_available(lot.rider_id), PROGRAMME_LAPSED, lot.remaining),
+        category=lot.category,
         source=SOURCE,
         event_id=str(lot.lot_id),
         details={"lot_id": lot.lot_id, "award_entry_id": lot.lot_id, "lapses_on": lot.lapses_on.isoformat()},

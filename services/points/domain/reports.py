@@ -6,8 +6,8 @@ The columns, by the entry's recorded time:
 - adjusted: the amounts of ``adjustment`` entries, signed (a deduction is negative);
 - redeemed: the points confirmed redemptions consumed (``redeem`` entries move them from the rider's held
   account to the partner's), counted positive; holds, releases and expired holds move nothing for good;
-- lapsed: the points taken away by ``lapse`` entries, counted positive. No such kind exists yet: when it
-  does, adding it to ``KINDS["lapsed"]`` is all the report needs;
+- lapsed: the points taken away by ``lapse`` entries (积分有效期), counted positive, under the category of
+  the award whose lot lapsed;
 - events: the scored events, one per ``award`` entry with an event id (the ledger keeps one award per
   event, ``award:{source}:{event_id}``), zero-point awards included: the event was scored, and capped.
 """
@@ -35,7 +35,7 @@ KINDS: Mapping[Literal["awarded", "adjusted", "redeemed", "lapsed"], tuple[str, 
     "awarded": ("award",),
     "adjusted": ("adjustment",),
     "redeemed": ("redeem",),
-    "lapsed": (),
+    "lapsed": ("lapse",),
 }
 
 

@@ -354,8 +354,20 @@ def rules_check(path: RulesFile) -> None:
     categories = rules.categories.model_dump(exclude_none=True)
     typer.echo(
         f"{path}: valid — {rules.rules_id} v{rules.version}, effective {rules.effective_from.isoformat()}, "
-        f"{len(categories)} categories"
+        f"{len(categories)} categories; {_lapse_words(rules)}"
     )
+
+
+def _lapse_words(rules: Rules) -> str:
+    """What a version's lapse policy says, in a sentence."""
+    policy = rules.lapse
+    if policy is None:
+        return "points awarded under it never lapse"
+    if policy.after_months is not None:
+        return (
+            f"points lapse at the end of the {policy.after_months}th month after the award's month ({rules.timezone})"
+        )
+    return f"points lapse on 31 December of the {policy.end_of_year_after}th year after the award's ({rules.timezone})"
 
 
 @rules_app.command("publish")
@@ -428,6 +440,9 @@ def rules_what_if(
         typer.echo(f"{name:<24}{c.events:>8}{c.current:>10}{c.candidate:>11}{c.candidate - c.current:>+9}")
     change = report.total_candidate - report.total_current
     typer.echo(f"{'total':<24}{report.events:>8}{report.total_current:>10}{report.total_candidate:>11}{change:>+9}")
+    for side, lapsing in (("in force", report.lapsing_current), ("candidate", report.lapsing_candidate)):
+        days = ", ".join(f"{n} after {d.isoformat()}" for d, n in lapsing.items()) or "none"
+        typer.echo(f"points that would lapse, {side}: {days}")
     if report.riders:
         typer.echo(f"\nriders most affected (of {len(report.riders)} whose points change):")
         for rider, before, after in report.riders[:top]:
@@ -551,6 +566,34 @@ def reconcile(
         typer.echo(line)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def lapse() -> None:
+    """Run the lapse job once now, as the points worker does every WARMBEE_LAPSE_INTERVAL_S: every lot
+    past its last good day lapses what is left of it (once: another run, or a worker at the same moment,
+    lapses nothing twice), then riders are warned of what lapses within 30 days. Never a lot not yet due."""
+    from services.points.lapsing import lapse_due, warn_riders
+
+    settings = get_settings()
+    configure_logging("WARNING", "lapse")
+
+    async def go() -> tuple[int, int, int]:
+        db = Database(settings)
+        await db.open()
+        try:
+            lapses, points = await lapse_due(db, settings)
+            warnings = 0
+            while (sent := await warn_riders(db, settings)) > 0:
+                warnings += sent
+            return lapses, points, warnings
+        finally:
+            await db.close()
+
+    lapses, points, warnings = asyncio.run(go())
+    typer.echo(
+        f"lapsed {lapses} lot(s), {points} point(s); warned {warnings} rider-day(s) of points lapsing within 30 days"
+    )
 
 
 @outbox_app.command("parked")

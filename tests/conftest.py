@@ -51,6 +51,8 @@ TEST_ENV = {
     "WARMBEE_PENDING_AFTER_S": "5",
     "WARMBEE_PENDING_SWEEP_INTERVAL_S": "1",
     "WARMBEE_RECONCILE_INTERVAL_S": "10",
+    # The lapse job runs once at the worker's start (catching up) and then daily: tests lapse by hand.
+    "WARMBEE_LAPSE_INTERVAL_S": "86400",
     # The tests' webhook receivers listen on loopback, over http.
     "WARMBEE_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
     "WARMBEE_WEBHOOK_REQUIRE_HTTPS": "false",

@@ -118,6 +118,10 @@ class WhatIfReport:
     events: int
     categories: dict[str, CategoryImpact] = field(default_factory=dict)
     riders: list[tuple[str, int, int]] = field(default_factory=list)  # rider, current, candidate
+    # The awarded points that would be lots, by their last good day: under the rules in force, and under
+    # the candidate's lapse policy (an empty side: those points never lapse).
+    lapsing_current: dict[date, int] = field(default_factory=dict)
+    lapsing_candidate: dict[date, int] = field(default_factory=dict)
 
     @property
     def total_current(self) -> int:
@@ -199,8 +203,17 @@ def _impact(current: dict[tuple[str, str], AwardRow], proposed: dict[tuple[str, 
         impact.candidate += after.points if after else 0
         per_rider[row.rider_id][0] += before.points if before else 0
         per_rider[row.rider_id][1] += after.points if after else 0
+        _add_lot(report.lapsing_current, before)
+        _add_lot(report.lapsing_candidate, after)
     report.riders = sorted(
         ((rider, pts[0], pts[1]) for rider, pts in per_rider.items() if pts[0] != pts[1]),
         key=lambda r: (-abs(r[2] - r[1]), r[0]),
     )
+    report.lapsing_current = dict(sorted(report.lapsing_current.items()))
+    report.lapsing_candidate = dict(sorted(report.lapsing_candidate.items()))
     return report
+
+
+def _add_lot(lapsing: dict[date, int], award: AwardRow | None) -> None:
+    if award is not None and award.lapses_on is not None and award.points > 0:
+        lapsing[award.lapses_on] = lapsing.get(award.lapses_on, 0) + award.points

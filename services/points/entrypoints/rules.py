@@ -46,6 +46,9 @@ class RulesBody(BaseModel):
     effective_from: datetime
     timezone: str
     categories: dict[str, Any]
+    lapse: dict[str, int] | None = Field(
+        default=None, description="when points awarded under it lapse (after_months | end_of_year_after); null: never"
+    )
 
     @classmethod
     def of(cls, r: Rules) -> RulesBody:
@@ -55,6 +58,7 @@ class RulesBody(BaseModel):
             effective_from=r.effective_from,
             timezone=r.timezone,
             categories=r.categories.model_dump(mode="json", exclude_none=True),
+            lapse=r.lapse.model_dump(exclude_none=True) if r.lapse else None,
         )
 
 
@@ -100,6 +104,16 @@ class RiderChange(BaseModel):
     change: int
 
 
+class LapsingPoints(BaseModel):
+    on: date = Field(description="the last day these points are good for (Asia/Shanghai)")
+    points: int
+
+
+class WhatIfLapsing(BaseModel):
+    current: list[LapsingPoints] = Field(description="under the rules in force: the period's awards that are lots")
+    candidate: list[LapsingPoints] = Field(description="under the candidate's lapse policy (empty: none lapse)")
+
+
 class WhatIfBody(BaseModel):
     rules_id: str
     version: int
@@ -112,6 +126,7 @@ class WhatIfBody(BaseModel):
     categories: list[CategoryChange]
     riders_changed: int = Field(description="how many riders' points would change")
     riders: list[RiderChange] = Field(description="the `top` riders most affected, largest change first")
+    lapsing: WhatIfLapsing = Field(description="the period's awarded points that would lapse, by their last day")
 
     @classmethod
     def of(cls, rules: Rules, first: date, after_last: date, report: WhatIfReport, top: int) -> WhatIfBody:
@@ -140,6 +155,10 @@ class WhatIfBody(BaseModel):
                     RiderChange(rider_id=rider, current=before, candidate=after, change=after - before)
                     for rider, before, after in report.riders[:top]
                 ],
+                "lapsing": WhatIfLapsing(
+                    current=[LapsingPoints(on=d, points=n) for d, n in report.lapsing_current.items()],
+                    candidate=[LapsingPoints(on=d, points=n) for d, n in report.lapsing_candidate.items()],
+                ),
             }
         )
 

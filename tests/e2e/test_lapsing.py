@@ -1,0 +1,106 @@
+"""Points that lapse, end to end on the real stack: a rules version with a lapse policy in force for the
+test's dates (seeded in the stack's own database with a past effective date, before every other version,
+so no other test's events fall under it), awards, a hold over the lots' last day, a cancel, the lapse
+(`warmbee lapse`, as the worker's job does it), the rider's history and balance in Chinese, reconcile
+clean. The suite's last test replays the whole ledger, these lots included (their last days compared)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+
+import pytest
+
+from libs.platform.auth import Role
+from libs.platform.db import Database
+from libs.platform.localstack import LocalStack
+from services.points.domain.rules import Rules
+from services.points.rules_files import DEFAULT_RULES_FILE, read_rules_file
+from services.points.store import PointsStore
+from tests.e2e.conftest import Api, shanghai, shift
+from tests.e2e.test_redemption import catalogue_entry, new_hold
+from tests.e2e.test_rules_and_replay import warmbee
+
+pytestmark = pytest.mark.e2e
+
+LAPSING_RULES = "lapse-e2e"
+
+
+@pytest.fixture(scope="module")
+async def lapsing_rules(stack: LocalStack) -> Rules:
+    """The default rules with a lapse policy, in force from 2021 until the default version (2024)."""
+    default = read_rules_file(DEFAULT_RULES_FILE)
+    rules = default.model_validate(
+        default.model_dump()
+        | {
+            "rules_id": LAPSING_RULES,
+            "version": 1,
+            "effective_from": datetime.fromisoformat("2021-01-01T00:00:00+08:00"),
+            "lapse": {"after_months": 12},
+        }
+    )
+    db = Database(stack.settings)
+    await db.open()
+    try:
+        await db.run(lambda conn: PointsStore(conn).publish_rules(rules, "tests/e2e/test_lapsing.py"))
+    finally:
+        await db.close()
+    await asyncio.sleep(stack.settings.rules_reload_s + 0.5)  # every worker has reloaded its rules
+    return rules
+
+
+async def test_lots_are_held_given_back_and_lapse_once_what_is_left(
+    stack: LocalStack, api: Api, lapsing_rules: Rules
+) -> None:
+    rider = f"rider-lapse-{uuid.uuid4().hex[:8]}"
+    shifts = [
+        shift(rider, 2, time=shanghai("2022-03-10")),  # 20 points, good until 2023-03-31
+        shift(rider, 1, time=shanghai("2022-06-15")),  # 10 points, good until 2023-06-30
+        shift(rider, 1, time=shanghai("2024-05-02")),  # 10 points under version 1: they never lapse
+    ]
+    assert (await api.publish(shifts, batch=True)).status_code == 202
+    for event in shifts:
+        scored = await api.wait_scored(event["source"], event["id"])
+        assert scored["points"] == 10 * (2 if event is shifts[0] else 1)
+    balance = await api.balance(rider)
+    assert balance["available"] == 40
+    assert balance["lapsing"] == [{"on": "2023-03-31", "points": 20}, {"on": "2023-06-30", "points": 10}]
+
+    # A hold of 25 takes the soonest-lapsing lot whole and 5 of the next; held points do not lapse.
+    _, reward_id = await catalogue_entry(api, cost=25)
+    redemption = await new_hold(api, rider, reward_id)
+    assert (await api.balance(rider))["lapsing"] == [{"on": "2023-06-30", "points": 5}]
+    held_run = warmbee(stack, "lapse")
+    assert held_run.returncode == 0, held_run.stderr
+    assert [e["kind"] for e in await api.entries(rider)].count("lapse") == 0
+
+    # The cancel gives the 25 back to the same lots; the next run lapses both lots, each once, whole.
+    cancelled = await api.http.post(
+        f"{api.redemption_url}/v1/redemptions/{redemption['redemption_id']}/cancel",
+        headers=api.token(Role.RIDER, rider),
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    for _ in range(2):
+        run = warmbee(stack, "lapse")
+        assert run.returncode == 0, run.stderr
+    balance = await api.balance(rider)
+    assert (balance["available"], balance["held"], balance["lapsing"]) == (10, 0, [])
+
+    r = await api.http.get(
+        f"{api.points_url}/v1/riders/{rider}/entries",
+        headers={**api.token(Role.RIDER, rider), "accept-language": "zh-CN"},
+    )
+    lapses = [e for e in r.json()["items"] if e["kind"] == "lapse"]
+    awards = {e["event_id"]: e["entry_id"] for e in r.json()["items"] if e["kind"] == "award"}
+    first, second = awards[shifts[0]["id"]], awards[shifts[1]["id"]]
+    assert sorted((e["amount"], e["reason_code"]) for e in lapses) == [(-20, "lapse"), (-10, "lapse")]
+    assert {e["reason"] for e in lapses} == {
+        f"第 {first} 条记录（2022年3月10日获得）剩余 20 分，有效期至 2023年3月31日，已过期",
+        f"第 {second} 条记录（2022年6月15日获得）剩余 10 分，有效期至 2023年6月30日，已过期",
+    }
+    assert {e["category"] for e in lapses} == {"volunteer_service"}
+
+    reconciled = warmbee(stack, "reconcile")
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert "ok   every lot is what its credit and the entries that took from it make of it" in reconciled.stdout

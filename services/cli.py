@@ -364,10 +364,8 @@ def _lapse_words(rules: Rules) -> str:
     if policy is None:
         return "points awarded under it never lapse"
     if policy.after_months is not None:
-        return (
-            f"points lapse at the end of the {policy.after_months}th month after the award's month ({rules.timezone})"
-        )
-    return f"points lapse on 31 December of the {policy.end_of_year_after}th year after the award's ({rules.timezone})"
+        return f"points lapse at the end of month {policy.after_months} after the award's month ({rules.timezone})"
+    return f"points lapse on 31 December, {policy.end_of_year_after} year(s) after the award's year ({rules.timezone})"
 
 
 @rules_app.command("publish")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from services.points.store import PointsStore
 from tests.e2e.conftest import Api, shanghai, shift
 from tests.e2e.test_redemption import catalogue_entry, new_hold
 from tests.e2e.test_rules_and_replay import warmbee
+from tests.e2e.test_rules_api import as_yaml, document, post
 
 pytestmark = pytest.mark.e2e
 
@@ -104,3 +106,27 @@ async def test_lots_are_held_given_back_and_lapse_once_what_is_left(
     reconciled = warmbee(stack, "reconcile")
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert "ok   every lot is what its credit and the entries that took from it make of it" in reconciled.stdout
+
+
+async def test_rules_check_and_what_if_understand_a_lapse_policy(
+    stack: LocalStack, api: Api, tmp_path: Path, lapsing_rules: Rules
+) -> None:
+    rider = f"rider-whatif-{uuid.uuid4().hex[:8]}"
+    day = shanghai("2024-07-03")
+    assert (await api.publish([shift(rider, 1, time=day)], batch=True)).status_code == 202
+    candidate = document(rules_id="lapse-candidate", version=1, lapse={"end_of_year_after": 1})
+    path = tmp_path / "candidate.yaml"
+    path.write_bytes(as_yaml(candidate))
+
+    checked = warmbee(stack, "rules", "check", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert "points lapse on 31 December, 1 year(s) after the award's year (Asia/Shanghai)" in checked.stdout
+    assert "points awarded under it never lapse" in warmbee(stack, "rules", "check", str(DEFAULT_RULES_FILE)).stdout
+
+    r = await post(api, "/v1/rules/what-if?from=2024-07-03&to=2024-07-04", as_yaml(candidate))
+    assert r.status_code == 200, r.text
+    lapsing = r.json()["lapsing"]
+    assert lapsing["current"] == []  # version 1, in force then, lapses nothing
+    assert lapsing["candidate"]
+    assert all(x["on"] == "2025-12-31" for x in lapsing["candidate"])
+    assert sum(x["points"] for x in lapsing["candidate"]) == r.json()["candidate"]

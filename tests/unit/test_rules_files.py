@@ -175,3 +175,18 @@ def test_a_publication_refusal_names_each_field_as_an_invalid_file_does() -> Non
         {"path": "", "message": "no field here"},
     ]
     assert RulesRefused(["effective_from: too soon"]).status == 422
+
+
+def test_a_lapse_policy_is_read_and_a_wrong_one_named_with_its_line() -> None:
+    good = parse_rules(DEFAULT + "lapse:\n  after_months: 12\n")
+    assert good.lapse is not None
+    assert good.lapse.lapses_on(date(2026, 12, 3)) == date(2027, 12, 31)
+    text = DEFAULT + "lapse:\n  after_months: 12\n  end_of_year_after: 1\n"
+    (both,) = problems_of(text)
+    assert both.path == "lapse"
+    assert "exactly one of after_months" in both.message
+    (never,) = problems_of(DEFAULT + "lapse:\n  after_months: 0\n")
+    assert (never.path, never.line) == (
+        "lapse.after_months",
+        line_of(DEFAULT + "lapse:\n  after_months: 0\n", "after_months: 0"),
+    )

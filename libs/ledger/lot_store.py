@@ -140,6 +140,14 @@ class LotStore:
         rows = await self._conn.fetch(_DUE, today, after[0], after[1], limit)
         return [(r["lot_id"], r["rider_id"], r["lapses_on"]) for r in rows]
 
+    async def overdue(self, today: date) -> int:
+        """Lots past their last good day with points left and none held: what the lapse job has yet to do."""
+        return int(
+            await self._conn.fetchval(
+                "SELECT count(*) FROM ledger_lot WHERE remaining > 0 AND held = 0 AND lapses_on < $1", today
+            )
+        )
+
     async def lapsable(self, lot_ids: Sequence[int], today: date) -> list[DueLot]:
         """Of ``lot_ids``, those to lapse now: read under their riders' locks, so what is left is exact."""
         rows = await self._conn.fetch(_LAPSABLE, list(lot_ids), today)

@@ -87,3 +87,9 @@ async def warn_riders(db: Database, settings: Settings, now: datetime | None = N
 
 def _message(settings: Settings, body: dict[str, object]) -> OutboxMessage:
     return OutboxMessage(settings.topic_points_ledger, str(body["subject"]).encode(), orjson.dumps(body))
+
+
+async def overdue(db: Database, now: datetime | None = None) -> int:
+    """How many lots the lapse job has yet to lapse (0 right after a run that did its work)."""
+    async with db.read() as conn:
+        return await LotStore(conn).overdue(today(now or datetime.now(UTC)))

@@ -66,6 +66,10 @@ POINTS_LAPSED = Counter(
 LAPSE_WARNINGS = Counter(
     "warmbee_lapse_warnings_total", "Warnings sent to riders of points lapsing within 30 days (one per rider and day)"
 )
+LOTS_OVERDUE = Gauge(
+    "warmbee_lapse_overdue_lots",
+    "Lots past their last good day with points left and none held, after the lapse job's last run (0: done)",
+)
 DISPUTES_OPEN = Gauge("warmbee_disputes_open", "Disputes (申诉) waiting for an operator's resolution")
 DISPUTE_OLDEST_AGE = Gauge(
     "warmbee_dispute_oldest_open_age_seconds", "Age of the oldest open dispute (0: none is open)"
@@ -151,7 +155,8 @@ def record_reconciliation(report: Report) -> None:
         log.error("reconcile.mismatch", mismatches=report.mismatches, report=report.lines())
 
 
-def record_lapses(lapses: int, points: int, warnings: int) -> None:
+def record_lapses(lapses: int, points: int, warnings: int, overdue: int) -> None:
+    LOTS_OVERDUE.set(overdue)
     LAPSES.inc(lapses)
     POINTS_LAPSED.inc(points)
     LAPSE_WARNINGS.inc(warnings)

@@ -17,7 +17,7 @@ from libs.platform.settings import Settings
 from services.points import metrics
 from services.points.disputes import waiting
 from services.points.handlers import BatchOutcome, Scorer, reconcile, score_waiting, set_aside_stored
-from services.points.lapsing import PAGE, lapse_due, warn_riders
+from services.points.lapsing import PAGE, lapse_due, overdue, warn_riders
 from services.points.queries import PointsQueries
 
 log = structlog.get_logger(__name__)
@@ -127,7 +127,7 @@ def lapse_job(db: Database, settings: Settings) -> Periodic:
     async def step() -> bool:
         lapses, points = await lapse_due(db, settings)
         warnings = await warn_riders(db, settings)
-        metrics.record_lapses(lapses, points, warnings)
+        metrics.record_lapses(lapses, points, warnings, await overdue(db))
         return warnings >= PAGE  # a full page of warnings: more may wait
 
     return Periodic("lapse", step, settings.lapse_interval_s, first_after_s=5.0)

@@ -7,15 +7,22 @@ clean. The suite's last test replays the whole ledger, these lots included (thei
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from libs.i18n.reasons import Reason
+from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, rider_available
+from libs.ledger.model import EntryKind, LedgerTransaction, LotTerms, transfer
+from libs.ledger.store import LedgerStore
 from libs.platform.auth import Role
 from libs.platform.db import Database
-from libs.platform.localstack import LocalStack
+from libs.platform.localstack import ROOT, LocalStack
+from services.points.domain.lapsing import today
 from services.points.domain.rules import Rules
 from services.points.rules_files import DEFAULT_RULES_FILE, read_rules_file
 from services.points.store import PointsStore
@@ -130,3 +137,60 @@ async def test_rules_check_and_what_if_understand_a_lapse_policy(
     assert lapsing["candidate"]
     assert all(x["on"] == "2025-12-31" for x in lapsing["candidate"])
     assert sum(x["points"] for x in lapsing["candidate"]) == r.json()["candidate"]
+
+
+async def test_the_lapse_job_killed_mid_run_lapses_every_lot_once_when_run_again(stack: LocalStack) -> None:
+    """SIGKILL `warmbee lapse` once its first pages have committed: the next run lapses the rest, no lot
+    twice, and reconcile is clean."""
+    riders = [f"rider-kill-{uuid.uuid4().hex[:8]}" for _ in range(600)]
+    day = today(datetime.now(UTC)) - timedelta(days=1)
+    credits = [lot_credit(r, 3 + n, day) for r in riders for n in range(10)]
+    db = Database(stack.settings)
+    await db.open()
+    try:
+        for i in range(0, len(credits), 1000):
+            part = credits[i : i + 1000]
+            await db.run(lambda conn: LedgerStore(conn).append(part))  # noqa: B023 (awaited at once)
+
+        async def lapsed() -> int:
+            async with db.read() as conn:
+                return int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM ledger_transaction WHERE kind = 'lapse' AND rider_id = ANY($1::text[])",
+                        riders,
+                    )
+                )
+
+        env = {"PATH": "/usr/bin:/bin", **stack.settings.as_env()}
+        job = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli", "lapse", cwd=ROOT, env=env)
+        done = 0
+        while done == 0 and job.returncode is None:  # until its first page has committed
+            done = await lapsed()
+        job.send_signal(signal.SIGKILL)
+        assert await job.wait() == -signal.SIGKILL, "the job finished before it could be killed: give it more lots"
+        assert 0 < done < len(credits)
+
+        again = warmbee(stack, "lapse")
+        assert again.returncode == 0, again.stderr
+        assert await lapsed() == len(credits)
+        async with db.read() as conn:
+            left = await conn.fetchval(
+                "SELECT coalesce(sum(available + held), 0) FROM rider_balance WHERE rider_id = ANY($1::text[])", riders
+            )
+        assert left == 0
+    finally:
+        await db.close()
+    reconciled = warmbee(stack, "reconcile")
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+
+
+def lot_credit(rider_id: str, amount: int, lapses_on: date) -> LedgerTransaction:
+    return LedgerTransaction(
+        idempotency_key=f"adjustment:test-lapse:{uuid.uuid4().hex}",
+        kind=EntryKind.ADJUSTMENT,
+        rider_id=rider_id,
+        reason=Reason.of("adjustment", note="seed"),
+        postings=transfer(PROGRAMME_ADJUSTMENTS, rider_available(rider_id), amount),
+        actor="test",
+        lot=LotTerms(lapses_on - timedelta(days=365), lapses_on),
+    )

@@ -58,7 +58,8 @@ for _kind in KINDS:
 
 RIDER_NOTICES_MADE = Counter(
     "warmbee_rider_notices_made_total",
-    "Rider notices made: awards summed over the window, redemptions confirmed or expired, codes about to expire",
+    "Rider notices made: awards summed over the window, redemptions confirmed or expired, codes about to expire,"
+    " disputes resolved, points about to lapse",
 )
 RIDER_NOTICES = Counter(
     "warmbee_rider_notices_total",

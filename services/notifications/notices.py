@@ -33,8 +33,9 @@ WARN_HOLDS = 500  # warnings one step makes
 
 async def record_notices(db: Database, settings: Settings, events: Sequence[LedgerEvent]) -> int:
     """What a batch of points-ledger events means for the riders' notices, in one transaction: awards to
-    sum, holds to warn of, redemptions confirmed or expired told at once. The caller acknowledges the
-    batch after it commits; the same batch again adds nothing. How many notices it added."""
+    sum, holds to warn of; redemptions confirmed or expired, disputes resolved and points about to lapse
+    told at once. The caller acknowledges the batch after it commits; the same batch again adds nothing.
+    How many notices it added."""
     if settings.gateway_url is None:
         return 0
     now = datetime.now(UTC)

@@ -2,16 +2,25 @@
 (`warmbee gateway`, which takes a notice only when its Standard Webhooks signature checks). The e2e
 stack sums a rider's awards over 45 s (WARMBEE_NOTICE_AWARD_WINDOW_S in tests/conftest.py): long enough
 that the 100,000 awards tests/e2e/test_replay_beside_live.py seeds make a few notices per rider, not a
-flood that slows the rest of the suite."""
+flood that slows the rest of the suite. Points about to lapse: a lot seeded straight into the stack's
+ledger, the lapse job's warning made by the test (the stack's job runs rarely), the notice at the gateway."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from libs.i18n.reasons import Reason
+from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, rider_available
+from libs.ledger.model import EntryKind, LedgerTransaction, LotTerms, transfer
+from libs.ledger.store import LedgerStore
+from libs.platform.db import Database
 from libs.platform.localstack import LocalStack
+from services.points.domain.lapsing import today
+from services.points.lapsing import warn_riders
 from tests.e2e.conftest import Api, eventually, shift
 from tests.e2e.test_redemption import catalogue_entry, confirm_code, grant, new_hold, reserve, short_ttl_redemption
 
@@ -79,3 +88,37 @@ async def test_a_code_about_to_expire_is_warned_of_and_its_expiry_told(stack: Lo
     assert expiring["text_en"].startswith("Your code for “午餐套餐” at 老王面馆 expires at ")
     assert expired["text"] == "您在老王面馆兑换「午餐套餐」的兑换码已过期，30 积分已退回您的账户。"
     assert [n["kind"] for n in await notices(api, rider)] == ["redemption.expiring", "redemption.expired"]
+
+
+async def test_points_about_to_lapse_are_warned_of_at_the_gateway(api: Api, rider: str) -> None:
+    day = today(datetime.now(UTC))
+    lapses_on = day + timedelta(days=20)
+    lot = LedgerTransaction(
+        idempotency_key=f"adjustment:e2e-lapsing:{rider}",
+        kind=EntryKind.ADJUSTMENT,
+        rider_id=rider,
+        reason=Reason.of("adjustment", note="seed"),
+        postings=transfer(PROGRAMME_ADJUSTMENTS, rider_available(rider), 30),
+        actor="e2e",
+        lot=LotTerms(awarded_on=day, lapses_on=lapses_on),
+    )
+    db = Database(api.settings)
+    await db.open()
+    try:
+        appended = await db.run(lambda conn: LedgerStore(conn).append([lot]))
+        assert list(appended.recorded) == [lot.idempotency_key]
+        # The stack's lapse job runs rarely: its warnings now (its relay puts them on points-ledger).
+        while await warn_riders(db, api.settings) > 0:
+            pass
+    finally:
+        await db.close()
+
+    notice = await notice_of(api, rider, "points.lapsing")
+
+    assert notice["text"] == f"您有 30 分将于 {lapses_on.year}年{lapses_on.month}月{lapses_on.day}日 过期，请及时使用。"
+    assert (
+        notice["text_en"]
+        == f"30 points of yours lapse after {lapses_on:%B} {lapses_on.day}, {lapses_on.year}: use them before then."
+    )
+    assert notice["id"].startswith("points.lapsing-lapsing-")  # the key: the points worker's event id
+    assert [n["kind"] for n in await notices(api, rider)] == ["points.lapsing"]

@@ -1,7 +1,7 @@
 """Rider notices against the real test database and a real gateway process: awards summed per rider once
 their window passes, each award told of once however often it is read and however many gatherers run;
-redemptions confirmed and expired told at once, a held code warned of once; and the gateway's answer
-recorded (delivered, or tried again later)."""
+redemptions confirmed and expired told at once, a held code warned of once; points about to lapse told
+once per day, and never to a webhook; and the gateway's answer recorded (delivered, or tried again later)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,21 @@ import httpx
 import orjson
 import pytest
 
+from libs.platform.auth import Role
 from libs.platform.db import Database
 from libs.platform.settings import Settings
-from services.notifications.handlers import read_events
+from services.notifications.domain.kinds import KINDS
+from services.notifications.handlers import read_events, record_deliveries
 from services.notifications.notices import make_due_notices, record_notices, send_due_notices
 from services.notifications.sender import Sender
+from services.notifications.store import SubscriptionStore
+from services.points.domain.lapsing import today
+from services.points.lapsing import warn_riders
 from services.redemption.handlers import confirm, state_message
 from tests.conftest import SPARE_PORTS
+from tests.integration.test_lapsing import append, credit
 from tests.integration.test_redemption import catalogue_entry, fund, hold, redemption
+from tests.integration.test_webhook_deliveries import deliveries, subscribe
 
 GATEWAY_PORT = SPARE_PORTS[3]
 
@@ -165,6 +172,58 @@ async def test_a_code_confirmed_before_its_warning_time_is_never_warned_of(
 
     await make_due_notices(db, at_once(settings, notice_expiry_warning_s=2 * 24 * 3600))
 
+    assert await notices_of(db, rider) == []
+
+
+# --- points about to lapse -----------------------------------------------------------------------
+
+
+async def warnings_of(db: Database, settings: Settings, rider: str, now: datetime | None = None) -> list[bytes]:
+    """The lapse job's warnings, as its outbox holds them for points-ledger: every rider's are made (the
+    job is the whole database's), this rider's are read."""
+    while await warn_riders(db, settings, now) > 0:
+        pass
+    async with db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT value FROM outbox WHERE topic = $1 AND key = $2 ORDER BY outbox_id",
+            settings.topic_points_ledger,
+            rider.encode(),
+        )
+    return [bytes(r["value"]) for r in rows]
+
+
+async def test_points_about_to_lapse_are_told_once_per_day_and_never_to_a_webhook(
+    db: Database, settings: Settings, rider: str
+) -> None:
+    day = today(datetime.now(UTC))
+    soon, later = day + timedelta(days=20), day + timedelta(days=25)
+    await append(db, credit(rider, 30, soon), credit(rider, 12, soon), credit(rider, 1, later))
+    warnings = await warnings_of(db, settings, rider)
+    assert len(warnings) == 2  # one per rider and day
+    # A subscription whose row names the kind (the API would refuse it) still hears nothing of it.
+    everything = await subscribe(db, Role.OPERATOR, "ops", [*KINDS, "points.lapsing"])
+    try:
+        for _ in range(2):  # read again after a crash before the acknowledgement
+            await record_deliveries(db, warnings)
+            await heard(db, at_once(settings), warnings)
+        assert await deliveries(db, everything) == []
+    finally:
+        await db.run(lambda conn: SubscriptionStore(conn).delete(everything))
+
+    told = await notices_of(db, rider)
+    assert [(n["kind"], n["status"], n["body"]["text"]) for n in told] == [
+        ("points.lapsing", "pending", f"您有 42 分将于 {soon.year}年{soon.month}月{soon.day}日 过期，请及时使用。"),
+        ("points.lapsing", "pending", f"您有 1 分将于 {later.year}年{later.month}月{later.day}日 过期，请及时使用。"),
+    ]
+    assert told[1]["body"]["text_en"].startswith("1 point of yours lapses after ")
+    assert [n["notice_key"] for n in told] == [f"points.lapsing-{orjson.loads(w)['id']}" for w in warnings]
+
+
+async def test_a_lapsing_warning_heard_a_day_late_makes_no_notice(db: Database, settings: Settings, rider: str) -> None:
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    await append(db, credit(rider, 30, today(two_days_ago) + timedelta(days=20)))
+    (warning,) = await warnings_of(db, settings, rider, now=two_days_ago)  # the notifications were down since
+    assert await heard(db, at_once(settings), [warning]) == 0
     assert await notices_of(db, rider) == []
 
 

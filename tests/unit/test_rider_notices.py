@@ -3,7 +3,7 @@ Chinese and English, the gateway's JSON; and the local gateway's checks of what 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,10 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
+from libs.ledger.lot_store import Warning
+from libs.platform.auth import Role
+from libs.platform.errors import DomainError
 from libs.platform.settings import LOCAL_NOTIFY_GATEWAY_SECRET, Settings
 from services.gateway import build_gateway
-from services.notifications.domain.kinds import LedgerEvent, ledger_event
+from services.notifications.domain.kinds import KINDS, MAY_SUBSCRIBE, LedgerEvent, ledger_event, may_hear
 from services.notifications.domain.notices import (
+    NOTICE_KINDS,
     Award,
     Hold,
     awards_notice,
@@ -25,6 +29,8 @@ from services.notifications.domain.notices import (
     warn_at,
     worth_warning,
 )
+from services.notifications.domain.subscriptions import allowed_kinds
+from services.points.domain.lapsing import warning_event
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -168,6 +174,76 @@ def test_the_gateway_reads_exactly_the_contracts_fields() -> None:
     body = orjson.loads(redemption_notice("redemption.confirmed", HOLD, NOW).body())
     assert set(body) == {"rider_id", "kind", "text", "text_en", "at"}
     assert body["at"] == "2026-12-02T12:00:00Z"
+
+
+# --- points about to lapse -----------------------------------------------------------------------
+
+
+def lapsing(
+    points: int, on: date = date(2027, 12, 31), at: datetime = NOW, lot_ids: tuple[int, ...] = (7,)
+) -> LedgerEvent:
+    """The points worker's own ``points.lapsing`` event, as it reaches the topic (JSON and back)."""
+    cloud_event = orjson.loads(orjson.dumps(warning_event(Warning("rider-1", on, points, lot_ids), at)))
+    event = ledger_event(cloud_event)
+    assert event is not None
+    return event
+
+
+def test_points_about_to_lapse_are_told_at_once_in_both_languages() -> None:
+    event = lapsing(30)
+    (notice,) = hear([event], NOW, DAY).notices
+    assert notice.text == "您有 30 分将于 2027年12月31日 过期，请及时使用。"
+    assert notice.text_en == "30 points of yours lapse after December 31, 2027: use them before then."
+    assert (notice.kind, notice.rider_id, notice.at) == ("points.lapsing", "rider-1", NOW)
+    assert notice.key == f"points.lapsing-{event.event_id}"
+    assert event.event_id.startswith("lapsing-")
+
+
+def test_one_point_about_to_lapse_reads_as_one() -> None:
+    (notice,) = hear([lapsing(1, on=date(2027, 1, 5))], NOW, DAY).notices
+    assert notice.text == "您有 1 分将于 2027年1月5日 过期，请及时使用。"
+    assert notice.text_en == "1 point of yours lapses after January 5, 2027: use it before then."
+
+
+def test_a_lapsing_warnings_key_is_the_same_for_the_same_event_and_another_for_another() -> None:
+    again = [hear([lapsing(30)], NOW + timedelta(minutes=m), DAY).notices[0].key for m in (0, 5)]
+    assert again[0] == again[1]  # a relay's retry, or the batch read again: the gateway takes it once
+    other_day = hear([lapsing(30, on=date(2027, 12, 30))], NOW, DAY).notices[0].key
+    later_lot = hear([lapsing(30, lot_ids=(8,))], NOW, DAY).notices[0].key
+    assert len({again[0], other_day, later_lot}) == 3
+
+
+def test_a_stale_lapsing_warning_makes_no_notice() -> None:
+    assert hear([lapsing(30, at=NOW - 2 * DAY)], NOW, DAY).notices == []
+    assert len(hear([lapsing(30, at=NOW - DAY)], NOW, DAY).notices) == 1  # stale only past the limit
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"on": "2027-12-31"},
+        {"on": "2027-12-31", "points": 0},
+        {"on": "2027-12-31", "points": "30"},
+        {"on": "2027-12-31", "points": True},
+        {"on": "31.12.2027", "points": 30},
+        {"on": None, "points": 30},
+    ],
+)
+def test_a_lapsing_warning_that_does_not_read_makes_no_notice(data: dict[str, Any]) -> None:
+    event = LedgerEvent("lapsing-x", "points.lapsing", "rider-1", data, NOW.isoformat())
+    assert hear([event], NOW, DAY).notices == []
+
+
+def test_points_lapsing_is_a_notice_kind_that_no_webhook_may_ask_for_or_hear() -> None:
+    event = lapsing(30)
+    assert event.kind == "points.lapsing"
+    assert "points.lapsing" in NOTICE_KINDS
+    assert "points.lapsing" not in KINDS  # API.md's webhook kinds; the lapse itself is points.lapsed
+    assert all("points.lapsing" not in kinds for kinds in MAY_SUBSCRIBE.values())
+    with pytest.raises(DomainError, match=r"not to points\.lapsing"):
+        allowed_kinds(Role.OPERATOR, ["points.lapsed", "points.lapsing"])
+    # Not even an operator's subscription whose row names it (written by hand, say) hears of it.
+    assert not any(may_hear(role, "ops", event, None) for role in Role)
 
 
 # --- settings -------------------------------------------------------------------------------------

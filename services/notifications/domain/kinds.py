@@ -4,7 +4,10 @@ Kinds (API.md, "Webhooks and rider notices"): ``points.awarded``, ``points.adjus
 ``redemption.held``, ``redemption.confirmed``, ``redemption.cancelled``, ``redemption.expired``,
 ``event.dead_lettered``, and (added with disputes) ``dispute.opened``, ``dispute.resolved``. An operator
 may subscribe to any; a partner only to redemptions, and hears only of its own; a source only to what
-became of its own events; a rider to none (riders hear through notices)."""
+became of its own events; a rider to none (riders hear through notices).
+
+``points.lapsing`` (points about to lapse, 30 days ahead) is read too, for the rider notices alone: it is
+no webhook kind, so no one may subscribe to it nor hear of it (``points.lapsed`` is the lapse itself)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ KINDS: tuple[str, ...] = (
     "dispute.opened",
     "dispute.resolved",
 )
+# Read from points-ledger for the rider notices only: no subscription may ask for these.
+NOTICE_ONLY_KINDS: frozenset[str] = frozenset({"points.lapsing"})
 REDEMPTION_KINDS = frozenset(k for k in KINDS if k.startswith("redemption."))
 SOURCE_KINDS = frozenset({"points.awarded", "event.dead_lettered"})
 # The kinds each role may subscribe to (a rider: none; riders hear through notices).
@@ -80,7 +85,8 @@ class LedgerEvent:
 
 
 def ledger_event(cloud_event: Mapping[str, Any]) -> LedgerEvent | None:
-    """The event as a subscriber sees it, or None for a type no subscriber can ask for."""
+    """The event as a subscriber (or the rider notices) sees it, or None for a type that neither a
+    subscriber nor the notices can ask for."""
     type_ = cloud_event.get("type")
     data = cloud_event.get("data")
     if not isinstance(type_, str) or not isinstance(data, Mapping):
@@ -93,7 +99,7 @@ def ledger_event(cloud_event: Mapping[str, Any]) -> LedgerEvent | None:
 
 
 def _kind_of_type(type_: str) -> str | None:
-    if type_ in KINDS:
+    if type_ in KINDS or type_ in NOTICE_ONLY_KINDS:
         return type_
     if type_.startswith("points.") and type_.endswith(".recorded"):
         return _OF_ENTRY.get(type_.removeprefix("points.").removesuffix(".recorded"))
@@ -102,7 +108,10 @@ def _kind_of_type(type_: str) -> str | None:
 
 def may_hear(role: Role, owner_id: str, event: LedgerEvent, partner_id: str | None) -> bool:
     """Whether a subscription of ``role``/``owner_id`` may be told of ``event``; ``partner_id`` is the
-    partner of the event's redemption, where it is one."""
+    partner of the event's redemption, where it is one. Never of a kind that is not a webhook kind,
+    whatever a subscription's row says."""
+    if event.kind not in KINDS:
+        return False
     match role:
         case Role.OPERATOR:
             return True

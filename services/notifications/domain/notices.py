@@ -1,11 +1,13 @@
 """Rider notices: what a rider is told, in Chinese with English beside it, and when. Pure, no I/O.
 
-Five kinds (API.md, "Webhooks and rider notices"): ``points.awarded`` sums a rider's awards heard within a
+Six kinds (API.md, "Webhooks and rider notices"): ``points.awarded`` sums a rider's awards heard within a
 few minutes into one notice; ``redemption.confirmed`` and ``redemption.expired`` tell of a code used or
 lapsed; ``redemption.expiring`` warns once, an hour before a held code expires; ``dispute.resolved`` tells
-a rider the answer to its dispute (申诉), and the points it moved. A notice is the gateway's
-JSON ``{"rider_id", "kind", "text", "text_en", "at"}``; its key, sent as ``webhook-id``, is the same on
-every attempt, so the gateway sends the rider one message however often it is posted.
+a rider the answer to its dispute (申诉), and the points it moved; ``points.lapsing`` warns a rider of
+points that lapse within 30 days (积分有效期), once per ``points.lapsing`` event of the points worker's lapse
+job. A notice is the gateway's JSON ``{"rider_id", "kind", "text", "text_en", "at"}``; its key, sent as
+``webhook-id``, is the same on every attempt, so the gateway sends the rider one message however often it
+is posted.
 
 Events older than ``stale_after`` when heard (a new deployment reading the topic from its start, a
 worker back after a long outage) make no notice: a rider is not told today of last month's points."""
@@ -15,14 +17,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from babel.dates import format_skeleton
 
-from libs.i18n.language import Language, locale, translations
+from libs.i18n.language import Language, locale, long_date, translations
 from libs.i18n.reasons import term
 from services.notifications.domain.kinds import LedgerEvent
 
@@ -32,6 +34,7 @@ NOTICE_KINDS: tuple[str, ...] = (
     "redemption.expiring",
     "redemption.expired",
     "dispute.resolved",
+    "points.lapsing",
 )
 PROGRAMME_ZONE = ZoneInfo("Asia/Shanghai")  # the riders' clock, whatever the server's
 _LIST_SEPARATOR: Mapping[Language, str] = {"zh": "、", "en": ", "}
@@ -67,6 +70,10 @@ EXPIRED = Nn_(
 UPHELD = Nn_(
     "Your dispute of entry {entry_id} was upheld: {amount} point. The operator's reply: {reply}",
     "Your dispute of entry {entry_id} was upheld: {amount} points. The operator's reply: {reply}",
+)
+LAPSING = Nn_(
+    "{points} point of yours lapses after {day}: use it before then.",
+    "{points} points of yours lapse after {day}: use them before then.",
 )
 REJECTED = N_("Your dispute of entry {entry_id} was not upheld; no points changed. The operator's reply: {reply}")
 _OF_KIND: Mapping[str, tuple[str, str]] = {
@@ -122,7 +129,7 @@ class Heard:
     holds: list[tuple[str, str, datetime]] = field(default_factory=list)  # (redemption_id, rider_id, expires_at)
     ended: list[str] = field(default_factory=list)  # redemptions whose code is no longer open
     told: list[tuple[str, str, datetime]] = field(default_factory=list)  # (redemption_id, kind, at) to tell of
-    notices: list[Notice] = field(default_factory=list)  # told at once, from the event alone (disputes)
+    notices: list[Notice] = field(default_factory=list)  # told at once, from the event alone (disputes, lapsing)
 
 
 def hear(events: Iterable[LedgerEvent], now: datetime, stale_after: timedelta) -> Heard:
@@ -140,6 +147,9 @@ def hear(events: Iterable[LedgerEvent], now: datetime, stale_after: timedelta) -
                 )
         elif event.kind == "dispute.resolved":
             if fresh and (notice := dispute_notice(event, at)) is not None:
+                heard.notices.append(notice)
+        elif event.kind == "points.lapsing":
+            if fresh and (notice := lapsing_notice(event, at)) is not None:
                 heard.notices.append(notice)
         elif event.kind.startswith("redemption.") and (redemption_id := event.redemption_id):
             if event.kind == "redemption.held":
@@ -249,3 +259,28 @@ def dispute_notice(event: LedgerEvent, at: datetime) -> Notice | None:
         return t.gettext(REJECTED).format(entry_id=entry_id, reply=reply)
 
     return Notice(f"dispute.resolved-{dispute_id}", event.rider_id, "dispute.resolved", text("zh"), text("en"), at)
+
+
+def lapsing_notice(event: LedgerEvent, at: datetime) -> Notice | None:
+    """A warning of a rider's points that lapse after a day (the last day they are good for, on the
+    programme's clock). Its key is the event's: the points worker sends one event per rider, day and lots
+    warned of, so a warning read twice is one notice, and another day's (or a later lot's) another."""
+    data = event.data
+    points, on = data.get("points"), _day(data.get("on"))
+    if not (isinstance(points, int) and not isinstance(points, bool) and points > 0 and on is not None):
+        return None
+
+    def text(language: Language) -> str:
+        words = {"points": points, "day": long_date(on, language)}
+        return translations("notices", language).ngettext(*LAPSING, points).format_map(words)
+
+    return Notice(f"points.lapsing-{event.event_id}", event.rider_id, "points.lapsing", text("zh"), text("en"), at)
+
+
+def _day(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,14 +1,25 @@
 """The words of the pages, through the gettext ``pages`` domain: the English msgids are marked here (``N_``,
-``Np_`` where one English word is two Chinese ones), the Chinese is in
+``Np_`` where one English word is two Chinese ones, ``Nn_`` for a sentence with a number), the Chinese is in
 ``libs/i18n/locale/zh_CN/LC_MESSAGES/pages.po`` (``make i18n-pages`` extracts, merges and compiles). The
 server renders the templates' static text with ``t.<key>`` and hands the same words to the page's script,
 which draws the rest; ``{name}`` placeholders are filled by the script."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from libs.i18n.language import Language, translations
 
-Msg = str | tuple[str, str]  # a msgid, or (context, msgid)
+
+@dataclass(frozen=True, slots=True)
+class Plural:
+    """A sentence with a number in it: the script picks its form by the number (``tn()`` in common.js)."""
+
+    singular: str
+    plural: str
+
+
+Msg = str | tuple[str, str] | Plural  # a msgid, (context, msgid), or a msgid with its plural
 
 # The language switch names the other language in that language, so that its reader finds it: not a
 # translation of anything, so not in the catalogue.
@@ -25,6 +36,10 @@ def N_(msgid: str) -> str:
 
 def Np_(context: str, msgid: str) -> tuple[str, str]:
     return context, msgid
+
+
+def Nn_(singular: str, plural: str) -> Plural:
+    return Plural(singular, plural)
 
 
 WORDS: dict[str, Msg] = {
@@ -56,6 +71,7 @@ WORDS: dict[str, Msg] = {
     "held": N_("On hold"),
     "earned_total": N_("Earned in all"),
     "redeemed_total": Np_("balance", "Redeemed"),
+    "lapsing": Nn_("{points} point lapses after {on}", "{points} points lapse after {on}"),
     "my_redemptions": N_("My redemptions"),
     "show_code": N_("Show this code at the counter"),
     "expires_in": N_("Valid for"),
@@ -89,6 +105,7 @@ WORDS: dict[str, Msg] = {
     "kind_release": N_("Returned"),
     "kind_redeem": Np_("history entry", "Redeemed"),
     "kind_expire": N_("Hold expired"),
+    "kind_lapse": N_("Points lapsed"),
     "cat_volunteer_service": N_("Volunteer service"),
     "cat_civic_practice": N_("Civic practice"),
     "cat_activity_participation": N_("Activity participation"),
@@ -307,11 +324,24 @@ WORDS: dict[str, Msg] = {
 }
 
 
+def page_keys(key: str) -> tuple[str, ...]:
+    """The keys a word of ``WORDS`` has in the pages: a sentence with a number has one per plural form
+    the scripts ask for (Intl.PluralRules' ``one`` and ``other``)."""
+    return (f"{key}_one", f"{key}_other") if isinstance(WORDS[key], Plural) else (key,)
+
+
 def words(lang: Language) -> dict[str, str]:
     """Every word of the pages in ``lang``, by key (the keys the templates and the scripts use)."""
     catalogue = translations("pages", lang)
     out: dict[str, str] = {}
     for key, msg in WORDS.items():
-        out[key] = str(catalogue.pgettext(*msg) if isinstance(msg, tuple) else catalogue.gettext(msg))
+        if isinstance(msg, Plural):
+            # CLDR's "one" is gettext's n = 1 in English; Chinese has "other" alone, one msgstr for every n.
+            out[f"{key}_one"] = str(catalogue.ngettext(msg.singular, msg.plural, 1))
+            out[f"{key}_other"] = str(catalogue.ngettext(msg.singular, msg.plural, 2))
+        elif isinstance(msg, tuple):
+            out[key] = str(catalogue.pgettext(*msg))
+        else:
+            out[key] = str(catalogue.gettext(msg))
     out["switch_lang"], out["switch_lang_label"] = SWITCH[lang]
     return out

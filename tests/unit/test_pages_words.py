@@ -12,11 +12,13 @@ import pytest
 
 from libs.activity.model import CATEGORIES
 from libs.i18n.language import LANGUAGES, Language
-from services.pages.i18n import WORDS, words
+from libs.ledger.model import EntryKind
+from services.pages.i18n import WORDS, page_keys, words
 
 PAGES = Path(__file__).resolve().parents[2] / "services" / "pages"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 CJK = re.compile(r"[\u3400-\u9fff]")
+KEYS = sorted(k for key in WORDS for k in page_keys(key))  # a sentence with a number: one key per form
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,10 @@ CJK = re.compile(r"[\u3400-\u9fff]")
         ("confirm_yes", "确认兑换", "Redeem"),
         ("redeemed_total", "已兑换", "Redeemed"),
         ("kind_redeem", "兑换核销", "Redeemed"),
+        ("kind_lapse", "积分过期", "Points lapsed"),
+        # A sentence with a number: English has two forms, Chinese one.
+        ("lapsing_one", "{points} 分将于 {on} 过期", "{points} point lapses after {on}"),
+        ("lapsing_other", "{points} 分将于 {on} 过期", "{points} points lapse after {on}"),
         # The switch names the other language in that language.
         ("switch_lang", "English", "中文"),
         ("switch_lang_label", "Switch to English", "切换到中文"),
@@ -46,10 +52,10 @@ def test_the_words_are_the_chinese_and_the_english_of_the_pages(key: str, zh: st
 
 
 def test_both_languages_have_the_same_keys() -> None:
-    assert words("zh").keys() == words("en").keys() == WORDS.keys() | {"switch_lang", "switch_lang_label"}
+    assert words("zh").keys() == words("en").keys() == set(KEYS) | {"switch_lang", "switch_lang_label"}
 
 
-@pytest.mark.parametrize("key", sorted(WORDS))
+@pytest.mark.parametrize("key", KEYS)
 def test_every_msgid_has_a_chinese_word(key: str) -> None:
     """A msgid the zh_CN catalogue lacks (or has empty or fuzzy, which compile leaves out) comes back as the
     English msgid: every Chinese word is written in Chinese."""
@@ -58,7 +64,7 @@ def test_every_msgid_has_a_chinese_word(key: str) -> None:
     assert CJK.search(zh), f"{key}: {zh!r} is not Chinese"
 
 
-@pytest.mark.parametrize("key", sorted(WORDS))
+@pytest.mark.parametrize("key", KEYS)
 def test_the_chinese_word_has_the_placeholders_of_the_english_one(key: str) -> None:
     en = set(PLACEHOLDER.findall(words("en")[key]))
     zh = set(PLACEHOLDER.findall(words("zh")[key]))
@@ -71,7 +77,11 @@ def test_every_word_a_template_or_a_script_names_exists() -> None:
     for template in (PAGES / "templates").glob("*.html"):
         named[template.name] = set(re.findall(r"\bt\.(\w+)", template.read_text()))
     for script in (PAGES / "static").glob("*.js"):
-        named[script.name] = set(re.findall(r"\bt\(\"([\w-]+)\"(?!\s*\+)", script.read_text()))
+        text = script.read_text()
+        named[script.name] = set(re.findall(r"\bt\(\"([\w-]+)\"(?!\s*\+)", text))
+        # tn("lapsing", n): the script picks lapsing_one or lapsing_other by the number.
+        plural = re.findall(r"\btn\(\"(\w+)\"", text)
+        named[script.name] |= {f"{key}_{form}" for key in plural for form in ("one", "other")}
     assert all(named.values()), named  # the patterns still find the words
     missing = {name: sorted(keys - known) for name, keys in named.items() if keys - known}
     assert missing == {}
@@ -79,10 +89,11 @@ def test_every_word_a_template_or_a_script_names_exists() -> None:
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_words_the_scripts_build_from_api_values_exist(language: Language) -> None:
-    """rider.js: t("cat_" + category), t("kind_" + entry kind or partner kind); common.js: t("status_" + status)."""
+    """rider.js: t("cat_" + category), t("kind_" + entry kind or partner kind); common.js: t("status_" + status).
+    Every kind of ledger entry has its word: a kind added to the ledger and not to the pages fails here."""
     known = words(language)
     for key in [f"cat_{c}" for c in CATEGORIES] + [
-        *(f"kind_{k}" for k in ("award", "adjustment", "hold", "release", "redeem", "expire")),
+        *(f"kind_{k}" for k in EntryKind),
         *(f"kind_{k}" for k in ("merchant", "hospital", "barber")),
         *(f"status_{s}" for s in ("held", "confirmed", "cancelled", "expired")),
     ]:

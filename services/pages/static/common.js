@@ -11,6 +11,13 @@
     return text;
   }
 
+  // A sentence with a number: its form by the page's language's plural rules (CLDR; Chinese has one form,
+  // English "one" for 1), from the words `key_one` and `key_other` the server made of the msgid's plural.
+  const plurals = new Intl.PluralRules(config.tag);
+  function tn(key, n, vars) {
+    return t(key + (plurals.select(n) === "one" ? "_one" : "_other"), vars);
+  }
+
   // A token in the fragment (#token=...) never reaches a server; keep it for this tab and clear the address bar.
   // The operator's console takes a pasted token only: an operator's token is never put in an address.
   function tokenFromFragment() {
@@ -135,6 +142,21 @@
     return m ? monthName.format(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, 1))) : ym || "";
   }
 
+  // A day (2027-12-31, the API's dates) as the page writes dates: 2027年12月31日 / December 31, 2027.
+  const dayName = new Intl.DateTimeFormat(config.tag, { timeZone: "UTC", year: "numeric", month: "long", day: "numeric" });
+  function day(ymd) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(ymd || "");
+    return m ? dayName.format(new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])))) : ymd || "";
+  }
+
+  // The balance's `lapsing` (soonest first, as the API gives it) as one line each under the balance, on the
+  // rider's page and in the console alike; the list is hidden when nothing lapses.
+  function showLapsing(list, lapsing) {
+    list.replaceChildren(...(lapsing || []).map((x) => el("li", { "data-testid": "lapsing-line", "data-on": x.on,
+      text: tn("lapsing", x.points, { points: x.points, on: day(x.on) }) })));
+    list.hidden = !list.children.length;
+  }
+
   function statusBadge(status) {
     return el("span", { class: "badge badge-" + status, text: t("status_" + status) });
   }
@@ -178,5 +200,6 @@
     signIn(start);
   }
 
-  window.WB = { config, t, $, el, say, fail, explain, slugOf, call, download, at, month, statusBadge, boot };
+  window.WB = { config, t, tn, $, el, say, fail, explain, slugOf, call, download, at, month, day, showLapsing,
+    statusBadge, boot };
 })();

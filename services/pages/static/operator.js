@@ -2,7 +2,7 @@
 // disputes, rules (check, what-if, publish), dead letters, reports. It talks only to the HTTP APIs.
 "use strict";
 (function () {
-  const { t, $, el, say, fail, explain, call, download, at, statusBadge } = window.WB;
+  const { t, $, el, say, fail, explain, call, download, at, showLapsing, statusBadge } = window.WB;
   const SVG = "http://www.w3.org/2000/svg";
   const CATEGORIES = ["volunteer_service", "civic_practice", "activity_participation", "grassroots_governance",
     "safe_riding", "skill_development", "publicity_outreach", "honors"];
@@ -264,6 +264,7 @@
     $("rd-held").textContent = num(r.body.held);
     $("rd-earned").textContent = num(r.body.earned_total);
     $("rd-redeemed").textContent = num(r.body.redeemed_total);
+    showLapsing($("rd-lapsing"), r.body.lapsing);
   }
 
   async function loadHistory(more) {

@@ -2,7 +2,7 @@
 // entry of the history a question (申诉) to the sub-district and its answer.
 "use strict";
 (function () {
-  const { t, $, el, say, fail, explain, call, at, statusBadge } = window.WB;
+  const { t, $, el, say, fail, explain, call, at, showLapsing, statusBadge } = window.WB;
   let rider = null;
   let balance = null;
   let cursor = null;
@@ -17,6 +17,7 @@
     $("held").textContent = balance.held;
     $("earned").textContent = balance.earned_total;
     $("redeemed").textContent = balance.redeemed_total;
+    showLapsing($("lapsing"), balance.lapsing);
   }
 
   function entryItem(e) {

@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # so a key the provider removed stops being trusted within about this long.
     auth_jwks_max_age_s: float = Field(default=300.0, gt=0)
     auth_fetch_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The operator console's client at that provider (a public client: authorization code with PKCE, its
+    # redirect URI the console's own address, /operator). Set with auth_issuer and auth_audience, the
+    # console offers to sign in there; a pasted token works either way.
+    console_client_id: str | None = Field(default=None, min_length=1, max_length=200)
     # HS256 with a shared secret: env=local only (`warmbee token`, `make run`, the tests' shared stack).
     jwt_secret: str = LOCAL_JWT_SECRET
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

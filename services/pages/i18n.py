@@ -170,6 +170,9 @@ WORDS: dict[str, Msg] = {
         "Paste an operator token (warmbee token operator <name>). "
         "It stays in this tab only and is never put in the address."
     ),
+    "op_sign_in_provider": N_("Sign in with the programme's identity provider"),
+    "op_provider_failed": N_("The identity provider did not sign you in: {error}"),
+    "op_provider_stale": N_("That sign-in is no longer valid (started in another tab, or too old); sign in again."),
     "tab_overview": N_("Overview"),
     "tab_riders": N_("Riders"),
     "tab_partners": N_("Partners and rewards"),

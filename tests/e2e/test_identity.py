@@ -23,6 +23,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from playwright.async_api import Browser, Page, expect
 
 from libs.platform.auth import Role, mint_token
 from libs.platform.localstack import LocalStack
@@ -36,6 +37,9 @@ PROVIDER_PORT = PORT_BASE + 20
 OTHER_PROVIDER_PORT = PORT_BASE + 21  # another issuer, signing with the very same keys
 EVENTS_PORT = PORT_BASE + 25
 POINTS_PORT = PORT_BASE + 26
+PAGES_PORT = PORT_BASE + 27  # the operator console, signing in at the provider
+REDEMPTION_PORT = PORT_BASE + 28
+CONSOLE = f"http://127.0.0.1:{PAGES_PORT}/operator"  # the console client's one redirect URI
 AUDIENCE = "https://api.warmbee.test"
 RIDER = "rider-oidc-1001"  # a client of the provider (tests/oidc/provider.mjs): its tokens' sub
 
@@ -55,6 +59,7 @@ class OpenIdProvider:
     port: int
     keys_file: Path
     process: subprocess.Popen[bytes] | None = None
+    console_redirect_uri: str | None = None  # set: the provider has the console as a client, and a login page
 
     @property
     def issuer(self) -> str:
@@ -64,6 +69,8 @@ class OpenIdProvider:
         self.keys_file.write_text(json.dumps(keys))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(self.port), "AUDIENCE": AUDIENCE}
         env |= {"KEYS_FILE": str(self.keys_file), "TOKEN_TTL_S": str(token_ttl_s)}
+        if self.console_redirect_uri:
+            env["CONSOLE_REDIRECT_URI"] = self.console_redirect_uri
         with (LOG_DIR / f"oidc-provider-{self.port}.log").open("ab") as out:
             self.process = subprocess.Popen(
                 ["node", "provider.mjs"], cwd=PROVIDER_DIR, env=env, stdout=out, stderr=out, start_new_session=True
@@ -102,7 +109,7 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def provider(stack: LocalStack, keys_dir: Path) -> AsyncIterator[OpenIdProvider]:
     keys = signing_keys("1")
     main, other = (
-        OpenIdProvider(PROVIDER_PORT, keys_dir / "keys.json"),
+        OpenIdProvider(PROVIDER_PORT, keys_dir / "keys.json", console_redirect_uri=CONSOLE),
         OpenIdProvider(OTHER_PROVIDER_PORT, keys_dir / "other.json"),
     )
     main.start(keys)
@@ -119,7 +126,8 @@ async def provider(stack: LocalStack, keys_dir: Path) -> AsyncIterator[OpenIdPro
 
 @pytest.fixture(scope="module")
 async def services(stack: LocalStack, provider: OpenIdProvider) -> AsyncIterator[None]:
-    """An events service and a points API of env=test: tokens from the provider only."""
+    """An events service, a points API, a redemption service and the pages (the operator console) of
+    env=test: tokens from the provider only; the console signs in there."""
     env = {
         "WARMBEE_ENV": "test",
         "WARMBEE_AUTH_ISSUER": provider.issuer,
@@ -128,17 +136,22 @@ async def services(stack: LocalStack, provider: OpenIdProvider) -> AsyncIterator
         "WARMBEE_AUTH_JWKS_MIN_REFRESH_S": "1",  # 60 s in production; the rotation test waits for it
         "WARMBEE_EVENTS_PORT": str(EVENTS_PORT),
         "WARMBEE_POINTS_PORT": str(POINTS_PORT),
+        "WARMBEE_REDEMPTION_PORT": str(REDEMPTION_PORT),
+        "WARMBEE_PAGES_PORT": str(PAGES_PORT),
+        "WARMBEE_CONSOLE_CLIENT_ID": "warmbee-console",
     }
-    stack.start_service("events", env, instance="events-oidc")
-    stack.start_service("points-api", env, instance="points-oidc")
+    instances = {"events": "events-oidc", "points-api": "points-oidc", "redemption": "redemption-oidc"}
+    instances["pages"] = "pages-oidc"
+    for service, instance in instances.items():
+        stack.start_service(service, env, instance=instance)
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            for port in (EVENTS_PORT, POINTS_PORT):
+            for port in (EVENTS_PORT, POINTS_PORT, REDEMPTION_PORT, PAGES_PORT):
                 await eventually(lambda port=port: _ready(http, port), 60, f"the env=test service on {port}")  # type: ignore[misc]
         yield
     finally:
-        await asyncio.to_thread(stack.stop, "events-oidc")
-        await asyncio.to_thread(stack.stop, "points-oidc")
+        for instance in instances.values():
+            await asyncio.to_thread(stack.stop, instance)
 
 
 async def _ready(http: httpx.AsyncClient, port: int) -> bool:
@@ -220,6 +233,73 @@ async def test_hs256_tokens_are_refused_outside_local(api: Api, services: None) 
     r = await rules_as(api.http, mint_token(api.settings, Role.OPERATOR, "ops-test"))
     assert r.status_code == 401
     assert "HS256 tokens are taken only where WARMBEE_ENV=local, not in env=test" in r.json()["detail"]
+
+
+async def sign_in_at_the_provider(page: Page, login: str) -> None:
+    """From the console's sign-in card through the provider's login and consent pages, and back."""
+    await page.goto(CONSOLE)
+    await page.get_by_role("button", name="通过统一身份认证登录").click()
+    await page.wait_for_url(f"http://127.0.0.1:{PROVIDER_PORT}/interaction/**")
+    await page.locator("input[name=login]").fill(login)
+    await page.locator("input[name=password]").fill("any password: the test provider takes any")
+    await page.locator("button[type=submit]").click()
+    await page.locator("button[type=submit]").click()  # the consent page: Continue
+    await page.wait_for_url(CONSOLE)
+
+
+async def test_an_operator_signs_in_to_the_console_at_the_provider_with_pkce(
+    browser: Browser, provider: OpenIdProvider, services: None
+) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+
+    await sign_in_at_the_provider(page, "ops-alice")
+
+    await expect(page.locator("#who-sub")).to_have_text("ops-alice")
+    await expect(page.locator("body[data-ready=true]")).to_have_count(1)  # the overview loaded with the token
+    assert page.url == CONSOLE  # nothing of the sign-in is left in the address
+    token = await page.evaluate("sessionStorage.getItem('warmbee.operator.token')")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["iss"], claims["aud"], claims["sub"], claims["role"]) == (
+        provider.issuer,
+        AUDIENCE,
+        "ops-alice",
+        "operator",
+    )
+    assert await page.evaluate("sessionStorage.getItem('warmbee.operator.signin')") is None
+    authorize = next(u for u in asked if u.startswith(f"{provider.issuer}/auth?"))
+    assert "code_challenge_method=S256" in authorize
+    assert "response_mode=fragment" in authorize
+    # The code came back in the fragment: the pages service never saw it, nor the token, in any request.
+    console_requests = [u for u in asked if u.startswith(f"http://127.0.0.1:{PAGES_PORT}/")]
+    assert not [u for u in console_requests if "code=" in u or token in u]
+    assert "code=" not in (LOG_DIR / "pages-oidc.log").read_text()
+    await page.get_by_role("tab", name="骑手").click()
+    await page.get_by_label("骑手编号开头").fill("rider-oidc")
+    await page.get_by_role("button", name="查找").click()
+    await expect(page.locator("#who-sub")).to_have_text("ops-alice")  # the points API took the token
+    assert errors == [], errors
+    await context.close()
+
+
+async def test_a_rider_signed_in_at_the_provider_or_a_stale_return_is_not_let_into_the_console(
+    browser: Browser, provider: OpenIdProvider, services: None
+) -> None:
+    context = await browser.new_context(locale="zh-CN")
+    page = await context.new_page()
+    await sign_in_at_the_provider(page, "rider-bob")
+    await expect(page.locator("#signin")).to_be_visible()
+    await expect(page.locator("#error")).to_have_text("这个令牌不能做这件事。")
+    other_tab = await context.new_page()  # a return this tab did not start (its storage holds no verifier)
+    await other_tab.goto(CONSOLE + "#code=made-up&state=not-this-tabs")
+    stale = "这次登录已失效（在其他标签页发起，或等待太久），请重新登录。"
+    await expect(other_tab.locator("#error")).to_have_text(stale)
+    assert other_tab.url == CONSOLE
+    await context.close()
 
 
 async def test_a_rotated_signing_key_is_picked_up_without_restarting_the_services_and_its_tokens_expire(

@@ -9,6 +9,11 @@
 // resource indicator: the access token is a JWT whose `aud` is the resource, `sub` the client id, and the
 // claim ROLE_CLAIM (default `role`) the client's warmbee role. So a test gets a source system's, a rider's
 // or an operator's token with one POST /token.
+//
+// With CONSOLE_REDIRECT_URI set, it also has the operator console as a public client (`warmbee-console`:
+// authorization code with PKCE, no secret, its redirect URI that one) and its own login and consent pages
+// (oidc-provider's development interactions: any password). People sign in there: the access token's
+// `sub` is the login, and its role claim the role of USERS below (a login not listed has none).
 import { readFileSync } from 'node:fs';
 
 import Provider, { errors } from 'oidc-provider';
@@ -31,18 +36,33 @@ const clients = {
   'canteen-app': { role: undefined, alg: 'RS256' },
 };
 
+// login -> the warmbee role of a person signing in at the console.
+const USERS = { 'ops-alice': 'operator', 'rider-bob': 'rider' };
+const consoleRedirect = process.env.CONSOLE_REDIRECT_URI;
+const consoleClient = consoleRedirect && {
+  client_id: 'warmbee-console',
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: [consoleRedirect],
+  token_endpoint_auth_method: 'none',
+};
+
 const provider = new Provider(issuer, {
   jwks,
-  clients: Object.keys(clients).map((id) => ({
-    client_id: id,
-    client_secret: `${id}-secret`,
-    grant_types: ['client_credentials'],
-    redirect_uris: [],
-    response_types: [],
-    token_endpoint_auth_method: 'client_secret_basic',
-  })),
+  clients: [
+    ...Object.keys(clients).map((id) => ({
+      client_id: id,
+      client_secret: `${id}-secret`,
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    })),
+    ...(consoleClient ? [consoleClient] : []),
+  ],
+  pkce: { required: () => true },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: Boolean(consoleClient) },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -55,13 +75,13 @@ const provider = new Provider(issuer, {
           scope: '',
           accessTokenTTL: Number(process.env.TOKEN_TTL_S ?? 300),
           accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: clients[client.clientId].alg } },
+          jwt: { sign: { alg: clients[client.clientId]?.alg ?? 'RS256' } },
         };
       },
     },
   },
   extraTokenClaims: (_ctx, token) => {
-    const { role } = clients[token.clientId] ?? {};
+    const role = token.accountId ? USERS[token.accountId] : clients[token.clientId]?.role;
     return role === undefined ? {} : { [roleClaim]: role };
   },
 });

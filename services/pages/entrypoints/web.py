@@ -6,6 +6,7 @@ import io
 import re
 from pathlib import Path as FilePath
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import segno
 from fastapi import APIRouter, Path, Query, Response
@@ -48,13 +49,32 @@ def api_urls(settings: Settings, apis: tuple[str, ...] = ("points", "redemption"
     return {name: f"http://{settings.host}:{ports[name]}" for name in apis}
 
 
-def security_headers(urls: dict[str, str]) -> dict[str, str]:
-    """Scripts and styles only from here, and the browser may talk to the page's APIs and nothing else
-    (downloads are made from blob: URLs of what those APIs sent)."""
+def provider_sign_in(settings: Settings, name: str) -> dict[str, str] | None:
+    """What the console's script needs to sign an operator in at the programme's OpenID provider
+    (authorization code with PKCE), or None: other pages, or no provider and console client configured."""
+    if name != "operator" or not (settings.console_client_id and settings.auth_issuer and settings.auth_audience):
+        return None
+    return {
+        "issuer": settings.auth_issuer.rstrip("/"),
+        "client_id": settings.console_client_id,
+        "audience": settings.auth_audience,
+        "role_claim": settings.auth_role_claim,
+    }
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def security_headers(urls: dict[str, str], also: tuple[str, ...] = ()) -> dict[str, str]:
+    """Scripts and styles only from here, and the browser may talk to the page's APIs (and, for the
+    console, the OpenID provider's discovery and token endpoints, ``also``) and nothing else (downloads
+    are made from blob: URLs of what those APIs sent)."""
     return {
         "Content-Security-Policy": (
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-            f"connect-src {' '.join(urls.values())}; base-uri 'none'; form-action 'none'; "
+            f"connect-src {' '.join([*urls.values(), *also])}; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'"
         ),
         "Referrer-Policy": "no-referrer",
@@ -64,6 +84,7 @@ def security_headers(urls: dict[str, str]) -> dict[str, str]:
 
 def page(settings: Settings, name: str, lang: Language, role: str) -> HTMLResponse:
     urls = api_urls(settings, PAGE_APIS[name])
+    oidc = provider_sign_in(settings, name)
     t = words(lang)
     html = TEMPLATES.get_template(f"{name}.html").render(
         t=t,
@@ -71,9 +92,10 @@ def page(settings: Settings, name: str, lang: Language, role: str) -> HTMLRespon
         html_lang=TAGS[lang],
         other_lang="en" if lang == "zh" else "zh",
         # tag: the BCP 47 tag the scripts send as Accept-Language and format dates with
-        config={"role": role, "lang": lang, "tag": TAGS[lang], "api": urls, "words": t},
+        config={"role": role, "lang": lang, "tag": TAGS[lang], "api": urls, "words": t, "oidc": oidc},
     )
-    return HTMLResponse(html, headers={**security_headers(urls), "Cache-Control": "no-cache"})
+    also = (origin(oidc["issuer"]),) if oidc else ()
+    return HTMLResponse(html, headers={**security_headers(urls, also), "Cache-Control": "no-cache"})
 
 
 @router.get("/", include_in_schema=False)
@@ -105,7 +127,7 @@ async def partner_page(settings: AppSettings, lang: LanguageQuery = "zh") -> HTM
     "/operator",
     response_class=HTMLResponse,
     tags=["pages"],
-    summary="The sub-district's console (the operator token is pasted, never put in the address)",
+    summary="The sub-district's console (sign in at the OpenID provider, or paste a token; never in the address)",
 )
 async def operator_page(settings: AppSettings, lang: LanguageQuery = "zh") -> HTMLResponse:
     return page(settings, "operator", language(lang), "operator")

@@ -30,6 +30,77 @@
     }
   }
 
+  // The operator console signs in at the programme's OpenID provider (config.oidc): authorization code with
+  // PKCE (RFC 7636), a public client. The code comes back in the fragment (response_mode=fragment), so it
+  // never reaches a server or its logs, and is taken out of the address bar at once; the verifier and state
+  // wait in this tab's storage only for the round trip; the access token is kept as a pasted one is.
+  const PENDING = "warmbee." + config.role + ".signin";
+
+  function b64url(bytes) {
+    return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function redirectUri() {
+    return location.origin + location.pathname;
+  }
+
+  async function discovery() {
+    const response = await fetch(config.oidc.issuer + "/.well-known/openid-configuration");
+    if (!response.ok) throw new Error("discovery " + response.status);
+    return response.json();
+  }
+
+  async function startProviderSignIn() {
+    const meta = await discovery();
+    const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+    const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
+    sessionStorage.setItem(PENDING, JSON.stringify(
+      { verifier, state, token_endpoint: meta.token_endpoint, search: location.search }));
+    const query = new URLSearchParams({
+      response_type: "code", response_mode: "fragment", client_id: config.oidc.client_id,
+      redirect_uri: redirectUri(), scope: "openid", state, resource: config.oidc.audience,
+      code_challenge: b64url(new Uint8Array(digest)), code_challenge_method: "S256",
+    });
+    location.assign(meta.authorization_endpoint + "?" + query);
+  }
+
+  // Back from the provider: exchange the code for the access token. Returns what went wrong, or "".
+  async function finishProviderSignIn() {
+    const answer = new URLSearchParams(location.hash.slice(1));
+    if (!(answer.has("code") || answer.has("error"))) return "";
+    const pending = JSON.parse(sessionStorage.getItem(PENDING) || "null");
+    sessionStorage.removeItem(PENDING);
+    history.replaceState(null, "", location.pathname + (pending ? pending.search : location.search));
+    if (answer.has("error")) {
+      return t("op_provider_failed", { error: answer.get("error_description") || answer.get("error") });
+    }
+    if (!pending || answer.get("state") !== pending.state) return t("op_provider_stale");
+    const response = await fetch(pending.token_endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code", code: answer.get("code"), redirect_uri: redirectUri(),
+        client_id: config.oidc.client_id, code_verifier: pending.verifier, resource: config.oidc.audience,
+      }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || !body.access_token) {
+      return t("op_provider_failed", { error: body.error_description || body.error || response.status });
+    }
+    sessionStorage.setItem(KEY, body.access_token);
+    return "";
+  }
+
+  // The warmbee role a token's claims give: the configured claim (a dotted path), a string or a list of one.
+  function roleOf(who) {
+    const path = (config.oidc && config.oidc.role_claim) || "role";
+    let value = who;
+    for (const part of path.split(".")) value = value && typeof value === "object" ? value[part] : undefined;
+    if (Array.isArray(value)) value = value.length === 1 ? value[0] : undefined;
+    return typeof value === "string" ? value : undefined;
+  }
+
   function claims(token) {
     try {
       const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
@@ -173,7 +244,7 @@
   function signIn(start) {
     const token = sessionStorage.getItem(KEY);
     const who = token ? claims(token) : null;
-    if (!who || who.role !== config.role) {
+    if (!who || roleOf(who) !== config.role) {
       signOut(token ? t("forbidden") : "");
       $("token").focus();
       return;
@@ -186,9 +257,17 @@
     start(who.sub);
   }
 
-  function boot(start) {
+  async function boot(start) {
     started = start;
     tokenFromFragment();
+    let problem = "";
+    if (config.oidc) {
+      $("provider-sign-in-box").hidden = false;
+      $("provider-sign-in").addEventListener("click", () => {
+        startProviderSignIn().catch((e) => fail(t("op_provider_failed", { error: e.message })));
+      });
+      problem = await finishProviderSignIn().catch((e) => t("op_provider_failed", { error: e.message }));
+    }
     // The language switch keeps the page where it is; the token stays in this tab's storage.
     $("signin-form").addEventListener("submit", (e) => {
       e.preventDefault();
@@ -198,6 +277,7 @@
     });
     $("sign-out").addEventListener("click", () => signOut(""));
     signIn(start);
+    if (problem) fail(problem);
   }
 
   window.WB = { config, t, tn, $, el, say, fail, explain, slugOf, call, download, at, month, day, showLapsing,

@@ -10,14 +10,11 @@ import asyncio
 import signal
 import sys
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from libs.i18n.reasons import Reason
-from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, rider_available
-from libs.ledger.model import EntryKind, LedgerTransaction, LotTerms, transfer
 from libs.ledger.store import LedgerStore
 from libs.platform.auth import Role
 from libs.platform.db import Database
@@ -30,6 +27,7 @@ from tests.e2e.conftest import Api, shanghai, shift
 from tests.e2e.test_redemption import catalogue_entry, new_hold
 from tests.e2e.test_rules_and_replay import warmbee
 from tests.e2e.test_rules_api import as_yaml, document, post
+from tests.lots import lot_credit
 
 pytestmark = pytest.mark.e2e
 
@@ -182,15 +180,3 @@ async def test_the_lapse_job_killed_mid_run_lapses_every_lot_once_when_run_again
         await db.close()
     reconciled = warmbee(stack, "reconcile")
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
-
-
-def lot_credit(rider_id: str, amount: int, lapses_on: date) -> LedgerTransaction:
-    return LedgerTransaction(
-        idempotency_key=f"adjustment:test-lapse:{uuid.uuid4().hex}",
-        kind=EntryKind.ADJUSTMENT,
-        rider_id=rider_id,
-        reason=Reason.of("adjustment", note="seed"),
-        postings=transfer(PROGRAMME_ADJUSTMENTS, rider_available(rider_id), amount),
-        actor="test",
-        lot=LotTerms(lapses_on - timedelta(days=365), lapses_on),
-    )

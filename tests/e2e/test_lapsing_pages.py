@@ -7,7 +7,6 @@ test-artifacts/screenshots/rider-lapsing.png at 390 px (docs/rider-lapsing.png i
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -15,9 +14,7 @@ import pytest
 from babel.dates import format_date
 from playwright.async_api import Browser, Locator, Page, expect
 
-from libs.i18n.reasons import Reason
-from libs.ledger.keys import PROGRAMME_ADJUSTMENTS, rider_available
-from libs.ledger.model import EntryKind, LedgerTransaction, LotTerms, transfer
+from libs.ledger.model import LedgerTransaction
 from libs.ledger.store import LedgerStore
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import Database
@@ -29,6 +26,7 @@ from tests.e2e.conftest import SHOTS, Api
 from tests.e2e.test_dispute_pages import the_console
 from tests.e2e.test_operator_console import open_tab, shot
 from tests.e2e.test_pages import entries_in, pages_url
+from tests.lots import lot_credit
 
 pytestmark = pytest.mark.e2e
 
@@ -48,17 +46,7 @@ async def ledger(stack: LocalStack) -> AsyncIterator[Database]:
 
 
 def credit(rider_id: str, amount: int, lapses_on: date | None, awarded_on: date = TODAY) -> LedgerTransaction:
-    """An adjustment that opens a lot good until ``lapses_on`` (None: points that never lapse), as
-    tests/integration/test_lapsing.py makes them."""
-    return LedgerTransaction(
-        idempotency_key=f"adjustment:test:{uuid.uuid4().hex}",
-        kind=EntryKind.ADJUSTMENT,
-        rider_id=rider_id,
-        reason=Reason.of("adjustment", note="有效期测试"),
-        postings=transfer(PROGRAMME_ADJUSTMENTS, rider_available(rider_id), amount),
-        actor="test",
-        lot=LotTerms(awarded_on, lapses_on) if lapses_on else None,
-    )
+    return lot_credit(rider_id, amount, lapses_on, awarded_on, note="有效期测试")
 
 
 async def append(ledger: Database, *txs: LedgerTransaction) -> None:

@@ -95,14 +95,24 @@ fuzz: install
 # The speed benchmark on a stack of its own (own database and ports): PostgreSQL's ceiling, 200,000 events
 # over Kafka and 50,000 over HTTP, balance reads, redemptions, CPU and memory per process. One table, and
 # bench/results/latest.json. About 2 minutes. Then the operators' points report over a month of 10,000 riders and
-# 200,000 entries (bench/reports.py, its own database; bench/results/reports.json), under a minute.
+# 200,000 entries (bench/reports.py, its own database; bench/results/reports.json), under a minute. Then
+# the lapse job over 100,000 due lots of 10,000 riders (bench/lapsing.py), about 5 minutes.
 bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.reports
+	$(BIN)/python -m bench.lapsing
 
 .PHONY: bench-reports
 bench-reports: install
 	$(BIN)/python -m bench.reports
+
+# The lapse job (issue 20: 100,000 lots in under 60 s): lapse_due over 100,000 due lots of 10,000 riders,
+# reconcile clean afterwards, against a same-run baseline of 100,000 plain debits in batches of 1,000;
+# and what lots add to a hold. Three runs on fresh databases of its own (no broker, no ports), medians
+# and ranges in bench/results/lapsing.json. About 5 minutes.
+.PHONY: bench-lapsing
+bench-lapsing: install
+	$(BIN)/python -m bench.lapsing
 
 # Webhook deliveries per second through the notifications sender (claim, sign, POST, record) to a local
 # receiver, 10 subscriptions, with a same-run baseline of the bare signed POSTs; bench/results/webhooks.json.

@@ -87,10 +87,11 @@ test: lint
 	$(BIN)/pytest
 
 # The property tests with fresh random examples, five times as many as `make test` draws (which repeats
-# the same ones every run): for finding new odd events, not a gate. About 25 minutes.
+# the same ones every run), and Schemathesis with five times as many cases against a stack of its own:
+# for finding new odd events and requests, not a gate (the property tests alone take about 25 minutes).
 .PHONY: fuzz
 fuzz: install
-	WARMBEE_HYPOTHESIS_PROFILE=explore WARMBEE_PROPERTY_SCALE=5 $(BIN)/pytest tests/unit
+	WARMBEE_HYPOTHESIS_PROFILE=explore WARMBEE_PROPERTY_SCALE=5 $(BIN)/pytest tests/unit tests/e2e/test_schemathesis.py
 
 # The speed benchmark on a stack of its own (own database and ports): PostgreSQL's ceiling, 200,000 events
 # over Kafka and 50,000 over HTTP, balance reads, redemptions, CPU and memory per process. One table, and

@@ -222,6 +222,7 @@ def summary(latencies: list[float]) -> dict[str, float | int]:
     }
 
 
+@pytest.mark.timeout(600)  # with its 100,000 events' seeding: a check of correctness beside live scoring, not of speed
 async def test_a_replay_of_100000_events_leaves_live_scoring_within_seconds_and_finds_no_false_difference(
     stack: LocalStack, api: Api, seeded: Seeded
 ) -> None:

@@ -64,10 +64,22 @@ def test_one_open_dispute_per_entry() -> None:
     assert refused.value.extra["dispute_id"] == OPEN.dispute_id
 
 
-def test_a_dispute_is_resolved_once() -> None:
+def test_a_dispute_is_resolved_once_and_the_refusal_says_the_outcome_in_the_readers_language() -> None:
     may_resolve(OPEN)
-    with pytest.raises(DisputeResolved):
-        may_resolve(RESOLVED)
+    for outcome, english, chinese in (
+        (Outcome.UPHELD, "upheld", "（成立）"),
+        (Outcome.REJECTED, "rejected", "（不成立）"),
+    ):
+        with pytest.raises(DisputeResolved) as refused:
+            may_resolve(replace(RESOLVED, outcome=outcome))
+        assert (
+            refused.value.detail
+            == f"dispute {OPEN.dispute_id} was already {english} at {AT.isoformat()}; it is resolved only once"
+        )
+        assert refused.value.says is not None
+        zh = refused.value.says.render("zh")
+        assert chinese in zh
+        assert english not in zh
 
 
 def test_only_the_same_request_of_the_same_operator_is_a_retry() -> None:

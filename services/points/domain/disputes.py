@@ -125,14 +125,14 @@ def is_retry(dispute: Dispute, operator: str, resolve_key: str, resolution: Reso
 def may_resolve(dispute: Dispute) -> None:
     """A dispute is resolved once: a second resolution, whoever sends it, is refused."""
     if dispute.status is Status.RESOLVED:
-        raise DisputeResolved(
-            says(
-                P_("dispute {dispute_id} was already resolved ({outcome}) at {at}; it is resolved only once"),
-                dispute_id=dispute.dispute_id,
-                outcome=dispute.outcome or "",
-                at=dispute.resolved_at.isoformat() if dispute.resolved_at else "",
-            )
+        # One sentence per outcome, so the reader's language says the outcome too, not only the frame.
+        sentence = (
+            P_("dispute {dispute_id} was already upheld at {at}; it is resolved only once")
+            if dispute.outcome is Outcome.UPHELD
+            else P_("dispute {dispute_id} was already rejected at {at}; it is resolved only once")
         )
+        at = dispute.resolved_at.isoformat() if dispute.resolved_at else ""
+        raise DisputeResolved(says(sentence, dispute_id=dispute.dispute_id, at=at))
 
 
 def upheld_adjustment(dispute: Dispute, amount: int, reply: str, operator: str) -> LedgerTransaction:

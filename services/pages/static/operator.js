@@ -248,7 +248,9 @@
   function entryItem(e) {
     const what = e.kind === "award" && e.category ? categoryName(e.category) : t("kind_" + e.kind);
     const rule = e.rule_id ? t("rule") + " " + e.rule_id + " v" + e.rule_version : null;
-    const origin = e.event_id ? e.source + " / " + e.event_id : e.actor ? t("rd_by") + " " + e.actor : null;
+    // A lapse's reason already names the award it came from; its source and lot id would say it again, cryptically.
+    const origin = e.kind === "lapse" ? null
+      : e.event_id ? e.source + " / " + e.event_id : e.actor ? t("rd_by") + " " + e.actor : null;
     return el("li", { class: "entry", "data-testid": "rd-entry" },
       el("div", { class: "row" }, el("strong", { text: what }),
         el("span", { class: "amount " + (e.amount > 0 ? "plus" : e.amount < 0 ? "minus" : "nil"),

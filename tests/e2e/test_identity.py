@@ -28,7 +28,7 @@ from playwright.async_api import Browser, Page, expect
 from libs.platform.auth import Role, mint_token
 from libs.platform.localstack import LocalStack
 from tests.conftest import PORT_BASE
-from tests.e2e.conftest import LOG_DIR, Api, eventually, shift
+from tests.e2e.conftest import LOG_DIR, SHOTS, Api, eventually, shift
 
 pytestmark = pytest.mark.e2e
 
@@ -235,11 +235,16 @@ async def test_hs256_tokens_are_refused_outside_local(api: Api, services: None) 
     assert "HS256 tokens are taken only where WARMBEE_ENV=local, not in env=test" in r.json()["detail"]
 
 
-async def sign_in_at_the_provider(page: Page, login: str) -> None:
-    """From the console's sign-in card through the provider's login and consent pages, and back."""
+async def sign_in_at_the_provider(page: Page, login: str, shots: str | None = None) -> None:
+    """From the console's sign-in card through the provider's login and consent pages, and back;
+    ``shots``: a name for screenshots of the card and of the provider's login page."""
     await page.goto(CONSOLE)
+    if shots:
+        await page.screenshot(path=SHOTS / f"{shots}-card.png")
     await page.get_by_role("button", name="通过统一身份认证登录").click()
     await page.wait_for_url(f"http://127.0.0.1:{PROVIDER_PORT}/interaction/**")
+    if shots:
+        await page.screenshot(path=SHOTS / f"{shots}-provider.png")
     await page.locator("input[name=login]").fill(login)
     await page.locator("input[name=password]").fill("any password: the test provider takes any")
     await page.locator("button[type=submit]").click()
@@ -257,7 +262,7 @@ async def test_an_operator_signs_in_to_the_console_at_the_provider_with_pkce(
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
 
-    await sign_in_at_the_provider(page, "ops-alice")
+    await sign_in_at_the_provider(page, "ops-alice", shots="operator-signin")
 
     await expect(page.locator("#who-sub")).to_have_text("ops-alice")
     await expect(page.locator("body[data-ready=true]")).to_have_count(1)  # the overview loaded with the token

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -347,6 +348,18 @@ def _read_rules(path: Path) -> Rules:
         raise typer.Exit(1) from exc
 
 
+def _read_rules_text(text: str) -> Rules:
+    from services.points.rules_files import RulesFileError, parse_rules
+
+    try:
+        return parse_rules(text, "-")
+    except RulesFileError as exc:
+        typer.echo(f"-: {len(exc.problems)} problem(s)", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1) from exc
+
+
 @rules_app.command("check")
 def rules_check(path: RulesFile) -> None:
     """Validate a rules file and report every problem with its location."""
@@ -403,17 +416,16 @@ def rules_what_if(
     start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (Asia/Shanghai)")],
     end: Annotated[str, typer.Option("--to", help="day after the last, YYYY-MM-DD (Asia/Shanghai)")],
     top: Annotated[int, typer.Option(help="riders to list")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole report as JSON instead")] = False,
 ) -> None:
-    """Score the stored events of a period with a candidate rules file, writing nothing, and show what
-    it would change per category and for the riders most affected."""
+    """Score the stored events of a period with a candidate rules file (`-`: read it from stdin), writing
+    nothing, and show what it would change per category and for the riders most affected."""
     from libs.activity.model import load_schemas
-    from services.points.replay import what_if
+    from services.points.replay import report_json, what_if, what_if_period
 
     settings = get_settings()
     configure_logging("WARNING", "rules")
-    from services.points.replay import what_if_period
-
-    candidate = _read_rules(path)
+    candidate = _read_rules_text(sys.stdin.read()) if str(path) == "-" else _read_rules(path)
     try:
         period = what_if_period(candidate.zone, date.fromisoformat(start), date.fromisoformat(end))
     except (ValueError, DomainError) as exc:
@@ -429,6 +441,9 @@ def rules_what_if(
             await db.close()
 
     report = asyncio.run(go())
+    if as_json:
+        sys.stdout.buffer.write(report_json(report))
+        return
     typer.echo(
         f"what if {candidate.rules_id} v{candidate.version} had applied to the {report.events} events of "
         f"{start} to {end} (both runs from empty counters; nothing written)\n"

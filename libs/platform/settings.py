@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     # POST /v1/rules/what-if scores every event of its period twice, in one long read transaction:
     # at most this many days at once (a quarter).
     rules_what_if_max_days: int = Field(default=93, ge=1, le=3660)
+    # POST /v1/rules/what-if scores in a process of its own (CPU-bound for seconds, it would hold the API's
+    # event loop and every balance read with it); one that takes longer than this is stopped.
+    rules_what_if_timeout_s: float = Field(default=600.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -17,12 +17,17 @@ snapshot holds back vacuum of the live tables while it runs.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from libs.activity.model import ActivityEvent, EventSchemas, validate_event
 from libs.platform.db import Connection, Database
@@ -130,6 +135,64 @@ class WhatIfReport:
     @property
     def total_candidate(self) -> int:
         return sum(c.candidate for c in self.categories.values())
+
+
+def report_json(report: WhatIfReport) -> bytes:
+    """A what-if's report as JSON: how a what-if run in another process hands it over."""
+    return orjson.dumps(
+        {
+            "events": report.events,
+            "categories": {name: [c.events, c.current, c.candidate] for name, c in report.categories.items()},
+            "riders": report.riders,
+            "lapsing_current": {d.isoformat(): n for d, n in report.lapsing_current.items()},
+            "lapsing_candidate": {d.isoformat(): n for d, n in report.lapsing_candidate.items()},
+        }
+    )
+
+
+def report_of_json(body: bytes) -> WhatIfReport:
+    d = orjson.loads(body)
+    return WhatIfReport(
+        events=d["events"],
+        categories={name: CategoryImpact(*c) for name, c in d["categories"].items()},
+        riders=[(r, before, after) for r, before, after in d["riders"]],
+        lapsing_current={date.fromisoformat(k): v for k, v in d["lapsing_current"].items()},
+        lapsing_candidate={date.fromisoformat(k): v for k, v in d["lapsing_candidate"].items()},
+    )
+
+
+async def what_if_apart(settings: Settings, candidate: Rules, first: date, after_last: date) -> WhatIfReport:
+    """``what_if`` in a process of its own (``warmbee rules what-if - --json``), so that its seconds of
+    scoring do not hold the caller's event loop (the points API's balance reads); stopped after
+    ``rules_what_if_timeout_s``. The candidate goes in as JSON, which the rules reader takes as YAML."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "rules",
+        "what-if",
+        "-",
+        "--from",
+        first.isoformat(),
+        "--to",
+        after_last.isoformat(),
+        "--json",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **settings.as_env()},
+    )
+    try:
+        out, err = await asyncio.wait_for(
+            process.communicate(candidate.model_dump_json().encode()), settings.rules_what_if_timeout_s
+        )
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"what-if exited {process.returncode}: {err.decode(errors='replace')[-2000:]}")
+    return report_of_json(out)
 
 
 def what_if_period(

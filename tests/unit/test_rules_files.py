@@ -10,7 +10,7 @@ import pytest
 
 from libs.platform.errors import DomainError
 from services.points.handlers import RulesRefused, RulesVersionPublished
-from services.points.replay import what_if_period
+from services.points.replay import CategoryImpact, WhatIfReport, report_json, report_of_json, what_if_period
 from services.points.rules_files import DEFAULT_RULES_FILE, RulesFileError, RulesProblem, parse_rules, rules_text
 
 DEFAULT = DEFAULT_RULES_FILE.read_text(encoding="utf-8")
@@ -190,3 +190,14 @@ def test_a_lapse_policy_is_read_and_a_wrong_one_named_with_its_line() -> None:
         "lapse.after_months",
         line_of(DEFAULT + "lapse:\n  after_months: 0\n", "after_months: 0"),
     )
+
+
+def test_a_what_if_report_crosses_to_another_process_and_back_whole() -> None:
+    report = WhatIfReport(
+        events=3,
+        categories={"volunteer_service": CategoryImpact(2, 30, 20), "honors": CategoryImpact(1, 0, 50)},
+        riders=[("rider:7", 30, 70), ("rider/8", 0, 0)],
+        lapsing_current={},
+        lapsing_candidate={date(2027, 12, 31): 70, date(9999, 12, 31): 1},
+    )
+    assert report_of_json(report_json(report)) == report

@@ -13,12 +13,11 @@ import yaml
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from libs.activity.model import load_schemas
 from libs.platform.auth import Role
 from libs.platform.http import AppSettings, Caller, Db, problem_responses, require
 from services.points.domain.rules import Rules
 from services.points.handlers import publish_rules, published_rules, rules_in_force
-from services.points.replay import WhatIfReport, what_if, what_if_period
+from services.points.replay import WhatIfReport, what_if_apart, what_if_period
 from services.points.rules_files import YAML_TYPES, parse_rules, rules_text
 from services.points.store import PublishedRules
 
@@ -212,7 +211,6 @@ async def check(request: Request, caller: Caller) -> RulesBody:
 )
 async def try_out(
     request: Request,
-    db: Db,
     settings: AppSettings,
     caller: Caller,
     first: Annotated[date, Query(alias="from", description="the first day, YYYY-MM-DD, in the rules' zone")],
@@ -221,8 +219,8 @@ async def try_out(
 ) -> WhatIfBody:
     require(caller, Role.OPERATOR)
     candidate = await _rules_of(request)
-    period = what_if_period(candidate.zone, first, after_last, settings.rules_what_if_max_days)
-    report = await what_if(db, settings, load_schemas(), candidate, *period)
+    what_if_period(candidate.zone, first, after_last, settings.rules_what_if_max_days)  # or a 422 names it
+    report = await what_if_apart(settings, candidate, first, after_last)
     return WhatIfBody.of(candidate, first, after_last, report, top)
 
 

@@ -219,12 +219,14 @@ async def test_points_about_to_lapse_are_told_once_per_day_and_never_to_a_webhoo
     assert [n["notice_key"] for n in told] == [f"points.lapsing-{orjson.loads(w)['id']}" for w in warnings]
 
 
-async def test_a_lapsing_warning_heard_a_day_late_makes_no_notice(db: Database, settings: Settings, rider: str) -> None:
+async def test_a_lapsing_warning_heard_days_late_is_told_while_its_day_is_ahead(
+    db: Database, settings: Settings, rider: str
+) -> None:
     two_days_ago = datetime.now(UTC) - timedelta(days=2)
     await append(db, credit(rider, 30, today(two_days_ago) + timedelta(days=20)))
     (warning,) = await warnings_of(db, settings, rider, now=two_days_ago)  # the notifications were down since
-    assert await heard(db, at_once(settings), [warning]) == 0
-    assert await notices_of(db, rider) == []
+    assert await heard(db, at_once(settings), [warning]) == 1
+    assert len(await notices_of(db, rider)) == 1
 
 
 # --- the gateway ----------------------------------------------------------------------------------

@@ -213,9 +213,11 @@ def test_a_lapsing_warnings_key_is_the_same_for_the_same_event_and_another_for_a
     assert len({again[0], other_day, later_lot}) == 3
 
 
-def test_a_stale_lapsing_warning_makes_no_notice() -> None:
-    assert hear([lapsing(30, at=NOW - 2 * DAY)], NOW, DAY).notices == []
-    assert len(hear([lapsing(30, at=NOW - DAY)], NOW, DAY).notices) == 1  # stale only past the limit
+def test_a_lapsing_warning_heard_late_is_told_while_its_day_is_ahead_and_never_after() -> None:
+    # The points worker warns of a lot once: a warning heard late (the notifications were down) still holds.
+    assert len(hear([lapsing(30, at=NOW - 10 * DAY)], NOW, DAY).notices) == 1
+    assert len(hear([lapsing(30, on=date(2026, 12, 2), at=NOW - 29 * DAY)], NOW, DAY).notices) == 1  # today
+    assert hear([lapsing(30, on=date(2026, 12, 1), at=NOW - 30 * DAY)], NOW, DAY).notices == []  # gone by
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,9 @@ def hear(events: Iterable[LedgerEvent], now: datetime, stale_after: timedelta) -
             if fresh and (notice := dispute_notice(event, at)) is not None:
                 heard.notices.append(notice)
         elif event.kind == "points.lapsing":
-            if fresh and (notice := lapsing_notice(event, at)) is not None:
+            # Heard late (the notifications were down a while), a warning still holds while its day is ahead:
+            # the points worker warns of a lot once, so a warning dropped as stale would never come again.
+            if (notice := lapsing_notice(event, at)) is not None and _day_ahead(event, now):
                 heard.notices.append(notice)
         elif event.kind.startswith("redemption.") and (redemption_id := event.redemption_id):
             if event.kind == "redemption.held":
@@ -259,6 +261,12 @@ def dispute_notice(event: LedgerEvent, at: datetime) -> Notice | None:
         return t.gettext(REJECTED).format(entry_id=entry_id, reply=reply)
 
     return Notice(f"dispute.resolved-{dispute_id}", event.rider_id, "dispute.resolved", text("zh"), text("en"), at)
+
+
+def _day_ahead(event: LedgerEvent, now: datetime) -> bool:
+    """Whether a warning's last good day is today or later on the programme's clock."""
+    on = _day(event.data.get("on"))
+    return on is not None and on >= now.astimezone(PROGRAMME_ZONE).date()
 
 
 def lapsing_notice(event: LedgerEvent, at: datetime) -> Notice | None:

@@ -10,8 +10,8 @@ from datetime import date
 
 import asyncpg
 
-from libs.ledger.lots import Lot, LotBook, Take, needs_lots
-from libs.ledger.model import EntryKind, LedgerTransaction
+from libs.ledger.lots import Lot, LotBook, Take, allocates, needs_lots
+from libs.ledger.model import LedgerTransaction
 
 _OPEN = """
 INSERT INTO ledger_lot (lot_id, rider_id, amount, remaining, awarded_on, lapses_on)
@@ -190,7 +190,7 @@ class LotStore:
         # Only a hold or a debit chooses among its rider's lots; a lapse and a settlement name theirs. A page
         # of the lapse job thus reads its 1,000 lots, not every open lot of their riders (about 10 times as
         # many rows with 10 lots a rider: bench/lapsing.py).
-        riders = sorted({tx.rider_id for tx, _ in movers if _allocates(tx)})
+        riders = sorted({tx.rider_id for tx, _ in movers if allocates(tx)})
         named = sorted({lot for takes in hold_takes.values() for lot, _ in takes} | _lapsing(movers))
         rows = await self._conn.fetch(_LOTS, riders, named)
         lots = {r["lot_id"]: Lot(r["lot_id"], r["rider_id"], r["lapses_on"], r["remaining"], r["held"]) for r in rows}
@@ -208,11 +208,6 @@ class LotStore:
         await self._conn.execute(
             _LINK, [tx for tx, _, _ in book.links], [lot for _, lot, _ in book.links], [n for _, _, n in book.links]
         )
-
-
-def _allocates(tx: LedgerTransaction) -> bool:
-    """Whether an entry takes from its rider's lots soonest-lapsing first (``LotBook.apply``)."""
-    return tx.kind is EntryKind.HOLD or (tx.kind is EntryKind.ADJUSTMENT and tx.available_delta < 0)
 
 
 def _lapsing(movers: list[tuple[LedgerTransaction, int]]) -> set[int]:

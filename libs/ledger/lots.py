@@ -17,7 +17,7 @@ from datetime import date
 
 from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, LotTerms
 
-__all__ = ["Lot", "LotBook", "LotTerms", "Take", "allocate", "needs_lots"]
+__all__ = ["Lot", "LotBook", "LotTerms", "Take", "allocate", "allocates", "needs_lots", "settles"]
 
 
 @dataclass(slots=True)
@@ -73,13 +73,13 @@ class LotBook:
         kind, delta = tx.kind, tx.available_delta
         if kind is EntryKind.LAPSE:
             self._lapse(tx, tx_id)
-        elif kind is EntryKind.HOLD or (kind is EntryKind.ADJUSTMENT and delta < 0):
+        elif allocates(tx):
             takes = allocate(self._of_rider.get(tx.rider_id, ()), -delta)
             for lot_id, n in takes:
                 self._move(tx_id, lot_id, n, hold=kind is EntryKind.HOLD)
             if kind is EntryKind.HOLD:
                 self.hold_takes[tx.idempotency_key] = takes
-        elif kind in (EntryKind.RELEASE, EntryKind.EXPIRE, EntryKind.REDEEM) and tx.settles is not None:
+        elif settles(tx) and tx.settles is not None:
             for lot_id, n in self.hold_takes.get(tx.settles, ()):
                 self._settle(tx_id, lot_id, n, paid=kind is EntryKind.REDEEM)
 
@@ -116,14 +116,16 @@ class LotBook:
         self.changed.add(lot_id)
 
 
+def allocates(tx: LedgerTransaction) -> bool:
+    """Whether an entry chooses among its rider's lots, soonest-lapsing first: a hold or a negative adjustment."""
+    return tx.kind is EntryKind.HOLD or (tx.kind is EntryKind.ADJUSTMENT and tx.available_delta < 0)
+
+
+def settles(tx: LedgerTransaction) -> bool:
+    """Whether an entry settles a hold, moving the lots that hold took: a release, an expiry, a confirmation."""
+    return tx.kind in (EntryKind.RELEASE, EntryKind.EXPIRE, EntryKind.REDEEM) and tx.settles is not None
+
+
 def needs_lots(tx: LedgerTransaction) -> bool:
-    """Whether an entry moves lots other than its own new one: a debit of free points or a settlement."""
-    match tx.kind:
-        case EntryKind.HOLD | EntryKind.LAPSE:
-            return True
-        case EntryKind.ADJUSTMENT:
-            return tx.available_delta < 0
-        case EntryKind.RELEASE | EntryKind.EXPIRE | EntryKind.REDEEM:
-            return tx.settles is not None
-        case _:
-            return False
+    """Whether an entry moves lots other than its own new one: a debit of free points, a lapse or a settlement."""
+    return allocates(tx) or settles(tx) or tx.kind is EntryKind.LAPSE

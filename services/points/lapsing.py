@@ -1,4 +1,4 @@
-"""Use cases of lapsing points: the lapse job's pages, the warnings 30 days before, a rider's next dates.
+"""Use cases of lapsing points: the lapse job's pages, the warnings 30 days before, what is left overdue.
 
 Exactly once, whoever runs it: a page's due lots are read again under their riders' balance locks (the
 locks every ledger writer takes), so a hold or another replica's lapse that committed first is seen, and

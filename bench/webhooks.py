@@ -16,19 +16,23 @@ The receiver is a real HTTP/1.1 server in a process of its own: a plain asyncio 
 parser (keep-alive, answers 204 to every POST), which costs far less CPU per request than uvicorn and
 Starlette, so on 2 cores it leaves the CPU to the sender being measured. It notes when each webhook-id
 arrived, for the latency mode.
-Usage: python -m bench.webhooks [--events 2000] [--runs 3] [--latency [--rate 100] [--seconds 30]]
+With ``--senders N`` the deliveries are sent by N ``warmbee worker notifications-sender`` processes (the
+deployment where the worker only records), not by this process's loop; their CPU per delivery is reported.
+Usage: python -m bench.webhooks [--events 2000] [--runs 3] [--latency [--rate 100] [--seconds 30] [--senders N]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +48,8 @@ from libs.platform.settings import Settings
 from services.cli import prepare_database
 from services.notifications.domain.deliveries import Due
 from services.notifications.domain.subscriptions import new_secret, new_webhook_id
-from services.notifications.entrypoints.consumer import BATCH_MAX, BATCH_WITHIN_S, send_forever
+from services.notifications.entrypoints.consumer import BATCH_MAX, BATCH_WITHIN_S
+from services.notifications.entrypoints.sending import send_forever
 from services.notifications.handlers import record_deliveries, send_due
 from services.notifications.sealing import Sealer
 from services.notifications.sender import Sender
@@ -52,6 +57,7 @@ from services.notifications.store import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[1]
 RECEIVER_PORT = 28099
+SENDER_METRICS_PORT = 28101  # and up: the sender processes' metrics (--senders)
 SUBSCRIPTIONS = 10
 LATENCY_SUBSCRIPTIONS = (1, 10)  # each event to one webhook (100 deliveries/s), and to ten (1,000/s)
 SETTINGS = Settings(
@@ -210,10 +216,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def latency_run(
-    db: Database, http: aiohttp.ClientSession, rate: float, seconds: float, subscriptions: int
+    db: Database, http: aiohttp.ClientSession, rate: float, seconds: float, subscriptions: int, senders: int
 ) -> dict[str, Any]:
     """Feed ``rate`` events a second for ``seconds`` to the agent's batching and the sender loop, each
-    event heard of by ``subscriptions`` subscriptions."""
+    event heard of by ``subscriptions`` subscriptions; ``senders`` > 0: sent by that many sender
+    processes instead of this one's loop."""
     tag = uuid.uuid4().hex[:6]
     await subscribe(db, tag, subscriptions)
     async with http.get(f"http://127.0.0.1:{RECEIVER_PORT}/received") as answer:
@@ -236,8 +243,15 @@ async def latency_run(
                 del buffer[: len(batch)]
                 await record_deliveries(db, batch)
 
-    async with sender_of(SETTINGS) as sender:
-        sending = asyncio.create_task(send_forever(db, SETTINGS, sender))
+    processes: list[asyncio.subprocess.Process] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if senders:  # processes of their own, as deployed: the worker then only records
+            processes = await stack.enter_async_context(sender_processes(senders))
+            sending = asyncio.create_task(asyncio.sleep(10**9))
+        else:  # in this process, as the worker's own sender task is beside its agent
+            sender = await stack.enter_async_context(sender_of(SETTINGS))
+            sending = asyncio.create_task(send_forever(db, SETTINGS, sender))
+        cpu_before = [_cpu_s(p.pid) for p in processes]
         taking = asyncio.create_task(agent())
         try:
             await feed()
@@ -252,6 +266,7 @@ async def latency_run(
             for task in (taking, sending):
                 task.cancel()
             await asyncio.gather(taking, sending, return_exceptions=True)
+        senders_cpu_s = sum(_cpu_s(p.pid) - before for p, before in zip(processes, cpu_before, strict=True))
     latencies = [at - fed[event_id] for event_id, at in arrivals if event_id in fed]
     return {
         "events": len(fed),
@@ -260,10 +275,56 @@ async def latency_run(
         "p50_s": round(_percentile(latencies, 0.5), 3),
         "p99_s": round(_percentile(latencies, 0.99), 3),
         "max_s": round(max(latencies), 3),
+        **({"senders_cpu_ms_per_delivery": round(senders_cpu_s * 1000 / len(latencies), 3)} if senders else {}),
     }
 
 
-async def main(events: int, runs: int, latency: bool, rate: float, seconds: float) -> None:
+def _cpu_s(pid: int) -> float:
+    """The CPU seconds (user and system) process ``pid`` has used (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def sender_processes(n: int) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """``n`` webhook senders, each ``warmbee worker notifications-sender`` in a process of its own, on the
+    bench's database and limits; stopped by SIGTERM at the end."""
+    env = os.environ | {
+        "WARMBEE_PG_DATABASE": SETTINGS.pg_database,
+        "WARMBEE_WEBHOOK_IN_FLIGHT": str(SETTINGS.webhook_in_flight),
+        "WARMBEE_WEBHOOK_IN_FLIGHT_PER_SUBSCRIPTION": str(SETTINGS.webhook_in_flight_per_subscription),
+        "WARMBEE_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "WARMBEE_WEBHOOK_REQUIRE_HTTPS": "false",
+        "WARMBEE_LOG_LEVEL": "WARNING",
+    }
+    processes = []
+    try:
+        for i in range(n):
+            port = {"WARMBEE_NOTIFICATIONS_SENDER_METRICS_PORT": str(SENDER_METRICS_PORT + i)}
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "services.cli", "worker", "notifications-sender", cwd=ROOT, env=env | port
+                )
+            )
+        async with aiohttp.ClientSession() as http:  # each is up once its metrics answer
+            for i in range(n):
+                for _ in range(200):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"http://127.0.0.1:{SENDER_METRICS_PORT + i}/metrics") as answer:
+                            await answer.read()
+                            break
+                    await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # their database pools open and their LISTENs are in place
+        yield processes
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in processes:
+            await process.wait()
+
+
+async def main(events: int, runs: int, latency: bool, rate: float, seconds: float, senders: int) -> None:
     receiver = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.webhooks", "--receiver", cwd=ROOT)
     try:
         async with aiohttp.ClientSession() as http:
@@ -281,7 +342,7 @@ async def main(events: int, runs: int, latency: bool, rate: float, seconds: floa
             try:
                 if latency:
                     by_subscriptions = {
-                        n: [await latency_run(db, http, rate, seconds, n) for _ in range(runs)]
+                        n: [await latency_run(db, http, rate, seconds, n, senders) for _ in range(runs)]
                         for n in LATENCY_SUBSCRIPTIONS
                     }
                 else:
@@ -303,6 +364,7 @@ async def main(events: int, runs: int, latency: bool, rate: float, seconds: floa
             "events_per_s": rate,
             "seconds": seconds,
             "sender_interval_s": SETTINGS.webhook_sender_interval_s,
+            "senders": f"{senders} processes of their own" if senders else "the recording process's own loop",
             "by_subscriptions": {
                 str(n): {
                     "deliveries_per_s": rate * n,
@@ -313,7 +375,7 @@ async def main(events: int, runs: int, latency: bool, rate: float, seconds: floa
                 for n, results in by_subscriptions.items()
             },
         }
-        out = ROOT / "bench" / "results" / "webhooks_latency.json"
+        out = ROOT / "bench" / "results" / f"webhooks_latency{f'_{senders}_senders' if senders else ''}.json"
     else:
         summary |= {
             "subscriptions": SUBSCRIPTIONS,
@@ -336,9 +398,10 @@ if __name__ == "__main__":
     parser.add_argument("--latency", action="store_true", help="event-to-delivery latency at --rate events/s")
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--senders", type=int, default=0, help="latency: send from this many sender processes")
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)  # the receiver's process
     args = parser.parse_args()
     if args.receiver:
         asyncio.run(serve_receiver(RECEIVER_PORT))
     else:
-        asyncio.run(main(args.events, args.runs, args.latency, args.rate, args.seconds))
+        asyncio.run(main(args.events, args.runs, args.latency, args.rate, args.seconds, args.senders))

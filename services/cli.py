@@ -167,6 +167,16 @@ def worker_notifications() -> None:
     run_worker(settings)
 
 
+@worker_app.command("notifications-sender")
+def worker_notifications_sender() -> None:
+    """A webhook sender of its own, beside the notifications worker (run as many as the deliveries need)."""
+    from services.notifications.entrypoints.sending import run_sender
+
+    settings = get_settings()
+    configure_logging(settings.log_level, "notifications-sender")
+    uvloop.run(run_sender(settings))
+
+
 @app.command()
 def gateway() -> None:
     """A local stand-in for the sub-district's SMS/WeChat gateway: prints the rider notices it receives."""

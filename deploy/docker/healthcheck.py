@@ -22,6 +22,7 @@ PROBES = {
     ("serve", "notifications"): ("WARMBEE_NOTIFICATIONS_PORT", 8005, "/healthz"),
     ("worker", "points"): ("WARMBEE_WORKER_METRICS_PORT", 8012, "/metrics"),
     ("worker", "notifications"): ("WARMBEE_NOTIFICATIONS_WORKER_METRICS_PORT", 8015, "/metrics"),
+    ("worker", "notifications-sender"): ("WARMBEE_NOTIFICATIONS_SENDER_METRICS_PORT", 8025, "/metrics"),
 }
 
 

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # Notifications (services/notifications): webhooks and rider notices.
     notifications_port: int = 8005
     notifications_worker_metrics_port: int = 8015
+    notifications_sender_metrics_port: int = 8025  # warmbee worker notifications-sender
+    # False where senders of their own (warmbee worker notifications-sender) send the webhooks: the worker records.
+    notifications_worker_sends_webhooks: bool = True
     notifications_consumer_group: str = "warmbee-notifications"
     notify_secret_key: str = LOCAL_NOTIFY_SECRET_KEY  # Fernet key (32 bytes, url-safe base64)
     # Rider notices go to the sub-district's SMS/WeChat gateway, signed with its Standard Webhooks secret.

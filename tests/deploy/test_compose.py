@@ -151,6 +151,7 @@ def test_warmbee_services_run_one_image_with_the_production_settings_for_apache_
         "pages": ("serve", "pages"),
         "notifications": ("serve", "notifications"),
         "notifications-worker": ("worker", "notifications"),
+        "notifications-sender": ("worker", "notifications-sender"),
     }
     for name in commands:
         env = services[name]["environment"]
@@ -165,7 +166,15 @@ def test_warmbee_services_run_one_image_with_the_production_settings_for_apache_
 def test_services_start_after_the_migration_and_the_topics():
     services = load()["services"]
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name in ("events", "points", "points-worker", "redemption", "notifications", "notifications-worker"):
+    for name in (
+        "events",
+        "points",
+        "points-worker",
+        "redemption",
+        "notifications",
+        "notifications-worker",
+        "notifications-sender",
+    ):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"},
             "kafka-init": {"condition": "service_completed_successfully"},
@@ -180,12 +189,16 @@ def test_the_points_worker_runs_three_replicas_in_one_group_without_host_ports()
     assert "WARMBEE_POINTS_CONSUMER_GROUP" not in worker["environment"]  # one group: the default
 
 
-def test_the_notifications_services_need_their_sealing_key_and_the_worker_runs_two_replicas():
+def test_the_notifications_services_need_their_sealing_key_and_the_worker_and_senders_run_two_replicas():
     services = load()["services"]
-    for name in ("notifications", "notifications-worker"):
+    for name in ("notifications", "notifications-worker", "notifications-sender"):
         assert services[name]["environment"]["WARMBEE_NOTIFY_SECRET_KEY"].startswith("${WARMBEE_NOTIFY_SECRET_KEY:?")
-    assert services["notifications-worker"]["deploy"]["replicas"] == 2
-    assert "ports" not in services["notifications-worker"]
+    for name in ("notifications-worker", "notifications-sender"):
+        assert services[name]["deploy"]["replicas"] == 2
+        assert "ports" not in services[name]
+    # The worker records and tells the riders; the senders send the webhooks.
+    assert services["notifications-worker"]["environment"]["WARMBEE_NOTIFICATIONS_WORKER_SENDS_WEBHOOKS"] == "false"
+    assert not any(k.startswith("WARMBEE_KAFKA_SASL") for k in services["notifications-sender"]["environment"])
 
 
 def test_the_pages_service_waits_for_the_apis_its_browser_pages_call():
@@ -222,6 +235,7 @@ def test_prometheus_scrapes_compose_services_by_their_names_and_ports():
         ("serve", "pages"): 8004,
         ("serve", "notifications"): 8005,
         ("worker", "notifications"): 8015,
+        ("worker", "notifications-sender"): 8025,
     }
     scraped = set()
     for job in config["scrape_configs"]:
@@ -244,6 +258,7 @@ def test_prometheus_scrapes_compose_services_by_their_names_and_ports():
         "pages",
         "notifications",
         "notifications-worker",
+        "notifications-sender",
     }
 
 

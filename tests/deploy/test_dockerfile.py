@@ -162,6 +162,7 @@ def _healthcheck_module() -> ModuleType:
         (["python", "warmbee", "worker", "points"], {}, "http://127.0.0.1:8012/metrics"),
         (["python", "warmbee", "serve", "notifications"], {}, "http://127.0.0.1:8005/healthz"),
         (["python", "warmbee", "worker", "notifications"], {}, "http://127.0.0.1:8015/metrics"),
+        (["python", "warmbee", "worker", "notifications-sender"], {}, "http://127.0.0.1:8025/metrics"),
         (["python", "warmbee", "migrate"], {}, None),
         (["python", "warmbee", "migrate"], {"WARMBEE_HEALTHCHECK_URL": "http://x/healthz"}, "http://x/healthz"),
     ],

@@ -32,7 +32,11 @@ SECRET_KEYS = {
 }
 API_SERVICES = {"events": 8001, "points": 8002, "redemption": 8003, "pages": 8004, "notifications": 8005}
 # Workers have no HTTP API: their probes ask the metrics endpoint they serve.
-WORKERS = {"points-worker": (["worker", "points"], 8012), "notifications-worker": (["worker", "notifications"], 8015)}
+WORKERS = {
+    "points-worker": (["worker", "points"], 8012),
+    "notifications-worker": (["worker", "notifications"], 8015),
+    "notifications-sender": (["worker", "notifications-sender"], 8025),
+}
 # Variables whose value is a secret: never written into a manifest.
 SECRET_WORDS = ("SECRET", "PASSWORD", "PG_SERVER", "PG_OWNER_SERVER", "PG_ADMIN_SERVER")
 
@@ -67,6 +71,7 @@ def test_there_are_manifests_for_every_part():
         ("Deployment", "pages"),
         ("Deployment", "notifications"),
         ("Deployment", "notifications-worker"),
+        ("Deployment", "notifications-sender"),
         ("Service", "events"),
         ("Service", "points"),
         ("Service", "redemption"),
@@ -74,6 +79,7 @@ def test_there_are_manifests_for_every_part():
         ("Service", "pages"),
         ("Service", "notifications"),
         ("Service", "notifications-worker"),
+        ("Service", "notifications-sender"),
         ("PodDisruptionBudget", "points-worker"),
         ("PodDisruptionBudget", "notifications-worker"),
         ("HorizontalPodAutoscaler", "points-worker"),
@@ -282,6 +288,15 @@ def test_the_notifications_api_and_worker_share_the_sealing_key_and_only_the_wor
     assert api["WARMBEE_NOTIFY_SECRET_KEY"] == worker["WARMBEE_NOTIFY_SECRET_KEY"] == "notify-secret-key"
     assert not any(name.startswith("WARMBEE_KAFKA_") for name in api)
     assert {"WARMBEE_KAFKA_SASL_USERNAME", "WARMBEE_KAFKA_SASL_PASSWORD"} <= set(worker)
+    # The webhook senders unseal the secrets too, and read no Kafka; the worker leaves the webhooks to them.
+    sender = deployments["notifications-sender"]["spec"]["template"]["spec"]
+    assert secret_keys(sender)["WARMBEE_NOTIFY_SECRET_KEY"] == "notify-secret-key"
+    assert not any(name.startswith("WARMBEE_KAFKA_") for name in secret_keys(sender))
+    worker_env = {
+        e["name"]: e.get("value")
+        for e in deployments["notifications-worker"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert worker_env["WARMBEE_NOTIFICATIONS_WORKER_SENDS_WEBHOOKS"] == "false"
     # No other pod can read webhook secrets.
     for name, deployment in deployments.items():
         if not name.startswith("notifications"):

@@ -13,7 +13,9 @@ import base64
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,12 +40,12 @@ from libs.platform.settings import Settings
 from services.notifications.addresses import GuardedResolver
 from services.notifications.domain.deliveries import Due
 from services.notifications.domain.subscriptions import UrlPolicy, new_webhook_id
-from services.notifications.entrypoints.consumer import send_forever
+from services.notifications.entrypoints.sending import send_forever
 from services.notifications.handlers import record_deliveries, send_due
 from services.notifications.sealing import Sealer
 from services.notifications.sender import MAX_RESPONSE_BYTES, USER_AGENT, Sender
 from services.notifications.store import SubscriptionStore
-from tests.conftest import SPARE_PORTS
+from tests.conftest import SPARE_PORTS, TEST_ENV
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 RECEIVER_PORT = SPARE_PORTS[0]
@@ -520,6 +522,75 @@ async def test_an_idle_sender_is_woken_by_new_deliveries(receiver: Receiver, db:
                 await loop
     [got] = receiver.named(f"wake{run}")
     assert got.verified
+
+
+async def _metric(http: aiohttp.ClientSession, port: int, line_start: str) -> float:
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as answer:
+        text = await answer.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+
+
+async def test_two_sender_processes_share_the_deliveries_and_stop_cleanly_on_sigterm(
+    receiver: Receiver, db: Database, settings: Settings
+) -> None:
+    """``warmbee worker notifications-sender`` twice, real processes on the test database: they share 300
+    deliveries through the leases (each sends some, none is sent twice), both signed; SIGTERM ends each
+    within seconds with exit code 0."""
+    run = _name()
+    webhook_id = new_webhook_id()
+    url = f"{receiver.base}/sleep/0.01/procs{run}"
+    async with db.read() as conn:  # the other tests' subscriptions would hear of these events too
+        await conn.execute("UPDATE webhook_subscription SET deleted_at = now() WHERE deleted_at IS NULL")
+        await conn.execute("UPDATE webhook_delivery SET status = 'failed' WHERE status = 'pending'")
+    await db.run(partial(_create, webhook_id=webhook_id, url=url, sealed=Sealer.of(settings).seal(SECRET)))
+    ports = SPARE_PORTS[2:4]
+    env = os.environ | TEST_ENV | {"WARMBEE_WEBHOOK_IN_FLIGHT_PER_SUBSCRIPTION": "4", "WARMBEE_LOG_LEVEL": "WARNING"}
+    senders = [
+        await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "services.cli", "worker", "notifications-sender"),
+            env=env | {"WARMBEE_NOTIFICATIONS_SENDER_METRICS_PORT": str(port)},
+        )
+        for port in ports
+    ]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for port in ports:  # each is up once its metrics answer
+                for _ in range(300):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        await _metric(http, port, "warmbee_webhook_attempts_total")
+                        break
+                    await asyncio.sleep(0.1)
+            await record_deliveries(db, [_ledger_event(f"procs-{run}-{i}") for i in range(300)])
+            for _ in range(600):
+                if len(receiver.named(f"procs{run}")) >= 300:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # anything sent twice would have come by now
+            attempts = [await _metric(http, port, "warmbee_webhook_attempts_total{") for port in ports]
+        started = time.monotonic()
+        for process in senders:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            codes = [await process.wait() for process in senders]
+        stopped_s = time.monotonic() - started
+    finally:
+        for process in senders:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    got = receiver.named(f"procs{run}")
+    assert len(got) == 300
+    assert len({g.headers["webhook-id"] for g in got}) == 300
+    assert all(g.verified for g in got)
+    assert sum(attempts) == 300
+    assert all(n > 0 for n in attempts), f"one process sent everything: {attempts}"
+    assert codes == [0, 0]
+    assert stopped_s < 20
+    async with db.read() as conn:
+        statuses = await conn.fetch(
+            "SELECT status, count(*) AS n FROM webhook_delivery WHERE webhook_id = $1 GROUP BY status", webhook_id
+        )
+    assert [(r["status"], r["n"]) for r in statuses] == [("delivered", 300)]
 
 
 async def _create(conn: asyncpg.Connection, webhook_id: str, url: str, sealed: bytes) -> None:

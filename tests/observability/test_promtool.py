@@ -65,7 +65,11 @@ def test_the_local_and_container_configurations_have_the_same_jobs() -> None:
     local = yaml.safe_load(prometheus_config(Settings()))
     container = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
 
-    assert [j["job_name"] for j in local["scrape_configs"]] == [j["job_name"] for j in container["scrape_configs"]]
+    # Locally the notifications worker sends the webhooks itself; deployed, senders of their own do.
+    deployed_only = {"warmbee-notifications-sender"}
+    assert [j["job_name"] for j in local["scrape_configs"]] == [
+        j["job_name"] for j in container["scrape_configs"] if j["job_name"] not in deployed_only
+    ]
 
 
 def test_every_alert_passes_its_promtool_unit_tests(promtool: str) -> None:

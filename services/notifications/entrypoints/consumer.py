@@ -1,6 +1,6 @@
 """The notifications worker: a faust-streaming app that follows ``points-ledger`` and records, for every
-event, a delivery per subscription that may hear of it, then acknowledges the event; and the sender,
-which works through the deliveries that are due.
+event, a delivery per subscription that may hear of it, then acknowledges the event; and the senders
+(``sending``), which work through the deliveries and notices that are due.
 
 At least once, never lost: the agent reads with acknowledgements off (``noack_take``), records a batch in
 one PostgreSQL transaction and acknowledges its events only after the commit; a crash before then reads
@@ -12,16 +12,13 @@ growing pause, and counted, so a lasting fault shows as consumer lag and an aler
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import ssl
 import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any, cast
 
-import asyncpg
 import faust
 import structlog
 from faust.types import EventT
@@ -30,32 +27,25 @@ from prometheus_client import start_http_server
 from libs.platform.db import Database
 from libs.platform.metrics import LOOP_FAILURES
 from libs.platform.settings import Settings
-from services.notifications.addresses import GuardedResolver, policy_of, refusal
-from services.notifications.handlers import measure_backlog, read_events, record_deliveries_of, send_due
-from services.notifications.notices import (
-    GATHER_RIDERS,
-    make_due_notices,
-    measure_notice_backlog,
-    record_notices,
-    send_due_notices,
+from services.notifications.entrypoints.sending import (
+    gateway_sender,
+    send_forever,
+    send_notices_forever,
+    until_done,
+    webhook_sender,
 )
+from services.notifications.handlers import read_events, record_deliveries_of
+from services.notifications.notices import GATHER_RIDERS, make_due_notices, record_notices
 from services.notifications.retention import prune_once
-from services.notifications.sender import Sender
-from services.notifications.store import DUE_CHANNEL
 
 log = structlog.get_logger(__name__)
 
 BATCH_MAX = 500  # events recorded in one transaction
 BATCH_WITHIN_S = 0.2  # the longest an event waits for its batch to fill
-SEND_STEP = 500  # deliveries claimed at a time (bounded again by the in-flight settings)
-RETRY_PAUSES_S = (0.5, 1, 2, 5, 10, 30)
-BACKLOG_EVERY_S = 5.0  # how often the age of the oldest pending delivery is measured
 NOTICES_EVERY_S = 1.0  # how often the awards' windows and the codes' warning times are looked at
-GATEWAY_IN_FLIGHT = 8  # notices posted to the gateway at once
 NOTICE_PAGES_PER_TICK = 10
 PRUNE_EVERY_S = 600.0  # how often retention removes done rows older than WARMBEE_NOTIFICATIONS_RETENTION_DAYS
 PRUNE_BATCHES_PER_TICK = 50  # at most this many batches a run: a large first run spreads over a few
-LISTEN_RETRY_S = 5.0  # how often the sender tries again to LISTEN for new deliveries when it could not
 
 
 def build_worker_app(settings: Settings) -> faust.App:
@@ -87,7 +77,7 @@ def build_worker_app(settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
     async def open_database() -> None:
-        await _until_done("notifications_database", db.open)
+        await until_done("notifications_database", db.open)
         ready.set()
 
     @app.agent(ledger, concurrency=1)  # one batch at a time: acknowledgements stay in offset order
@@ -97,28 +87,19 @@ def build_worker_app(settings: Settings) -> faust.App:
         async for batch in taking.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             events = cast(Sequence[EventT[bytes]], batch)  # it yields the events, whatever its annotation says
             read = read_events(_values(events))
-            await _until_done("notifications_consumer", partial(record_deliveries_of, db, read))
-            await _until_done("notifications_notices", partial(record_notices, db, settings, [e for e, _ in read]))
+            await until_done("notifications_consumer", partial(record_deliveries_of, db, read))
+            await until_done("notifications_notices", partial(record_notices, db, settings, [e for e, _ in read]))
             for event in events:
                 await stream.ack(event)
             yield None
 
-    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
-    async def sender() -> None:
-        await ready.wait()
-        policy = policy_of(settings)
+    if settings.notifications_worker_sends_webhooks:  # else senders of their own do (sending.run_sender)
 
-        async def check(url: str) -> str | None:
-            return await refusal(url, policy)
-
-        async with Sender(
-            check,
-            timeout_s=settings.webhook_timeout_s,
-            in_flight=settings.webhook_in_flight,
-            in_flight_per_subscription=settings.webhook_in_flight_per_subscription,
-            resolver=GuardedResolver(policy),
-        ) as webhooks:
-            await send_forever(db, settings, webhooks)
+        @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
+        async def sender() -> None:
+            await ready.wait()
+            async with webhook_sender(settings) as webhooks:
+                await send_forever(db, settings, webhooks)
 
     @app.timer(interval=NOTICES_EVERY_S)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def due_notices() -> None:
@@ -138,27 +119,8 @@ def build_worker_app(settings: Settings) -> faust.App:
     @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped for a no-argument task
     async def notice_sender() -> None:
         await ready.wait()
-        # The gateway's address is the programme's own setting, not a subscriber's: no forgery guard.
-        async with Sender(
-            _trusted,
-            timeout_s=settings.webhook_timeout_s,
-            in_flight=GATEWAY_IN_FLIGHT,
-            in_flight_per_subscription=GATEWAY_IN_FLIGHT,
-        ) as gateway:
-            measured = 0.0
-            step = max(1, min(SEND_STEP, int(settings.notice_rate_per_s)))  # about a second's worth
-            while True:
-                started = time.monotonic()
-                sent = await _until_done(
-                    "notifications_notice_sender", partial(send_due_notices, db, settings, gateway, step)
-                )
-                # The gateway's rate (SMS gateways have one): a backlog drains at it, never faster.
-                await asyncio.sleep(max(0.0, sent / settings.notice_rate_per_s - (time.monotonic() - started)))
-                if time.monotonic() - measured > BACKLOG_EVERY_S:
-                    await _until_done("notifications_notice_backlog", partial(measure_notice_backlog, db))
-                    measured = time.monotonic()
-                if sent == 0:
-                    await asyncio.sleep(settings.webhook_sender_interval_s)
+        async with gateway_sender(settings) as gateway:
+            await send_notices_forever(db, settings, gateway)
 
     async def close_database(_: Any, **__: Any) -> None:
         await db.close()
@@ -166,21 +128,6 @@ def build_worker_app(settings: Settings) -> faust.App:
     app.on_before_shutdown.connect(close_database)  # type: ignore[arg-type]
 
     return app
-
-
-async def _until_done(loop: str, work: Any) -> Any:
-    """``work()`` until it succeeds, pausing longer after each failure; never raises but to cancel."""
-    for attempt in range(10**9):
-        try:
-            return await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            LOOP_FAILURES.labels(loop).inc()
-            pause = RETRY_PAUSES_S[min(attempt, len(RETRY_PAUSES_S) - 1)]
-            log.exception("notifications.retrying", loop=loop, attempt=attempt + 1, pause_s=pause)
-            await asyncio.sleep(pause)
-    raise AssertionError("unreachable")
 
 
 async def _once(loop: str, work: Any) -> int:
@@ -194,66 +141,6 @@ async def _once(loop: str, work: Any) -> int:
         LOOP_FAILURES.labels(loop).inc()
         log.exception("notifications.tick_failed", loop=loop)
         return 0
-
-
-async def _trusted(url: str) -> str | None:
-    return None
-
-
-async def send_forever(db: Database, settings: Settings, webhooks: Sender) -> None:
-    """The sender task's loop: send what is due; when nothing is, wait until new deliveries are recorded
-    (a NOTIFY on ``DUE_CHANNEL``, from any replica's commit) or ``webhook_sender_interval_s`` has passed
-    (retries coming due, a notice missed), whichever comes first."""
-    wake = asyncio.Event()
-    listener = _DueListener(settings, wake)
-    measured = 0.0
-    try:
-        while True:
-            wake.clear()  # before the claim: a notice during the sending wakes the next wait at once
-            sent = await _until_done("notifications_sender", partial(send_due, db, settings, webhooks, SEND_STEP))
-            if time.monotonic() - measured > BACKLOG_EVERY_S:
-                await _until_done("notifications_backlog", partial(measure_backlog, db))
-                measured = time.monotonic()
-            if sent == 0:
-                await listener.listen()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(settings.webhook_sender_interval_s):
-                        await wake.wait()
-    finally:
-        await listener.close()
-
-
-class _DueListener:
-    """A connection of its own that LISTENs on ``DUE_CHANNEL`` and sets ``wake`` on every notice; while
-    it cannot connect the sender just polls, and it tries again every ``LISTEN_RETRY_S``."""
-
-    def __init__(self, settings: Settings, wake: asyncio.Event) -> None:
-        self._settings = settings
-        self._wake = wake
-        self._conn: asyncpg.Connection | None = None
-        self._tried = -LISTEN_RETRY_S
-
-    def _notified(self, *_: object) -> None:
-        self._wake.set()
-
-    async def listen(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            return
-        if time.monotonic() - self._tried < LISTEN_RETRY_S:
-            return
-        self._tried = time.monotonic()
-        try:
-            self._conn = await asyncpg.connect(self._settings.database_url, timeout=5)
-            await self._conn.add_listener(DUE_CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.warning("notifications.listen_failed", error=type(exc).__name__)
-            await self.close()
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
 
 
 def _values(events: Sequence[EventT[bytes]]) -> list[bytes | None]:

@@ -97,11 +97,13 @@ fuzz: install
 # over Kafka and 50,000 over HTTP, balance reads, redemptions, CPU and memory per process. One table, and
 # bench/results/latest.json. About 2 minutes. Then the operators' points report over a month of 10,000 riders and
 # 200,000 entries (bench/reports.py, its own database; bench/results/reports.json), under a minute. Then
-# the lapse job over 100,000 due lots of 10,000 riders (bench/lapsing.py), about 5 minutes.
+# the lapse job over 100,000 due lots of 10,000 riders (bench/lapsing.py), about 5 minutes. Then replay and
+# reconcile over 200,000 scored events (bench/replay.py), about 2 minutes.
 bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.reports
 	$(BIN)/python -m bench.lapsing
+	$(BIN)/python -m bench.replay
 
 .PHONY: bench-reports
 bench-reports: install
@@ -114,6 +116,13 @@ bench-reports: install
 .PHONY: bench-lapsing
 bench-lapsing: install
 	$(BIN)/python -m bench.lapsing
+
+# Replay (issue 22: 200,000 events at 20,000 a second or more) and reconcile over 200,000 events scored by the
+# live scorer into a database of its own, against a same-run baseline of the same read without scoring;
+# three runs, medians and ranges in bench/results/replay.json. About 2 minutes.
+.PHONY: bench-replay
+bench-replay: install
+	$(BIN)/python -m bench.replay
 
 # Webhook deliveries per second through the notifications sender (claim, sign, POST, record) to a local
 # receiver, 10 subscriptions, with a same-run baseline of the bare signed POSTs; bench/results/webhooks.json.

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from libs.platform.localstack import LocalStack
     from services.points.domain.reconcile import Report
     from services.points.domain.rules import Rules
+    from services.points.queries import AwardRow
     from services.points.replay import ReplayReport, WhatIfReport
 
 SERVICES = (
@@ -473,7 +474,7 @@ def rules_what_if(
 
 
 def _progress(command: str, every: int = 10_000) -> Callable[[int], None]:
-    """Say on stderr how far a long scratch run has come, every ``every`` events (live scoring goes on
+    """Say on stderr how far a long replay or what-if has come, every ``every`` events (live scoring goes on
     meanwhile: the run takes none of its locks)."""
     said = 0
 
@@ -539,8 +540,9 @@ def publish(
 
 @app.command()
 def replay() -> None:
-    """Rebuild every award from the stored events in a scratch schema, in the order first scored, and
-    compare with the live ledger entry by entry. Exits 1 on any difference."""
+    """Rebuild every award from the stored events, in memory and in the order first scored, and compare
+    with the live ledger entry by entry (one read-only snapshot; nothing is written). Exits 1 on any
+    difference."""
     from libs.activity.model import load_schemas
     from services.points.replay import replay as run_replay
 
@@ -557,11 +559,21 @@ def replay() -> None:
 
     report = asyncio.run(go())
     for d in report.differences[:50]:
-        typer.echo(f"  {d.key[0]} {d.key[1]}\n    live:     {d.live}\n    replayed: {d.replayed}")
+        typer.echo(
+            f"  {d.key[0]} {d.key[1]}\n    live:     {_award_line(d.live)}\n    replayed: {_award_line(d.replayed)}"
+        )
     if report.differences:
         typer.echo(f"replay: {len(report.differences)} of {report.compared} awards differ", err=True)
         raise typer.Exit(1)
     typer.echo(f"replay: {report.compared} awards rebuilt from the stored events, identical to the live ledger")
+
+
+def _award_line(row: AwardRow | None) -> str:
+    if row is None:
+        return "no award"
+    lapses = f", lapses after {row.lapses_on}" if row.lapses_on else ""
+    rule = f"{row.rule_id} v{row.rule_version}" if row.rule_id else "no rules"
+    return f"{row.rider_id}: {row.points} ({row.category}; {rule}{lapses}): {row.reason.render('en')}"
 
 
 @app.command()

@@ -210,7 +210,36 @@ _NO_BIG_INT = f"an integer beyond ±{MAX_SAFE_INT} (2^53 - 1) is not kept exactl
 def text_problem(document: object) -> str | None:
     """The first place where a string (a value or a key) holds a control character, or the event nests
     deeper than ``MAX_DEPTH``; None when there is none. A trailing newline makes a different id, so it
-    is refused rather than trimmed."""
+    is refused rather than trimmed. Nearly every event has none: a quick pass says so without naming
+    places, and only an event that fails it is walked again to name the first."""
+    if _clean(document, 0):
+        return None
+    return _first_text_problem(document)
+
+
+def _clean(value: object, depth: int) -> bool:
+    """Whether ``value`` holds nothing ``text_problem`` refuses (the same tests, without the paths)."""
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str) and _UNSTORABLE.search(key) is None and _clean(item, depth + 1)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return all(_clean(item, depth + 1) for item in value)
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+def _first_text_problem(document: object) -> str | None:
     stack: list[tuple[object, str, int]] = [(document, "", 0)]
     while stack:
         value, path, depth = stack.pop()

@@ -396,6 +396,8 @@ CODES: tuple[ReasonCode, ...] = (
     ),
 )
 BY_CODE: Mapping[str, ReasonCode] = {c.code: c for c in CODES}
+# Each code's parameter names, made once: Reason.of checks every reason made (several an event) against them.
+_NAMES: Mapping[str, frozenset[str]] = {c.code: c.names for c in CODES}
 
 
 class ReasonError(ValueError):
@@ -411,11 +413,11 @@ class Reason:
 
     @classmethod
     def of(cls, code: str, **params: Any) -> Reason:
-        known = BY_CODE.get(code)
-        if known is None:
+        names = _NAMES.get(code)
+        if names is None:
             raise ReasonError(f"unknown reason code {code!r}")
-        if params.keys() != known.names:
-            raise ReasonError(f"reason {code} takes {sorted(known.names)}, was given {sorted(params)}")
+        if params.keys() != names:
+            raise ReasonError(f"reason {code} takes {sorted(names)}, was given {sorted(params)}")
         return cls(code, params)
 
     def render(self, language: Language = "en") -> str:

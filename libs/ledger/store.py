@@ -11,7 +11,7 @@ import asyncpg
 
 from libs.i18n.problems import Message
 from libs.i18n.reasons import Reason, recorded
-from libs.ledger.lot_store import LotStore
+from libs.ledger.lot_store import Lapsing, LotStore
 from libs.ledger.model import EntryKind, LedgerError, LedgerTransaction, RiderDelta, rider_delta
 from libs.platform.errors import DomainError
 
@@ -50,6 +50,18 @@ class Balance:
     earned_total: int
     redeemed_total: int
     as_of: datetime | None
+
+
+_BALANCE_AND_LAPSING = """
+SELECT b.rider_id, b.available, b.held, b.earned_total, b.redeemed_total, b.updated_at, d.lapses_on, d.points
+  FROM rider_balance b
+  LEFT JOIN LATERAL (
+      SELECT lapses_on, sum(remaining - held)::bigint AS points FROM ledger_lot
+       WHERE rider_id = b.rider_id AND remaining > held GROUP BY lapses_on ORDER BY lapses_on LIMIT $2
+  ) AS d ON true
+ WHERE b.rider_id = $1
+ ORDER BY d.lapses_on
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +242,18 @@ class LedgerStore:
             row["redeemed_total"],
             row["updated_at"],
         )
+
+    async def balance_and_lapsing(self, rider_id: str, dates: int = 3) -> tuple[Balance, list[Lapsing]]:
+        """``balance`` and, in the same statement (one round trip on the hottest read), the next ``dates``
+        days after which some of the rider's free points lapse, soonest first (``LotStore.lapsing``)."""
+        rows = await self._conn.fetch(_BALANCE_AND_LAPSING, rider_id, dates)
+        if not rows:
+            return Balance(rider_id, 0, 0, 0, 0, None), []
+        r = rows[0]
+        balance = Balance(
+            r["rider_id"], r["available"], r["held"], r["earned_total"], r["redeemed_total"], r["updated_at"]
+        )
+        return balance, [Lapsing(r["lapses_on"], r["points"]) for r in rows if r["lapses_on"] is not None]
 
     async def entries(self, rider_id: str, limit: int, before_tx_id: int | None = None) -> list[Entry]:
         rows = await self._conn.fetch(

@@ -3,12 +3,15 @@ their ledger entries, counters, dead letters and outbox rows of one Kafka batch 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -36,12 +39,12 @@ from libs.platform.errors import DomainError
 from libs.platform.kafka import Message
 from libs.platform.outbox_store import OutboxMessage, OutboxStore
 from libs.platform.settings import Settings
-from services.points.domain.hazards import EarlierReport, PaidReports, hazard_cells
-from services.points.domain.reconcile import Report
+from services.points.domain.hazards import PaidReports, hazard_cells
+from services.points.domain.reconcile import Check, Report
 from services.points.domain.rules import NoRulesInForce, RuleBook, Rules, publication_problems
-from services.points.domain.scoring import Score, plan, score_planned
+from services.points.domain.scoring import Score, Tally, award_lot, plan
 from services.points.queries import ReconcileStore
-from services.points.store import CounterKey, PointsStore, PublishedRules
+from services.points.store import PointsStore, PublishedRules
 
 DLQ_VALUE_MAX = 512 * 1024
 
@@ -211,29 +214,17 @@ class Scorer:
         await points.lock([*riders, *cells])
         done = await ledger.awarded([e.key for e in candidates if e.key not in unscored])
         to_score = [e for e in candidates if e.key not in done]
-        needed = {e.key: plans[e.key].counters for e in to_score}
         paid = PaidReports(await points.hazard_reports_in([x for e in to_score if (x := searches[e.key]) is not None]))
-        counters = await points.counters((e.rider_id, c) for e in to_score for c in needed[e.key])
-        increments: dict[CounterKey, int] = {}
-        in_full: list[tuple[str, str, EarlierReport]] = []
+        counters = await points.counters((e.rider_id, c) for e in to_score for c in plans[e.key].counters)
+        tally = Tally(counters, paid)
         txs: list[LedgerTransaction] = []
         for event in to_score:
-            view = {c: counters.get((event.rider_id, c), 0) for c in needed[event.key]}
-            search = searches[event.key]
-            earlier = paid.first_same_hazard(event, search) if search is not None else None
-            result = score_planned(event, plans[event.key], view, earlier)
-            if result.paid_in_full_hazard:
-                in_full.append((event.source, event.event_id, _report_of(event)))
-                paid.add(in_full[-1][2])
-            for counter, amount in result.counters.items():
-                key = (event.rider_id, counter)
-                counters[key] = counters.get(key, 0) + amount
-                increments[key] = increments.get(key, 0) + amount
+            result = tally.score(event, plans[event.key])
             txs.append(award_transaction(event, result, plans[event.key].rules))
             outcome.scored.append((event, result))
         appended = await ledger.append(txs)
-        await points.add_to_counters(increments)
-        await points.add_hazard_reports(in_full)
+        await points.add_to_counters(tally.increments)
+        await points.add_hazard_reports([(e.source, e.event_id, report) for e, report in tally.paid_now])
         if appended.recorded:
             await OutboxStore(conn).add(
                 [entries_reference(self._settings.topic_points_ledger, list(appended.recorded.values()))]
@@ -307,17 +298,10 @@ async def set_aside_stored(db: Database, scorer: Scorer, document: Mapping[str, 
     return BatchOutcome(dead_letters=await db.run(lambda conn: scorer.quarantine_stored(conn, document, exc)))
 
 
-def _report_of(event: ActivityEvent) -> EarlierReport:
-    reported_at = datetime.fromisoformat(str(event.data["reported_at"]).upper())
-    return EarlierReport(
-        str(event.data["report_id"]), event.rider_id, float(event.data["lat"]), float(event.data["lon"]), reported_at
-    )
-
-
 def award_transaction(event: ActivityEvent, result: Score, rules: Rules | None = None) -> LedgerTransaction:
     """The award entry of a scored event; under a lapse policy its points are a lot whose last good day
     the version in force at the event's own time fixes (so a replay fixes the same day)."""
-    lot = rules.lot_terms(event.time) if rules is not None and result.points > 0 else None
+    lot = award_lot(rules, event, result.points)
     return LedgerTransaction(
         idempotency_key=award_key(*event.key),
         kind=EntryKind.AWARD,
@@ -463,25 +447,43 @@ async def seed_rules(db: Database, rules: Rules, published_by: str | None) -> bo
     return await db.run(lambda conn: PointsStore(conn).publish_rules(rules, published_by))
 
 
-async def reconcile(db: Database, stuck_after_s: int) -> Report:
-    """Run every reconciliation check in one read-only, repeatable-read snapshot of the database."""
+RECONCILE_CONNECTIONS = 2  # the checks run on this many connections at once, PostgreSQL a core each
 
-    async def work(conn: Connection) -> Report:
-        store = ReconcileStore(conn)
-        await store.one_snapshot()  # so a write between two checks cannot look like a mismatch
-        return Report(
-            [
-                await store.balanced_transactions(),
-                await store.projection_matches_postings(),
-                await store.never_negative(),
-                await store.awards_are_grounded(),
-                await store.redemptions_match_entries(),
-                await store.accepted_events_settled(stuck_after_s),
-                await store.disputes_match_adjustments(),
-                await store.lots_match_their_entries(),
-                await store.lot_links_match_their_entries(),
-                await store.lots_add_up_to_balances(),
-            ]
-        )
 
-    return await db.run(work)
+async def reconcile(db: Database, stuck_after_s: int, connections: int = RECONCILE_CONNECTIONS) -> Report:
+    """Run every reconciliation check in one read-only, repeatable-read snapshot of the database: the
+    first connection's, exported to the others (``SET TRANSACTION SNAPSHOT``, as ``pg_dump -j`` does), so
+    the checks run side by side and still see one moment, and a write between two of them cannot look
+    like a mismatch. The report lists them in their fixed order."""
+    checks: list[Callable[[ReconcileStore], Awaitable[Check]]] = [  # in the report's order
+        ReconcileStore.balanced_transactions,
+        ReconcileStore.projection_matches_postings,
+        ReconcileStore.never_negative,
+        ReconcileStore.awards_are_grounded,
+        ReconcileStore.redemptions_match_entries,
+        partial(ReconcileStore.accepted_events_settled, stuck_after_s=stuck_after_s),
+        ReconcileStore.disputes_match_adjustments,
+        ReconcileStore.lots_match_their_entries,
+        ReconcileStore.lot_links_match_their_entries,
+        ReconcileStore.lots_add_up_to_balances,
+    ]
+    # The longest first (over 200,000 events: the rider balances 0.4 s, the lots 0.5 s, a tenth of a
+    # second to 0.3 s each of the rest), so that the others fill in beside them.
+    waiting = sorted(range(len(checks)), key=lambda n: n not in (1, 9))
+    done: dict[int, Check] = {}
+
+    async def run_checks(store: ReconcileStore) -> None:
+        while waiting:
+            n = waiting.pop(0)
+            done[n] = await checks[n](store)
+
+    async with db.read() as lead, lead.transaction(isolation="repeatable_read", readonly=True):
+        snapshot = await ReconcileStore(lead).export_snapshot()
+        async with contextlib.AsyncExitStack() as others, asyncio.TaskGroup() as group:
+            for _ in range(connections - 1):
+                conn = await others.enter_async_context(db.read())
+                await others.enter_async_context(conn.transaction())
+                await ReconcileStore(conn).adopt_snapshot(snapshot)
+                group.create_task(run_checks(ReconcileStore(conn)))
+            await run_checks(ReconcileStore(lead))
+    return Report([done[n] for n in range(len(checks))])

@@ -3,8 +3,9 @@ reconciliation checks (each returns how much it examined and what does not add u
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -25,6 +26,77 @@ class EventStatus:
     rule_id: str | None
     rule_version: int | None
     rider_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AwardRow:
+    rider_id: str
+    category: str | None
+    points: int
+    reason: Reason  # compared by its code and values, as recorded
+    rule_id: str | None
+    rule_version: int | None
+    lapses_on: date | None = None  # the award's lot's last good day (none: its points never lapse)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAward:
+    key: tuple[str, str]  # the event: (source, event_id)
+    event: dict[str, Any] | None  # the stored event it was made of
+    award: AwardRow
+
+
+class ReplayQueries:
+    """What replay and what-if read, inside the caller's snapshot transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def awards_in_order(self, page: int) -> AsyncIterator[list[LiveAward]]:
+        """Every live award entry with the event it was made of (None: the event is not stored), in the
+        order first scored (the entry's ``tx_id``), ``page`` at a time, from one cursor (the caller's
+        transaction holds it open). Planned for all its rows, not the first few: a hash join, not an
+        index lookup per award."""
+        await self._conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        cursor = await self._conn.cursor(
+            "SELECT t.source, t.event_id, a.event, t.rider_id, t.category, t.available_delta, t.reason_code,"
+            " t.reason_params, CASE WHEN t.reason_code IS NULL THEN t.reason END AS reason, t.rule_id,"
+            " t.rule_version, l.lapses_on"
+            " FROM ledger_transaction t"
+            " LEFT JOIN activity_event a ON a.source = t.source AND a.event_id = t.event_id"
+            " LEFT JOIN ledger_lot l ON l.lot_id = t.tx_id"
+            " WHERE t.kind = 'award' ORDER BY t.tx_id"
+        )
+        while rows := await cursor.fetch(page):
+            yield [
+                LiveAward(
+                    (r["source"], r["event_id"]),
+                    r["event"],
+                    AwardRow(
+                        r["rider_id"],
+                        r["category"],
+                        r["available_delta"],
+                        recorded(r["reason_code"], r["reason_params"], r["reason"] or "", "award"),
+                        r["rule_id"],
+                        r["rule_version"],
+                        r["lapses_on"],
+                    ),
+                )
+                for r in rows
+            ]
+
+    async def events_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Live events that happened in [start, end): scored ones in the order first scored, then the rest."""
+        rows = await self._conn.fetch(
+            "SELECT a.event FROM activity_event a"
+            " LEFT JOIN ledger_transaction t"
+            "   ON t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id"
+            " WHERE a.occurred_at >= $1 AND a.occurred_at < $2"
+            " ORDER BY t.tx_id NULLS LAST, a.received_at",
+            start,
+            end,
+        )
+        return [r["event"] for r in rows]
 
 
 PENDING = Reason.of("event.pending")
@@ -126,6 +198,13 @@ class PointsQueries:
         return [dict(r) for r in rows]
 
 
+def _snapshot_id(snapshot: str) -> str:
+    # A statement that takes no parameters: the id is PostgreSQL's own (hex digits and dashes), checked anyway.
+    if not snapshot or any(c not in "0123456789ABCDEFabcdef-" for c in snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    return snapshot
+
+
 class ReconcileStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -133,6 +212,16 @@ class ReconcileStore:
     async def one_snapshot(self) -> None:
         """Every following check reads the same read-only, repeatable-read snapshot (first in its transaction)."""
         await self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    async def export_snapshot(self) -> str:
+        """This transaction's snapshot, for other connections to read the same (``adopt_snapshot``)."""
+        snapshot: str = await self._conn.fetchval("SELECT pg_export_snapshot()")
+        return snapshot
+
+    async def adopt_snapshot(self, snapshot: str) -> None:
+        """Read ``snapshot``, another transaction's (first in this read-only, repeatable-read transaction)."""
+        await self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        await self._conn.execute(f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'")
 
     async def balanced_transactions(self) -> Check:
         examined = await self._conn.fetchval("SELECT count(*) FROM ledger_transaction")
@@ -148,11 +237,14 @@ class ReconcileStore:
 
     async def projection_matches_postings(self) -> Check:
         rows = await self._conn.fetch(
-            "WITH posted AS ("
+            # Summed by account first: the rider's id is then cut out of each account once, not once a posting.
+            "WITH by_account AS ("
+            "  SELECT account, sum(amount) AS total FROM ledger_posting WHERE account LIKE 'rider:%' GROUP BY 1),"
+            " posted AS ("
             "  SELECT substring(account FROM $1) AS rider_id,"
-            "         sum(amount) FILTER (WHERE account LIKE '%:available') AS available,"
-            "         sum(amount) FILTER (WHERE account LIKE '%:held') AS held"
-            "    FROM ledger_posting WHERE account LIKE 'rider:%' GROUP BY 1),"
+            "         sum(total) FILTER (WHERE account LIKE '%:available') AS available,"
+            "         sum(total) FILTER (WHERE account LIKE '%:held') AS held"
+            "    FROM by_account GROUP BY 1),"
             " listed AS (SELECT rider_id, sum(available_delta) AS available FROM ledger_transaction GROUP BY 1)"
             " SELECT coalesce(b.rider_id, p.rider_id) AS rider_id,"
             "        coalesce(b.available, 0) AS b_available, coalesce(p.available, 0) AS p_available,"

@@ -1,27 +1,32 @@
-"""Replay and what-if: the live scoring code run again over stored events in a scratch schema.
+"""Replay and what-if: the live scoring rules run again over stored events, in memory.
 
 ``replay`` rebuilds every award in the order it was first scored and compares it with the live ledger
 entry by entry. ``what_if`` scores the events of a period under the rules in force and under a candidate
-file, both from empty counters, and reports what the candidate would change. Nothing is ever written:
-the scratch schema lives inside a transaction that is rolled back.
+file, both from empty counters, and reports what the candidate would change. Nothing is ever written.
 
-Neither ever makes live scoring wait. The run takes none of the live scorers' locks (its writes go to
-its own scratch schema, which no one else can see: ``ScratchStore``), and reads the live tables from
-one REPEATABLE READ snapshot instead: the events, the rules and the live awards it compares with are
-all as they were when it started. An award committed during the run is in neither side of the
-comparison, so no false difference; and the snapshot is closed under what scoring depends on (a
-rider's earlier awards and a hazard's earlier reports committed before the later one, under the live
-locks), so every award in it can be rebuilt from events in it. The cost: one long transaction, whose
-snapshot holds back vacuum of the live tables while it runs.
+Both score through the same ``plan`` and ``Tally.score`` as the live scorer (services/points/handlers.py),
+which fills its tally from the database for each batch; here one tally lives in memory from the first
+event to the last (each rider's counters, the hazard reports paid in full), so an event costs no
+statement at all: about a tenth of what scoring into a throw-away schema cost (docs/benchmarks.md).
+
+Neither ever makes live scoring wait: they take no locks and read the live tables from one REPEATABLE
+READ snapshot, so the events, the rules and the live awards compared with are all as they were when the
+run started. An award committed during the run is in neither side of the comparison, so no false
+difference; and the snapshot is closed under what scoring depends on (a rider's earlier awards and a
+hazard's earlier reports committed before the later one, under the live locks), so every award in it can
+be rebuilt from events in it. The cost: one long transaction, whose snapshot holds back vacuum of the
+live tables while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -34,8 +39,9 @@ from libs.platform.db import Connection, Database
 from libs.platform.errors import DomainError
 from libs.platform.settings import Settings
 from services.points.domain.rules import RuleBook, Rules
-from services.points.handlers import BatchOutcome, RulesCache, Scorer
-from services.points.store import AwardRow, PointsStore, ScratchStore
+from services.points.domain.scoring import Tally, award_lot, plan
+from services.points.queries import AwardRow, ReplayQueries
+from services.points.store import PointsStore
 
 BATCH = 1000
 Progress = Callable[[int], None]  # told how many events have been scored so far, after each batch
@@ -43,10 +49,10 @@ FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class _Rollback(Exception):
-    """Raised at the end of a scratch run so the unit of work rolls everything back."""
+    """Raised at the end of a snapshot run so that its transaction ends without a commit."""
 
     def __init__(self, result: object) -> None:
-        super().__init__("scratch run finished")
+        super().__init__("snapshot run finished")
         self.result = result
 
 
@@ -63,51 +69,90 @@ class ReplayReport:
     differences: list[Difference]
 
 
-async def _scratch(db: Database, work: Any) -> Any:
-    """Run ``work(conn)`` in a REPEATABLE READ transaction that is always rolled back (so it is not a
-    unit of work: it never commits), and return its result."""
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a run scores: a run keeps every award it rebuilt (200,000
+    rows and their reasons), and each collection of the older generations walks them all again, about a
+    third of a replay's time. Scoring makes few cycles; what it made is collected once, at the end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+async def _snapshot(db: Database, work: Any) -> Any:
+    """Run ``work(conn)`` in a read-only REPEATABLE READ transaction (one snapshot of the live tables),
+    which is rolled back, and return its result."""
     async with db.read() as conn:
         try:
-            async with conn.transaction(isolation="repeatable_read"):
-                raise _Rollback(await work(conn))
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                with _collector_paused():
+                    result = await work(conn)
+                raise _Rollback(result)
         except _Rollback as done:
             return done.result
-    raise AssertionError("a scratch run always rolls back")
+    raise AssertionError("a snapshot run always rolls back")
+
+
+def _event(document: dict[str, Any] | None, schemas: EventSchemas) -> ActivityEvent | None:
+    # Stored events were valid when accepted; validating "now" at the end of time only skips the future
+    # check. One today's checks refuse (accepted before a check was added) makes no award: a difference.
+    parsed = validate_event(document, schemas, FAR_FUTURE) if document is not None else None
+    return parsed if isinstance(parsed, ActivityEvent) else None
 
 
 def _events(documents: Sequence[dict[str, Any]], schemas: EventSchemas) -> list[ActivityEvent]:
-    # Stored events were valid when accepted; validating "now" at the end of time only skips the future check.
-    parsed = (validate_event(d, schemas, FAR_FUTURE) for d in documents)
-    return [e for e in parsed if isinstance(e, ActivityEvent)]
+    return [e for d in documents if (e := _event(d, schemas)) is not None]
+
+
+class _Replayer:
+    """Scores events one after another with one tally, as the award rows the ledger would hold."""
+
+    def __init__(self, book: RuleBook) -> None:
+        self._book = book
+        self._tally = Tally(keep_changes=False)
+
+    def award(self, event: ActivityEvent) -> AwardRow:
+        p = plan(event, self._book)
+        result = self._tally.score(event, p)
+        lot = award_lot(p.rules, event, result.points)
+        return AwardRow(
+            event.rider_id,
+            result.category,
+            result.points,
+            result.reason,
+            result.rule_id,
+            result.rule_version,
+            lot.lapses_on if lot is not None else None,
+        )
 
 
 async def replay(
     db: Database, settings: Settings, schemas: EventSchemas, progress: Progress | None = None
 ) -> ReplayReport:
-    async def work(conn: Connection) -> ReplayReport:
-        scratch = ScratchStore(conn, "warmbee_replay")
-        await scratch.enter()
-        book = RuleBook(await PointsStore(conn).rules_versions())
-        scorer = Scorer(settings, schemas, RulesCache(fixed=book))
-        last, rescored = 0, 0
-        while True:
-            page = await scratch.scored_events(last, BATCH)
-            if not page:
-                break
-            last = page[-1][0]
-            await scorer.score_events(conn, _events([d for _, d in page], schemas), BatchOutcome())
-            rescored += len(page)
-            if progress is not None:
-                progress(rescored)
-        live, replayed = await scratch.awards("public"), await scratch.awards(scratch.schema)
-        differences = [
-            Difference(key, live.get(key), replayed.get(key))
-            for key in sorted(live.keys() | replayed.keys())
-            if live.get(key) != replayed.get(key)
-        ]
-        return ReplayReport(len(live), differences)
+    """Each live award, in the order first scored, against the award its stored event makes now. The
+    awards stream past from one cursor, each compared as it comes: a run holds a page and the tally,
+    not the ledger."""
 
-    result: ReplayReport = await _scratch(db, work)
+    async def work(conn: Connection) -> ReplayReport:
+        replayer = _Replayer(RuleBook(await PointsStore(conn).rules_versions()))
+        compared = 0
+        differences: list[Difference] = []
+        async for page in ReplayQueries(conn).awards_in_order(BATCH):
+            for live in page:
+                event = _event(live.event, schemas)
+                replayed = replayer.award(event) if event is not None else None
+                if replayed != live.award:
+                    differences.append(Difference(live.key, live.award, replayed))
+            compared += len(page)
+            if progress is not None:
+                progress(compared)
+        return ReplayReport(compared, sorted(differences, key=lambda d: d.key))
+
+    result: ReplayReport = await _snapshot(db, work)
     return result
 
 
@@ -223,33 +268,24 @@ async def what_if(
     end: datetime,
     progress: Progress | None = None,
 ) -> WhatIfReport:
-    scored = 0  # over both runs: the period's events are scored twice
-
-    async def score_with(
-        conn: Connection, scratch: ScratchStore, book: RuleBook | None
-    ) -> dict[tuple[str, str], AwardRow]:
-        await scratch.enter()
-        if book is None:
-            book = RuleBook(await PointsStore(conn).rules_versions())
-        scorer = Scorer(settings, schemas, RulesCache(fixed=book))
-        events = _events(await scratch.events_between(start, end), schemas)
-        nonlocal scored
-        for i in range(0, len(events), BATCH):
-            await scorer.score_events(conn, events[i : i + BATCH], BatchOutcome())
-            scored += len(events[i : i + BATCH])
-            if progress is not None:
-                progress(scored)
-        awards = await scratch.awards(scratch.schema)
-        await scratch.leave()
-        return awards
-
     async def work(conn: Connection) -> WhatIfReport:
-        current = await score_with(conn, ScratchStore(conn, "warmbee_whatif_current"), None)
+        events = _events(await ReplayQueries(conn).events_between(start, end), schemas)
         as_if_in_force = candidate.model_copy(update={"effective_from": min(start, candidate.effective_from)})
-        proposed = await score_with(conn, ScratchStore(conn, "warmbee_whatif_candidate"), RuleBook([as_if_in_force]))
-        return _impact(current, proposed)
+        books = (RuleBook(await PointsStore(conn).rules_versions()), RuleBook([as_if_in_force]))
+        scored = 0  # over both runs: the period's events are scored twice
+        sides: list[dict[tuple[str, str], AwardRow]] = []
+        for book in books:
+            replayer, awards = _Replayer(book), {}
+            for i in range(0, len(events), BATCH):
+                for event in events[i : i + BATCH]:
+                    awards[event.key] = replayer.award(event)
+                scored += len(events[i : i + BATCH])
+                if progress is not None:
+                    progress(scored)
+            sides.append(awards)
+        return _impact(sides[0], sides[1])
 
-    result: WhatIfReport = await _scratch(db, work)
+    result: WhatIfReport = await _snapshot(db, work)
     return result
 
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 
-from libs.platform.locks import SCRATCH_SETTING, lock
+from libs.platform.locks import lock
 from services.points.domain.hazards import EarlierReport, HazardSearch
 from services.points.domain.rules import Rules
-
-CounterKey = tuple[str, str]  # (rider_id, counter)
+from services.points.domain.scoring import CounterKey  # (rider_id, counter)
 
 
 class PointsStore:
@@ -131,97 +129,3 @@ class PublishedRules:
 
 def _published(row: asyncpg.Record) -> PublishedRules:
     return PublishedRules(Rules.model_validate(row["body"]), row["published_at"], row["published_by"])
-
-
-# Tables that scoring writes; a scratch schema gets empty copies of them, and reads the rest
-# (rules_version) from the live schema through the search path.
-SCORING_TABLES = (
-    "activity_event",
-    "ledger_transaction",
-    "ledger_posting",
-    "ledger_lot",
-    "ledger_lot_take",
-    "rider_balance",
-    "rider_counter",
-    "hazard_report",
-    "outbox",
-)
-
-
-class ScratchStore:
-    """A throw-away schema inside the caller's transaction: scoring code runs unchanged against it,
-    and the transaction's rollback removes it. The transaction takes none of the live scorers' locks
-    (libs/platform/locks.py): what it writes, only it can see."""
-
-    def __init__(self, conn: asyncpg.Connection, schema: str = "warmbee_scratch") -> None:
-        self._conn = conn
-        self._schema = schema
-
-    async def enter(self) -> None:
-        await self._conn.execute(f"SET LOCAL {SCRATCH_SETTING} = 'on'")
-        await self._conn.execute(f"CREATE SCHEMA {self._schema}")
-        for table in SCORING_TABLES:
-            await self._conn.execute(f"CREATE TABLE {self._schema}.{table} (LIKE public.{table} INCLUDING ALL)")
-        await self._conn.execute(f"SET LOCAL search_path TO {self._schema}, public")
-
-    async def leave(self) -> None:
-        await self._conn.execute("SET LOCAL search_path TO public")
-
-    async def scored_events(self, after_tx_id: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        """Live events in the order they were first scored: (award tx_id, event document)."""
-        rows = await self._conn.fetch(
-            "SELECT t.tx_id, a.event FROM public.ledger_transaction t"
-            " JOIN public.activity_event a ON a.source = t.source AND a.event_id = t.event_id"
-            " WHERE t.kind = 'award' AND t.tx_id > $1 ORDER BY t.tx_id LIMIT $2",
-            after_tx_id,
-            limit,
-        )
-        return [(r["tx_id"], r["event"]) for r in rows]
-
-    async def events_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Live events that happened in [start, end): scored ones in the order first scored, then the rest."""
-        rows = await self._conn.fetch(
-            "SELECT a.event FROM public.activity_event a"
-            " LEFT JOIN public.ledger_transaction t"
-            "   ON t.kind = 'award' AND t.source = a.source AND t.event_id = a.event_id"
-            " WHERE a.occurred_at >= $1 AND a.occurred_at < $2"
-            " ORDER BY t.tx_id NULLS LAST, a.received_at",
-            start,
-            end,
-        )
-        return [r["event"] for r in rows]
-
-    async def awards(self, schema: str) -> dict[tuple[str, str], AwardRow]:
-        """The award entries of ``schema`` by their event ``(source, event_id)``."""
-        rows = await self._conn.fetch(
-            f"SELECT t.source, t.event_id, t.rider_id, t.category, t.available_delta, t.reason, t.rule_id,"
-            f" t.rule_version, l.lapses_on FROM {schema}.ledger_transaction t"
-            f" LEFT JOIN {schema}.ledger_lot l ON l.lot_id = t.tx_id WHERE t.kind = 'award'"
-        )
-        return {
-            (r["source"], r["event_id"]): AwardRow(
-                r["rider_id"],
-                r["category"],
-                r["available_delta"],
-                r["reason"],
-                r["rule_id"],
-                r["rule_version"],
-                r["lapses_on"],
-            )
-            for r in rows
-        }
-
-    @property
-    def schema(self) -> str:
-        return self._schema
-
-
-@dataclass(frozen=True, slots=True)
-class AwardRow:
-    rider_id: str
-    category: str | None
-    points: int
-    reason: str
-    rule_id: str | None
-    rule_version: int | None
-    lapses_on: date | None = None  # the award's lot's last good day (none: its points never lapse)

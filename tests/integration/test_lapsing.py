@@ -104,7 +104,12 @@ async def test_a_negative_adjustment_takes_soonest_first_and_the_balance_lists_t
     await adjust(db, settings, "ops-1", uuid.uuid4().hex, r, -15, "扣回")
     async with db.read() as conn:
         lapsing = (await LotStore(conn).lapsing([r]))[r]
+        balance, in_one = await LedgerStore(conn).balance_and_lapsing(r)  # the balance route's one statement
+        nobody = await LedgerStore(conn).balance_and_lapsing(rider())
     assert [(x.on, x.points) for x in lapsing] == [(days[1], 5), (days[2], 10), (days[3], 10)]
+    assert in_one == lapsing
+    assert (balance.available, balance.held, balance.as_of is not None) == (25, 0, True)
+    assert (nobody[0].available, nobody[0].as_of, nobody[1]) == (0, None, [])
     await assert_reconciled(db)
 
 

@@ -211,6 +211,14 @@ async def test_the_services_role_has_exactly_the_ordinary_grants_and_the_ledger_
     assert all(p == ordinary for p in others.values()), others
 
 
+async def test_the_services_cannot_create_a_schema(db: Database, settings: Settings) -> None:
+    """Replay and what-if score in memory: no service makes a schema (0019 took the right back), so no
+    service's session can put a look-alike table in front of a live one."""
+    await refused(settings, "CREATE SCHEMA warmbee_shadow")
+    async with db.read() as conn:
+        assert await conn.fetchval("SELECT has_database_privilege(current_user, current_database(), 'CREATE')") is False
+
+
 async def test_yoyo_bookkeeping_is_out_of_the_services_reach(db: Database) -> None:
     async with db.read() as conn:
         writable = await conn.fetch(

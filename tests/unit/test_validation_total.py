@@ -21,9 +21,9 @@ from hypothesis_jsonschema import from_schema
 
 from libs.activity.model import CATEGORY_OF_TYPE, ActivityEvent, Invalid, load_schemas, validate_event
 from libs.ledger.keys import PROGRAMME_ISSUED, award_key, rider_available
-from services.points.domain.hazards import PaidReports, hazard_cells
+from services.points.domain.hazards import PaidReports, hazard_cells, report_of
 from services.points.domain.scoring import plan, score_planned
-from services.points.handlers import _report_of, award_transaction
+from services.points.handlers import award_transaction
 from tests.unit.rules_factories import DEFAULT_BOOK
 
 SCHEMAS = load_schemas()
@@ -123,7 +123,7 @@ def _handled(event: ActivityEvent) -> None:
     p = plan(event, DEFAULT_BOOK)
     if p.search is not None:
         hazard_cells(p.search)
-        PaidReports([_report_of(event)]).first_same_hazard(event, p.search)
+        PaidReports([report_of(event)]).first_same_hazard(event, p.search)
     for counters in ({c: 0 for c in p.counters}, {c: 10**9 for c in p.counters}):
         score = score_planned(event, p, counters)
         tx = award_transaction(event, score)

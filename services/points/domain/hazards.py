@@ -66,6 +66,14 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
+def report_of(event: ActivityEvent) -> EarlierReport:
+    """A hazard report event as a report paid in full (what later reports of the hazard are checked against)."""
+    reported_at = datetime.fromisoformat(str(event.data["reported_at"]).upper())
+    return EarlierReport(
+        str(event.data["report_id"]), event.rider_id, float(event.data["lat"]), float(event.data["lon"]), reported_at
+    )
+
+
 def same_hazard(
     event: ActivityEvent, search: HazardSearch, candidates: Sequence[EarlierReport]
 ) -> EarlierReport | None:

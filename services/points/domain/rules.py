@@ -7,6 +7,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,8 +35,13 @@ class Caps(_Strict):
     month: int | None = Field(default=None, gt=0)
     year: int | None = Field(default=None, gt=0)
 
-    def items(self) -> list[tuple[Period, int]]:
-        return [(p, v) for p in PERIODS if (v := getattr(self, p)) is not None]
+    @cached_property
+    def in_order(self) -> tuple[tuple[Period, int], ...]:
+        """The caps there are, day first: worked out once per rules version (every event's plan reads them)."""
+        return tuple((p, v) for p in PERIODS if (v := getattr(self, p)) is not None)
+
+    def items(self) -> tuple[tuple[Period, int], ...]:
+        return self.in_order
 
 
 class _CategoryRule(_Strict):

@@ -15,7 +15,8 @@ from typing import Any
 
 from libs.activity.model import ActivityEvent
 from libs.i18n.reasons import Reason
-from services.points.domain.hazards import EarlierReport, HazardSearch, where_to_look
+from libs.ledger.model import LotTerms
+from services.points.domain.hazards import EarlierReport, HazardSearch, PaidReports, report_of, where_to_look
 from services.points.domain.rules import (
     ActivityParticipationRule,
     Caps,
@@ -351,3 +352,45 @@ def _number(value: float) -> int | float:
 
 def _fmt(value: Decimal) -> str:
     return format(value.normalize(), "f")
+
+
+def award_lot(rules: Rules | None, event: ActivityEvent, points: int) -> LotTerms | None:
+    """The lot an award of ``points`` opens: fixed by the version in force at the event's own time (so a
+    replay fixes the same last good day), none without a lapse policy or without points."""
+    return rules.lot_terms(event.time) if rules is not None and points > 0 else None
+
+
+CounterKey = tuple[str, str]  # (rider_id, counter)
+
+
+@dataclass(slots=True)
+class Tally:
+    """What scoring reads and leaves behind, event after event: each rider's counters and the hazard
+    reports paid in full, in the order scored. The live scorer fills one from the database for a batch
+    and writes back what changed (``increments``, ``paid_now``); a replay keeps one in memory from the
+    first event to the last (``keep_changes=False``: nothing to write back). Both score through ``score``,
+    so the two cannot drift apart."""
+
+    counters: dict[CounterKey, int] = field(default_factory=dict)
+    paid: PaidReports = field(default_factory=PaidReports)
+    keep_changes: bool = True
+    increments: dict[CounterKey, int] = field(default_factory=dict)
+    paid_now: list[tuple[ActivityEvent, EarlierReport]] = field(default_factory=list)
+
+    def score(self, event: ActivityEvent, p: Plan) -> Score:
+        """Score ``event`` under its plan against what the events before it left, and count it in."""
+        rider = event.rider_id
+        view = {c: self.counters.get((rider, c), 0) for c in p.counters}
+        earlier = self.paid.first_same_hazard(event, p.search) if p.search is not None else None
+        result = score_planned(event, p, view, earlier)
+        if result.paid_in_full_hazard:
+            report = report_of(event)
+            self.paid.add(report)
+            if self.keep_changes:
+                self.paid_now.append((event, report))
+        for counter, amount in result.counters.items():
+            key = (rider, counter)
+            self.counters[key] = self.counters.get(key, 0) + amount
+            if self.keep_changes:
+                self.increments[key] = self.increments.get(key, 0) + amount
+        return result

@@ -198,9 +198,8 @@ async def riders(
 async def balance(rider_id: RiderId, db: Db, caller: Caller) -> BalanceBody:
     _may_read_rider(caller, rider_id)
     async with db.read() as conn:
-        b = await LedgerStore(conn).balance(rider_id)
-        lapsing = await LotStore(conn).lapsing([rider_id]) if b.as_of is not None else {}
-    return _balance_body(b, datetime.now(UTC), lapsing.get(rider_id, []))
+        b, lapsing = await LedgerStore(conn).balance_and_lapsing(rider_id)
+    return _balance_body(b, datetime.now(UTC), lapsing)
 
 
 def _balance_body(b: Balance, now: datetime, lapsing: list[Lapsing]) -> BalanceBody:

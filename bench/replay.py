@@ -1,0 +1,171 @@
+"""``warmbee replay`` over 200,000 scored events (issue 22: at least 20,000 events a second), and
+``warmbee reconcile`` over the ledger they make, on a database of their own.
+
+Seeded once: 200,000 events of 10,000 riders in all 8 categories (bench.throughput's mix: caps reached,
+hazards), scored into the ledger by the live scorer (``Scorer.score_batch``, batches of 2,000: a batch
+takes a lock per rider, and 10,000 riders at once exceed PostgreSQL's default lock table), then vacuumed
+and analysed as autovacuum would have done.
+
+Timed, 3 runs each, the shared machine's noise in medians and ranges:
+- ``replay``: the whole comparison in this process (one snapshot, every event scored in memory, every
+  award compared), events a second, CPU seconds of this process beside;
+- the baseline, in the same run: the same read with no scoring (every live award with its event, through
+  the same cursor), so replay / baseline says what scoring in memory adds to reading;
+- ``warmbee replay`` as a command (a process of its own: imports, connection, report), wall time;
+- ``reconcile`` of the same ledger (every check), wall time.
+Results in bench/results/replay.json.
+Usage: python -m bench.replay [--events 200000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from bench.throughput import events as bench_events
+from libs.activity.model import load_schemas
+from libs.platform.db import Connection, Database, drop_database
+from libs.platform.settings import Settings
+from services.cli import prepare_database
+from services.points.handlers import BatchOutcome, RulesCache, Scorer, reconcile
+from services.points.queries import ReplayQueries
+from services.points.replay import BATCH, replay
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = Settings(pg_database="warmbee_bench_replay")
+RIDERS, SEED_BATCH = 10_000, 2_000  # a batch locks its riders: 10,000 at once exceed max_locks_per_transaction
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:  # what the scorer reads of a consumed Kafka record (libs.platform.kafka.Message)
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+async def score(scorer: Scorer, records: list[_Record], conn: Connection) -> BatchOutcome:
+    return await scorer.score_batch(conn, records)
+
+
+async def seed(db: Database, n: int) -> float:
+    scorer = Scorer(SETTINGS, load_schemas(), RulesCache())
+    documents = bench_events(n, RIDERS, "replay")
+    started = time.perf_counter()
+    for i in range(0, n, SEED_BATCH):
+        records = [
+            _Record("activity-events", 0, i + j, str(d["subject"]).encode(), orjson.dumps(d), 0)
+            for j, d in enumerate(documents[i : i + SEED_BATCH])
+        ]
+        outcome = await db.run(partial(score, scorer, records))
+        assert not outcome.dead_letters, outcome.dead_letters[:3]
+    owner = await asyncpg.connect(SETTINGS.owner_database_url)  # only the tables' owner may vacuum them
+    try:
+        for table in ("activity_event", "ledger_transaction", "ledger_posting", "rider_balance", "rider_counter"):
+            await owner.execute(f"VACUUM (ANALYZE) {table}")
+    finally:
+        await owner.close()
+    return time.perf_counter() - started
+
+
+async def read_only(db: Database) -> int:
+    """The baseline: what replay reads, in the same snapshot kind of transaction, without scoring."""
+    async with db.read() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        n = 0
+        async for page in ReplayQueries(conn).awards_in_order(BATCH):
+            n += len(page)
+    return n
+
+
+async def one_run(db: Database, n: int) -> dict[str, Any]:
+    schemas = load_schemas()
+    started, cpu = time.perf_counter(), time.process_time()
+    report = await replay(db, SETTINGS, schemas)
+    replay_s, replay_cpu = time.perf_counter() - started, time.process_time() - cpu
+    assert report.compared == n, report.compared
+    assert not report.differences, report.differences[:3]
+    started = time.perf_counter()
+    assert await read_only(db) == n
+    baseline_s = time.perf_counter() - started
+    started = time.perf_counter()
+    command = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "services.cli", "replay"),
+        cwd=ROOT,
+        env={**os.environ, **SETTINGS.as_env()},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await command.communicate()
+    command_s = time.perf_counter() - started
+    assert command.returncode == 0, err.decode()[-2000:]
+    started = time.perf_counter()
+    checked = await reconcile(db, 3600)
+    reconcile_s = time.perf_counter() - started
+    assert checked.ok, checked.lines()
+    return {
+        "replay_s": round(replay_s, 2),
+        "replay_cpu_s": round(replay_cpu, 2),
+        "events_per_s": round(n / replay_s),
+        "baseline_read_s": round(baseline_s, 2),
+        "ratio_to_read": round(replay_s / baseline_s, 2),
+        "command_s": round(command_s, 2),
+        "command_events_per_s": round(n / command_s),
+        "reconcile_s": round(reconcile_s, 2),
+    }
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
+    values = [r[key] for r in runs]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+async def main(n: int, runs: int) -> None:
+    await drop_database(SETTINGS)
+    await prepare_database(SETTINGS)
+    db = Database(SETTINGS)
+    await db.open()
+    try:
+        seed_s = await seed(db, n)
+        async with db.read() as conn:
+            entries = await conn.fetchval("SELECT count(*) FROM ledger_posting")
+        results = [await one_run(db, n) for _ in range(runs)]
+    finally:
+        await db.close()
+    summary = {
+        "measured_at": datetime.now(UTC).isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "events": n,
+        "ledger_postings": entries,
+        "seed_s": round(seed_s, 1),
+        "runs": results,
+        **{key: _median(results, key) for key in ("events_per_s", "ratio_to_read", "command_s", "reconcile_s")},
+    }
+    out = ROOT / "bench" / "results" / "replay.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.runs))

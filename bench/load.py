@@ -1,10 +1,12 @@
 """A load process of its own, so the load does not share the benchmark's event loop.
 
-Two workloads, each printing one JSON object on stdout:
+Three workloads, each printing one JSON object on stdout:
 
-- ``reads``: GET one rider's balance at a fixed rate (open loop). Every request has its moment on a
-  schedule, and its latency counts from that moment, so a slow service cannot hide its queue by
-  making the load wait (what wrk's closed loop does).
+- ``reads``: GET a URL (one rider's balance, or ``/healthz``) at a fixed rate (open loop). Every request
+  has its moment on a schedule, and its latency counts from that moment, so a slow service cannot hide
+  its queue by making the load wait (what wrk's closed loop does).
+- ``raw-reads``: the same rider's balance row read straight from PostgreSQL on the same schedule, from 8
+  pooled asyncpg connections: what the route is measured against, on the same machine at the same time.
 - ``redemptions``: riders at once, each reserving a reward and its partner confirming the code, then
   pausing like a person at a counter; first a burst (every rider reserves at the same instant), then
   sessions for a while.
@@ -12,7 +14,7 @@ Two workloads, each printing one JSON object on stdout:
 A minimal HTTP/1.1 client on asyncio streams with keep-alive: the clients of the ecosystem spend more
 CPU per request than the service under test, on a machine where both share two cores.
 
-Usage: python -m bench.load reads|redemptions CONFIG.json
+Usage: python -m bench.load reads|raw-reads|redemptions CONFIG.json
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,6 +85,32 @@ class Tally:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
+async def open_loop(rate: float, seconds: float, one: Callable[[float], Coroutine[Any, Any, None]]) -> float:
+    """Start ``one(due)`` at ``rate`` a second for ``seconds``, each at its moment on the schedule
+    whatever the earlier ones are doing; wait for all; the seconds it took."""
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter() + 0.1
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - start
+
+
+def _rates(tally: Tally, rate: float, seconds: float, elapsed: float) -> dict[str, Any]:
+    errors = sum(n for status, n in tally.statuses.items() if status >= 400)
+    return {
+        "rate": rate,
+        "achieved_rate": round(len(tally.latencies_ms) / elapsed),
+        "seconds": seconds,
+        **summary(tally.latencies_ms),
+        "errors": errors,
+    }
+
+
 async def reads(config: dict[str, Any]) -> dict[str, Any]:
     """GET ``url`` at ``rate`` per second for ``seconds`` on up to ``connections`` connections."""
     parts = urlsplit(config["url"])
@@ -105,25 +134,34 @@ async def reads(config: dict[str, Any]) -> dict[str, Any]:
         idle.put_nowait(conn)
         tally.add(status, (time.perf_counter() - due) * 1000)
 
-    tasks: list[asyncio.Task[None]] = []
-    start = time.perf_counter() + 0.1
-    total = int(rate * seconds)
-    for i in range(total):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    errors = sum(n for status, n in tally.statuses.items() if status >= 400)
-    return {
-        "rate": rate,
-        "achieved_rate": round(len(tally.latencies_ms) / elapsed),
-        "seconds": seconds,
-        **summary(tally.latencies_ms),
-        "errors": errors,
-    }
+    return _rates(tally, rate, seconds, await open_loop(rate, seconds, one))
+
+
+async def raw_reads(config: dict[str, Any]) -> dict[str, Any]:
+    """The limit the balance route is measured against: the same rider's ``rider_balance`` row read
+    straight from PostgreSQL at ``rate`` a second for ``seconds``, from ``connections`` pooled asyncpg
+    connections, on the same open-loop schedule."""
+    import asyncpg
+
+    rate, seconds = float(config["rate"]), float(config["seconds"])
+    pool = await asyncpg.create_pool(config["dsn"], min_size=8, max_size=int(config.get("connections", 8)))
+    assert pool is not None
+    tally = Tally()
+    query = "SELECT available, held, earned_total, redeemed_total, updated_at FROM rider_balance WHERE rider_id = $1"
+
+    async def one(due: float) -> None:
+        try:
+            async with pool.acquire() as conn:
+                await conn.fetchrow(query, config["rider_id"])
+            status = 200
+        except (OSError, asyncpg.PostgresError):
+            status = 599
+        tally.add(status, (time.perf_counter() - due) * 1000)
+
+    try:
+        return _rates(tally, rate, seconds, await open_loop(rate, seconds, one))
+    finally:
+        await pool.close()
 
 
 async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +237,7 @@ def main() -> None:
     workload, path = sys.argv[1], sys.argv[2]
     with open(path) as f:
         config = json.load(f)
-    run = {"reads": reads, "redemptions": redemptions}[workload]
+    run = {"reads": reads, "raw-reads": raw_reads, "redemptions": redemptions}[workload]
     gc.collect()
     gc.freeze()  # the load's own pauses must not show as the service's latency
     gc.set_threshold(100_000, 50, 1000)

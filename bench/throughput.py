@@ -212,17 +212,26 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def balance_reads(settings: Settings, seconds: int, rate: int = 1000) -> dict[str, Any]:
-    """One rider's balance at ``rate`` requests a second from a load process of its own (bench/load.py),
-    open loop: each request's latency counts from its moment on the schedule."""
+async def balance_reads(settings: Settings, seconds: int, rate: int = 1000, path: str = "") -> dict[str, Any]:
+    """One rider's balance (or ``path`` of the points API) at ``rate`` requests a second from a load
+    process of its own (bench/load.py), open loop: each request's latency counts from its moment on the
+    schedule."""
     return await run_load(
         "reads",
         {
-            "url": f"http://{settings.host}:{settings.points_port}/v1/riders/bench-rider-1/balance",
+            "url": f"http://{settings.host}:{settings.points_port}{path or '/v1/riders/bench-rider-1/balance'}",
             "token": mint_token(settings, Role.RIDER, "bench-rider-1"),
             "rate": rate,
             "seconds": seconds,
         },
+    )
+
+
+async def raw_reads(settings: Settings, seconds: int, rate: int = 1000) -> dict[str, Any]:
+    """The same rider's balance row straight from PostgreSQL, at the same rate from the same kind of load
+    process: the limit the route is measured against in the same run."""
+    return await run_load(
+        "raw-reads", {"dsn": settings.database_url, "rider_id": "bench-rider-1", "rate": rate, "seconds": seconds}
     )
 
 
@@ -254,6 +263,8 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         await conn.close()
         await balance_reads(SETTINGS, 5)  # warm-up: the service's connections and statements
         reads = await balance_reads(SETTINGS, read_seconds)
+        healthz = await balance_reads(SETTINGS, read_seconds, path="/healthz")
+        raw = await raw_reads(SETTINGS, read_seconds)
         redemption = await redemption_latency(SETTINGS)
         memory = {name: peak_rss_mb(p.pid) for name, p in stack.processes.items() if name != "broker"}
     finally:
@@ -272,6 +283,9 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         "outbox_drained_after_s": round(outbox_drain_s, 1),
         "settled_in_s": round(settle_s, 1),
         "balance_reads": reads,
+        "healthz_reads": healthz,
+        "raw_reads": raw,
+        "balance_p99_over_raw_p99": round(reads["p99_ms"] / raw["p99_ms"], 2) if raw["p99_ms"] else None,
         "redemption": redemption,
         "peak_rss_mb": memory,
     }
@@ -302,6 +316,16 @@ def report(r: dict[str, Any]) -> None:
             f"balance reads, {reads['rate']:.0f}/s for {reads['seconds']:.0f} s: {reads['achieved_rate']} req/s",
             f"p50 {reads['p50_ms']} ms, p99 {reads['p99_ms']} ms",
             f"{reads['errors']} errors",
+        ),
+        (
+            f"  the same rate: the points API's /healthz ({r['healthz_reads']['achieved_rate']} req/s)",
+            f"p50 {r['healthz_reads']['p50_ms']} ms, p99 {r['healthz_reads']['p99_ms']} ms",
+            f"{r['healthz_reads']['errors']} errors",
+        ),
+        (
+            f"  the same rate: the row straight from PostgreSQL ({r['raw_reads']['achieved_rate']} req/s)",
+            f"p50 {r['raw_reads']['p50_ms']} ms, p99 {r['raw_reads']['p99_ms']} ms",
+            f"balance p99 / this p99 = {r['balance_p99_over_raw_p99']}",
         ),
         (
             f"reserve, {red['riders']} riders at the same instant",

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import httpx
 import jwt
 import structlog
 
@@ -61,11 +60,19 @@ def mint_token(settings: Settings, role: Role, sub: str, ttl_s: int = 30 * 24 * 
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
 
 
+def _http_error() -> type[Exception]:
+    import httpx
+
+    return httpx.HTTPError
+
+
 # GET a URL and return its JSON object; the provider's keys are read through it (tests give their own).
 FetchJson = Callable[[str, float], Awaitable[dict[str, Any]]]
 
 
 async def fetch_json(url: str, timeout_s: float) -> dict[str, Any]:
+    import httpx  # here, not at the top: every command line imports this module, few ever fetch keys (0.35 s)
+
     async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as http:
         response = await http.get(url, headers={"accept": "application/json"})
         response.raise_for_status()
@@ -140,7 +147,7 @@ class ProviderKeys:
             if not isinstance(jwks_uri, str):
                 raise ValueError("the discovery document has no jwks_uri")
             keys = jwt.PyJWKSet.from_dict(await self._fetch(jwks_uri, self._timeout_s))
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+        except (ValueError, jwt.PyJWTError, _http_error()) as exc:
             log.warning("auth.jwks_unreadable", issuer=self.issuer, error=str(exc), keeping=len(self._keys or {}))
             return
         # A key without a kid cannot be chosen by a token's header; signing keys only.

@@ -71,9 +71,10 @@ class ReplayReport:
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a run scores: a run keeps every award it rebuilt (200,000
-    rows and their reasons), and each collection of the older generations walks them all again, about a
-    third of a replay's time. Scoring makes few cycles; what it made is collected once, at the end."""
+    """The cyclic garbage collector off while a run scores: a run's tally (a counter per rider and
+    period, every hazard report paid) and a what-if's two sides of awards grow to hundreds of thousands
+    of objects, and each collection of the older generations walks them all again (a third of a replay's
+    time when it kept its awards). Scoring makes few cycles; what it made is collected at the end."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -27,7 +27,6 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -39,6 +38,7 @@ import orjson
 from bench.throughput import events as bench_events
 from libs.activity.model import load_schemas
 from libs.platform.db import Connection, Database, drop_database
+from libs.platform.kafka import MadeRecord
 from libs.platform.settings import Settings
 from services.cli import prepare_database
 from services.points.handlers import BatchOutcome, RulesCache, Scorer, reconcile
@@ -50,18 +50,7 @@ SETTINGS = Settings(pg_database="warmbee_bench_replay")
 RIDERS, SEED_BATCH = 10_000, 2_000  # a batch locks its riders: 10,000 at once exceed max_locks_per_transaction
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:  # what the scorer reads of a consumed Kafka record (libs.platform.kafka.Message)
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-
-
-async def score(scorer: Scorer, records: list[_Record], conn: Connection) -> BatchOutcome:
+async def score(scorer: Scorer, records: list[MadeRecord], conn: Connection) -> BatchOutcome:
     return await scorer.score_batch(conn, records)
 
 
@@ -71,7 +60,7 @@ async def seed(db: Database, n: int) -> float:
     started = time.perf_counter()
     for i in range(0, n, SEED_BATCH):
         records = [
-            _Record("activity-events", 0, i + j, str(d["subject"]).encode(), orjson.dumps(d), 0)
+            MadeRecord("activity-events", 0, i + j, str(d["subject"]).encode(), orjson.dumps(d), 0)
             for j, d in enumerate(documents[i : i + SEED_BATCH])
         ]
         outcome = await db.run(partial(score, scorer, records))

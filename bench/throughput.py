@@ -24,13 +24,14 @@ import asyncpg
 import httpx
 import orjson
 import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.ceiling import ceiling
 from bench.group import Worker, start_worker, wait_group_stable
 from bench.redemption import redemption_latency, run_load
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
-from libs.platform.kafka import Header, make_producer, send_in_batches
+from libs.platform.kafka import Header, client_options, make_producer, send_in_batches
 from libs.platform.localstack import LocalStack
 from libs.platform.settings import Settings
 from services.cli import SERVICES, prepare_database
@@ -175,6 +176,37 @@ async def settle(settings: Settings) -> float:
     return time.perf_counter() - started
 
 
+async def notifications_caught_up(settings: Settings, timeout_s: float = 900.0) -> float | None:
+    """Wait until the notifications worker's consumer group has committed the end of every
+    points-ledger partition (every award heard, its rider notices made), so the reads that follow
+    measure the points API and not the worker catching up beside it on the same two cores. Returns how
+    long that took after the ledger was published; None when the lag could not be read (then it did
+    not wait)."""
+    started = time.perf_counter()
+    # The group's committed offsets, read by a consumer of that group id that never subscribes (so it
+    # never joins the group and causes no rebalance): OffsetFetch, which every broker has.
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.notifications_consumer_group)
+    try:
+        await consumer.start()
+        topic = settings.topic_points_ledger
+        await consumer.topics()  # the topic's metadata
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(partitions)
+        while time.perf_counter() - started < timeout_s:
+            behind = 0
+            for tp, end in ends.items():
+                behind += end - ((await consumer.committed(tp)) or 0)
+            if behind <= 0:
+                return time.perf_counter() - started
+            await asyncio.sleep(1.0)
+        return time.perf_counter() - started
+    except Exception as exc:  # a bench step that cannot read the lag does not stop the bench
+        print(f"notifications lag unreadable ({exc!r}); the reads run without waiting for it")
+        return None
+    finally:
+        await consumer.stop()
+
+
 async def outbox_drained(conn: asyncpg.Connection) -> float:
     """Wait until the relays have published everything (points-ledger trails scoring); returns how long
     that took after the last award, so the reads and redemptions that follow run on a quiet stack."""
@@ -241,7 +273,8 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
     await drop_database(SETTINGS)
     try:
         await stack.start_infrastructure(prepare_database)
-        ceiling_result = await ceiling(SETTINGS.database_url)
+        # As the database's owner: the ceiling makes a schema of its own, which the services may not (0019).
+        ceiling_result = await ceiling(SETTINGS.owner_database_url)
         for name in SERVICES:
             stack.start_service(name)
         await stack.wait_healthy(list(SERVICES))
@@ -259,6 +292,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         cpu = {k: round((v - before.get(k, 0.0)) / n * 1e6, 1) for k, v in cpu_seconds(stack.processes).items()}
         http_rate = await via_http(SETTINGS, conn, min(n, 50_000), riders)
         outbox_drain_s = await outbox_drained(conn)
+        notifications_s = await notifications_caught_up(SETTINGS)
         settle_s = await settle(SETTINGS)
         await conn.close()
         await balance_reads(SETTINGS, 5)  # warm-up: the service's connections and statements
@@ -281,6 +315,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         "kafka_cpu_us_per_event": cpu,
         "http_events_per_s": round(http_rate),
         "outbox_drained_after_s": round(outbox_drain_s, 1),
+        "notifications_caught_up_after_s": round(notifications_s, 1) if notifications_s is not None else None,
         "settled_in_s": round(settle_s, 1),
         "balance_reads": reads,
         "healthz_reads": healthz,
@@ -311,6 +346,7 @@ def report(r: dict[str, Any]) -> None:
         ),
         ("end to end: HTTP batches -> outbox -> ledger", f"{r['http_events_per_s']} events/s", ""),
         ("points-ledger published, after the last award", f"{r['outbox_drained_after_s']} s", ""),
+        ("the notifications worker caught up, after that", f"{r['notifications_caught_up_after_s']} s", ""),
         ("then VACUUM (ANALYZE) and CHECKPOINT before the reads", f"{r['settled_in_s']} s", ""),
         (
             f"balance reads, {reads['rate']:.0f}/s for {reads['seconds']:.0f} s: {reads['achieved_rate']} req/s",

@@ -248,11 +248,13 @@ async def reader_language(
 ReaderLanguage = Annotated[Language, Depends(reader_language)]
 
 
-def _database(request: Request) -> Database:
+# async, though they await nothing: FastAPI runs a plain def dependency in its thread pool, and that hop
+# (and the GIL passed back and forth with the pool's thread) cost a balance read more than its query did.
+async def _database(request: Request) -> Database:
     return request.app.state.db  # type: ignore[no-any-return]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 

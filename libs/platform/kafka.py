@@ -48,6 +48,20 @@ class Message(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes | None]]: ...  # CloudEvents binary mode: ce_* here
 
 
+@dataclass(frozen=True, slots=True)
+class MadeRecord:
+    """A ``Message`` made in this process rather than consumed: events scored straight into a database
+    (the replay benchmark's seeding, the tests' records)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 # Sets one message aside that the handler cannot write for a reason that does not pass (a value the
 # database refuses, a defect meeting that value), so that the rest of its batch and partition go on.

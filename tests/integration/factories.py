@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ import orjson
 from libs.activity.model import ActivityEvent, Invalid, load_schemas, validate_event
 from libs.ledger.feed import ENTRIES, render_entries
 from libs.platform.db import Database
+from libs.platform.kafka import MadeRecord
 from libs.platform.outbox_store import OutboxMessage, reference_kind
 
 SCHEMAS = load_schemas()
@@ -75,15 +75,7 @@ def activity_event(document: dict[str, Any]) -> ActivityEvent:
 # --- Kafka records (no broker: they satisfy libs.platform.kafka.Message) -----------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-    headers: tuple[tuple[str, bytes | None], ...] = ()
+KafkaRecord = MadeRecord
 
 
 def record(value: dict[str, Any] | list[Any] | bytes | None, key: str | None, partition: int = 0) -> KafkaRecord:

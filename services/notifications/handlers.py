@@ -93,6 +93,7 @@ async def send_due(db: Database, settings: Settings, sender: Sender, limit: int)
     ended: list[tuple[Due, Outcome]] = []
     changed = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
+    in_flight_dues: dict[int, Due] = {}  # claimed, not yet ended (sending or waiting for a slot), by delivery
 
     async def attempt(due: Due, secret: str) -> None:
         try:
@@ -101,6 +102,7 @@ async def send_due(db: Database, settings: Settings, sender: Sender, limit: int)
         except Exception:  # attempt never raises for the receiver's doing; the lease brings it back
             log.exception("webhook.attempt_crashed", delivery_id=due.delivery_id)
         finally:
+            in_flight_dues.pop(due.delivery_id, None)
             held[due.webhook_id] -= 1
             if not held[due.webhook_id]:
                 del held[due.webhook_id]
@@ -143,6 +145,7 @@ async def send_due(db: Database, settings: Settings, sender: Sender, limit: int)
                         ended.append((due, Outcome(False, None, CANNOT_UNSEAL, 0.0)))
                         continue
                     held[due.webhook_id] = held.get(due.webhook_id, 0) + 1
+                    in_flight_dues[due.delivery_id] = due
                     task = asyncio.create_task(attempt(due, secret))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
@@ -153,10 +156,43 @@ async def send_due(db: Database, settings: Settings, sender: Sender, limit: int)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.2):
                     await changed.wait()
+    except asyncio.CancelledError:  # the sender is stopping: record what ended, give back what did not
+        unfinished_ids = [due.delivery_id for due in in_flight_dues.values()]
+        await _cancel(tasks)
+        await _given_back(db, settled_outcomes(ended, settings), unfinished_ids)
+        raise
     finally:
-        for task in tasks:  # only when the database failed (or we are cancelled): the leases bring them back
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(tasks)  # when the database failed: the leases bring them back
+
+
+RELEASE_WITHIN_S = 2.0  # how long a stopping sender spends giving back what it held
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _given_back(db: Database, settled: list[Settled], unfinished: list[int]) -> None:
+    """A stopping sender's last transaction, within ``RELEASE_WITHIN_S``: the outcomes it had not recorded
+    yet, and the deliveries it had not finished given back (``DeliveryWriter.release``: due at once for
+    the other senders, not when their leases end). If the database does not answer in time, the leases
+    still bring them back, later, and the ended ones are sent again (at least once)."""
+    if not (settled or unfinished):
+        return
+
+    async def work(conn: asyncpg.Connection) -> int:
+        writer = DeliveryWriter(conn)
+        await writer.settle(settled)
+        return await writer.release(unfinished)
+
+    try:
+        async with asyncio.timeout(RELEASE_WITHIN_S):
+            released = await db.run(work)
+        log.info("webhook.given_back", recorded=len(settled), released=released)
+    except Exception as exc:
+        log.warning("webhook.give_back_failed", recorded=len(settled), unfinished=len(unfinished), error=repr(exc))
 
 
 CANNOT_UNSEAL = "cannot unseal the subscription's secret: was WARMBEE_NOTIFY_SECRET_KEY changed?"

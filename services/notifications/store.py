@@ -249,6 +249,17 @@ class DeliveryWriter:
             for r in rows
         ]
 
+    async def release(self, delivery_ids: Sequence[int]) -> int:
+        """Give back deliveries this sender claimed and did not finish (it is stopping): due at once for
+        any sender, rather than when their lease ends. Only those still pending and leased (due later);
+        how many."""
+        released: str = await self._conn.execute(
+            "UPDATE webhook_delivery SET next_attempt_at = now()"
+            " WHERE delivery_id = ANY($1::bigint[]) AND status = 'pending' AND next_attempt_at > now()",
+            list(delivery_ids),
+        )
+        return int(released.rsplit(" ", 1)[-1])
+
     async def settle(self, outcomes: Sequence[Settled]) -> None:
         """Record many attempts' outcomes in one statement (``settle_attempts``)."""
         await settle_attempts(self._conn, "webhook_delivery", outcomes)

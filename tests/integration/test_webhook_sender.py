@@ -524,6 +524,43 @@ async def test_an_idle_sender_is_woken_by_new_deliveries(receiver: Receiver, db:
     assert got.verified
 
 
+async def test_a_sender_stopped_mid_send_gives_back_what_it_held_and_records_what_ended(
+    receiver: Receiver, db: Database, settings: Settings
+) -> None:
+    """A stopping sender (its task cancelled, as SIGTERM does) does not leave its deliveries leased for
+    their lease (150 s here): those still being sent to a receiver that takes 30 s are due again at once,
+    with no attempt counted; those of a quick receiver stay delivered."""
+    settings = settings.model_copy(update={"webhook_timeout_s": 40.0})
+    run = _name()
+    sealed = Sealer.of(settings).seal(SECRET)
+    fast, slow = new_webhook_id(), new_webhook_id()
+    await db.run(partial(_create, webhook_id=fast, url=f"{receiver.base}/status/204/fast{run}", sealed=sealed))
+    await db.run(partial(_create, webhook_id=slow, url=f"{receiver.base}/sleep/30/slow{run}", sealed=sealed))
+    await record_deliveries(db, [_ledger_event(f"stop-{run}-{i}") for i in range(3)])
+    async with Sender(_allow, timeout_s=40) as sender:
+        sending = asyncio.create_task(send_due(db, settings, sender, 500))
+        for _ in range(100):  # the fast ones arrived; the slow receiver holds the others
+            if len(receiver.named(f"fast{run}")) == 3 and len(receiver.named(f"slow{run}")) == 0:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+    async with db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT webhook_id, status, attempts, next_attempt_at <= now() AS due_now FROM webhook_delivery"
+            " WHERE webhook_id = ANY($1::text[])",
+            [fast, slow],
+        )
+    by = {
+        w: sorted((r["status"], r["attempts"], r["due_now"]) for r in rows if r["webhook_id"] == w)
+        for w in (fast, slow)
+    }
+    assert by[slow] == [("pending", 0, True)] * 3  # given back: due at once, no attempt counted
+    assert [status for status, _, _ in by[fast]] == ["delivered"] * 3
+
+
 async def _metric(http: aiohttp.ClientSession, port: int, line_start: str) -> float:
     async with http.get(f"http://127.0.0.1:{port}/metrics") as answer:
         text = await answer.text()

@@ -189,8 +189,8 @@ class _DueListener:
 
 async def run_sender(settings: Settings) -> None:
     """A webhook sender process in the foreground (``warmbee worker notifications-sender``): its metrics on
-    ``notifications_sender_metrics_port``, stopped by SIGTERM or SIGINT (what it had in flight comes back
-    when its leases end)."""
+    ``notifications_sender_metrics_port``, stopped by SIGTERM or SIGINT (it records what ended and gives
+    back what it had not finished: ``send_due``)."""
     start_http_server(settings.notifications_sender_metrics_port, addr=settings.host)
     db = Database(settings)
     sending = asyncio.current_task()

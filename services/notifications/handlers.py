@@ -159,7 +159,7 @@ async def send_due(db: Database, settings: Settings, sender: Sender, limit: int)
     except asyncio.CancelledError:  # the sender is stopping: record what ended, give back what did not
         unfinished_ids = [due.delivery_id for due in in_flight_dues.values()]
         await _cancel(tasks)
-        await _given_back(db, settled_outcomes(ended, settings), unfinished_ids)
+        await _given_back(db, ended, settled_outcomes(ended, settings), unfinished_ids)
         raise
     finally:
         await _cancel(tasks)  # when the database failed: the leases bring them back
@@ -174,7 +174,9 @@ async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _given_back(db: Database, settled: list[Settled], unfinished: list[int]) -> None:
+async def _given_back(
+    db: Database, done: Sequence[tuple[Due, Outcome]], settled: list[Settled], unfinished: list[int]
+) -> None:
     """A stopping sender's last transaction, within ``RELEASE_WITHIN_S``: the outcomes it had not recorded
     yet, and the deliveries it had not finished given back (``DeliveryWriter.release``: due at once for
     the other senders, not when their leases end). If the database does not answer in time, the leases
@@ -190,6 +192,7 @@ async def _given_back(db: Database, settled: list[Settled], unfinished: list[int
     try:
         async with asyncio.timeout(RELEASE_WITHIN_S):
             released = await db.run(work)
+        _count(done, settled)
         log.info("webhook.given_back", recorded=len(settled), released=released)
     except Exception as exc:
         log.warning("webhook.give_back_failed", recorded=len(settled), unfinished=len(unfinished), error=repr(exc))

@@ -209,10 +209,6 @@ class ReconcileStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def one_snapshot(self) -> None:
-        """Every following check reads the same read-only, repeatable-read snapshot (first in its transaction)."""
-        await self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-
     async def export_snapshot(self) -> str:
         """This transaction's snapshot, for other connections to read the same (``adopt_snapshot``)."""
         snapshot: str = await self._conn.fetchval("SELECT pg_export_snapshot()")

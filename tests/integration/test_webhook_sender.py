@@ -28,6 +28,7 @@ import asyncpg
 import orjson
 import pytest
 import uvicorn
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,10 +39,10 @@ from libs.platform.auth import Role
 from libs.platform.db import Database
 from libs.platform.settings import Settings
 from services.notifications.addresses import GuardedResolver
-from services.notifications.domain.deliveries import Due
+from services.notifications.domain.deliveries import Due, Outcome
 from services.notifications.domain.subscriptions import UrlPolicy, new_webhook_id
 from services.notifications.entrypoints.sending import send_forever
-from services.notifications.handlers import record_deliveries, send_due
+from services.notifications.handlers import _given_back, record_deliveries, send_due, settled_outcomes
 from services.notifications.sealing import Sealer
 from services.notifications.sender import MAX_RESPONSE_BYTES, USER_AGENT, Sender
 from services.notifications.store import SubscriptionStore
@@ -559,6 +560,36 @@ async def test_a_sender_stopped_mid_send_gives_back_what_it_held_and_records_wha
     }
     assert by[slow] == [("pending", 0, True)] * 3  # given back: due at once, no attempt counted
     assert [status for status, _, _ in by[fast]] == ["delivered"] * 3
+
+
+async def test_what_a_stopping_sender_records_is_counted_in_its_metrics(db: Database, settings: Settings) -> None:
+    """The outcomes a stopping sender records in its last transaction count in the delivery metrics, as in
+    a normal cycle (a dashboard would otherwise miss every delivery that ended in a restart's last second)."""
+    run = _name()
+    webhook_id = new_webhook_id()
+    sealed = Sealer.of(settings).seal(SECRET)
+    await db.run(partial(_create, webhook_id=webhook_id, url=f"http://127.0.0.1:9/{run}", sealed=sealed))
+    await record_deliveries(db, [_ledger_event(f"count-{run}-{i}") for i in range(3)])
+    async with db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT delivery_id, event_id, created_at FROM webhook_delivery WHERE webhook_id = $1 ORDER BY 1",
+            webhook_id,
+        )
+    dues = [Due(r["delivery_id"], webhook_id, r["event_id"], "", "", 0, r["created_at"]) for r in rows]
+
+    def delivered() -> float:
+        labels = {"kind": "points.awarded", "outcome": "delivered"}
+        return REGISTRY.get_sample_value("warmbee_webhook_deliveries_total", labels) or 0.0
+
+    before = delivered()
+    done = [(dues[0], Outcome(True, 204, None, 0.01))]
+    await _given_back(db, done, settled_outcomes(done, settings), [d.delivery_id for d in dues[1:]])
+    assert delivered() - before == 1
+    async with db.read() as conn:
+        statuses = await conn.fetch(
+            "SELECT status FROM webhook_delivery WHERE webhook_id = $1 ORDER BY delivery_id", webhook_id
+        )
+    assert [r["status"] for r in statuses] == ["delivered", "pending", "pending"]
 
 
 async def _metric(http: aiohttp.ClientSession, port: int, line_start: str) -> float:

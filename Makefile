@@ -124,6 +124,13 @@ bench-lapsing: install
 bench-replay: install
 	$(BIN)/python -m bench.replay
 
+# Reconcile (issue 22: 1,000,000 ledger entries in under 10 s): the whole reconcile over 1,000,000 events scored by
+# the live scorer, then the worker's scoped one over 1,000 events more; three runs each, medians and ranges in
+# bench/results/reconcile.json. About 10 minutes, most of it seeding.
+.PHONY: bench-reconcile
+bench-reconcile: install
+	$(BIN)/python -m bench.replay --events 1000000 --reconcile-only
+
 # Webhook deliveries per second through the notifications sender (claim, sign, POST, record) to a local
 # receiver, 10 subscriptions, with a same-run baseline of the bare signed POSTs; bench/results/webhooks.json.
 .PHONY: bench-webhooks

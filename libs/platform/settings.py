@@ -60,9 +60,11 @@ class Settings(BaseSettings):
     # Stored events without an award after this long are scored from the database (a lost Kafka copy).
     pending_after_s: float = Field(default=30.0, gt=0)
     pending_sweep_interval_s: float = Field(default=10.0, gt=0)
-    # The worker reconciles the whole database this often (seconds), and calls an accepted event
-    # stuck when it is still unscored after reconcile_stuck_after_s.
+    # The worker reconciles this often (seconds): what changed since its last clean run, and the whole
+    # database at its start and every reconcile_full_interval_s. It calls an accepted event stuck when
+    # it is still unscored after reconcile_stuck_after_s.
     reconcile_interval_s: float = Field(default=300.0, gt=0)
+    reconcile_full_interval_s: float = Field(default=86400.0, gt=0)
     disputes_measure_interval_s: float = Field(default=30.0, gt=0)  # the open disputes' gauges
     # The lapse job: lots past their last good day lapse, riders are warned 30 days before (seconds).
     lapse_interval_s: float = Field(default=300.0, gt=0)

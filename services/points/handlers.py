@@ -450,11 +450,14 @@ async def seed_rules(db: Database, rules: Rules, published_by: str | None) -> bo
 RECONCILE_CONNECTIONS = 2  # the checks run on this many connections at once, PostgreSQL a core each
 
 
-async def reconcile(db: Database, stuck_after_s: int, connections: int = RECONCILE_CONNECTIONS) -> Report:
+async def reconcile(
+    db: Database, stuck_after_s: int, connections: int = RECONCILE_CONNECTIONS, since: datetime | None = None
+) -> Report:
     """Run every reconciliation check in one read-only, repeatable-read snapshot of the database: the
     first connection's, exported to the others (``SET TRANSACTION SNAPSHOT``, as ``pg_dump -j`` does), so
     the checks run side by side and still see one moment, and a write between two of them cannot look
-    like a mismatch. The report lists them in their fixed order."""
+    like a mismatch. The report lists them in their fixed order. Given ``since``, the checks look at what
+    changed since then (``ReconcileStore``), not the whole ledger."""
     checks: list[Callable[[ReconcileStore], Awaitable[Check]]] = [  # in the report's order
         ReconcileStore.balanced_transactions,
         ReconcileStore.projection_matches_postings,
@@ -478,12 +481,12 @@ async def reconcile(db: Database, stuck_after_s: int, connections: int = RECONCI
             done[n] = await checks[n](store)
 
     async with db.read() as lead, lead.transaction(isolation="repeatable_read", readonly=True):
-        snapshot = await ReconcileStore(lead).export_snapshot()
+        snapshot, as_of = await ReconcileStore(lead).export_snapshot()
         async with contextlib.AsyncExitStack() as others, asyncio.TaskGroup() as group:
             for _ in range(connections - 1):
                 conn = await others.enter_async_context(db.read())
                 await others.enter_async_context(conn.transaction())
                 await ReconcileStore(conn).adopt_snapshot(snapshot)
-                group.create_task(run_checks(ReconcileStore(conn)))
-            await run_checks(ReconcileStore(lead))
-    return Report([done[n] for n in range(len(checks))])
+                group.create_task(run_checks(ReconcileStore(conn, since)))
+            await run_checks(ReconcileStore(lead, since))
+    return Report([done[n] for n in range(len(checks))], as_of, since)

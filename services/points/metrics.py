@@ -59,6 +59,10 @@ RECONCILE_MISMATCHES = Gauge(
 RECONCILE_LAST_RUN = Gauge(
     "warmbee_reconcile_last_run_timestamp_seconds", "When reconciliation last finished (Unix time)"
 )
+RECONCILE_LAST_FULL_RUN = Gauge(
+    "warmbee_reconcile_last_full_run_timestamp_seconds",
+    "When reconciliation of the whole ledger last finished (Unix time); the runs between check what changed",
+)
 LAPSES = Counter("warmbee_lapses_total", "Lots lapsed by the lapse job: one lapse entry each")
 POINTS_LAPSED = Counter(
     "warmbee_points_lapsed_total", "Points lapsed (积分有效期): what was left of lots past their day"
@@ -151,8 +155,13 @@ def record_unscored_age(seconds: float) -> None:
 def record_reconciliation(report: Report) -> None:
     RECONCILE_MISMATCHES.set(report.mismatches)
     RECONCILE_LAST_RUN.set(time.time())
+    scope = "full" if report.since is None else "changed"
+    if report.since is None:
+        RECONCILE_LAST_FULL_RUN.set(time.time())
     if not report.ok:
-        log.error("reconcile.mismatch", mismatches=report.mismatches, report=report.lines())
+        log.error("reconcile.mismatch", scope=scope, mismatches=report.mismatches, report=report.lines())
+    else:
+        log.info("reconcile.done", scope=scope, examined=sum(c.examined for c in report.checks))
 
 
 def record_lapses(lapses: int, points: int, warnings: int, overdue: int) -> None:

@@ -205,14 +205,47 @@ def _snapshot_id(snapshot: str) -> str:
     return snapshot
 
 
-class ReconcileStore:
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
+def _transactions_since(n: int) -> str:
+    return f"(SELECT tx_id FROM ledger_transaction WHERE recorded_at > ${n})"
 
-    async def export_snapshot(self) -> str:
-        """This transaction's snapshot, for other connections to read the same (``adopt_snapshot``)."""
-        snapshot: str = await self._conn.fetchval("SELECT pg_export_snapshot()")
-        return snapshot
+
+def _riders_since(n: int) -> str:
+    """The riders of the transactions recorded since ``$n`` (their whole history is checked again)."""
+    return f"(SELECT DISTINCT rider_id FROM ledger_transaction WHERE recorded_at > ${n} AND rider_id IS NOT NULL)"
+
+
+def _accounts_since(n: int) -> str:
+    return (
+        f"(SELECT 'rider:' || r.rider_id || s.side FROM {_riders_since(n)} r"
+        " CROSS JOIN (VALUES (':available'), (':held')) AS s(side))"
+    )
+
+
+class ReconcileStore:
+    """The reconciliation checks, over the whole ledger or, given ``since``, over what changed since then:
+    the transactions recorded since (and their events, redemptions and lot links) and the whole history
+    of the riders they touched. A scoped check costs what changed, not what the ledger holds; what it
+    cannot see (a row changed with no transaction, as an owner's hand edit) is the whole run's to find."""
+
+    def __init__(self, conn: asyncpg.Connection, since: datetime | None = None) -> None:
+        self._conn = conn
+        self._since = since
+
+    def _where(self, condition: str) -> str:
+        return f" WHERE {condition}" if self._since else ""
+
+    def _and(self, condition: str) -> str:
+        return f" AND {condition}" if self._since else ""
+
+    def _scope(self) -> tuple[datetime, ...]:
+        return (self._since,) if self._since else ()
+
+    async def export_snapshot(self) -> tuple[str, datetime]:
+        """This transaction's snapshot, for other connections to read the same (``adopt_snapshot``), and
+        its time."""
+        row = await self._conn.fetchrow("SELECT pg_export_snapshot() AS snapshot, now() AS at")
+        assert row is not None
+        return row["snapshot"], row["at"]
 
     async def adopt_snapshot(self, snapshot: str) -> None:
         """Read ``snapshot``, another transaction's (first in this read-only, repeatable-read transaction)."""
@@ -220,10 +253,14 @@ class ReconcileStore:
         await self._conn.execute(f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'")
 
     async def balanced_transactions(self) -> Check:
-        examined = await self._conn.fetchval("SELECT count(*) FROM ledger_transaction")
+        examined = await self._conn.fetchval(
+            "SELECT count(*) FROM ledger_transaction" + self._where("recorded_at > $1"), *self._scope()
+        )
         rows = await self._conn.fetch(
-            "SELECT tx_id, sum(amount) AS total FROM ledger_posting GROUP BY tx_id HAVING sum(amount) <> 0"
-            " ORDER BY tx_id LIMIT 1000"
+            "SELECT tx_id, sum(amount) AS total FROM ledger_posting"
+            + self._where(f"tx_id IN {_transactions_since(1)}")
+            + " GROUP BY tx_id HAVING sum(amount) <> 0 ORDER BY tx_id LIMIT 1000",
+            *self._scope(),
         )
         return Check(
             "every transaction's postings sum to zero",
@@ -235,20 +272,27 @@ class ReconcileStore:
         rows = await self._conn.fetch(
             # Summed by account first: the rider's id is then cut out of each account once, not once a posting.
             "WITH by_account AS ("
-            "  SELECT account, sum(amount) AS total FROM ledger_posting WHERE account LIKE 'rider:%' GROUP BY 1),"
+            "  SELECT account, sum(amount) AS total FROM ledger_posting WHERE account LIKE 'rider:%'"
+            + self._and(f"account IN {_accounts_since(2)}")
+            + " GROUP BY 1),"
             " posted AS ("
             "  SELECT substring(account FROM $1) AS rider_id,"
             "         sum(total) FILTER (WHERE account LIKE '%:available') AS available,"
             "         sum(total) FILTER (WHERE account LIKE '%:held') AS held"
             "    FROM by_account GROUP BY 1),"
-            " listed AS (SELECT rider_id, sum(available_delta) AS available FROM ledger_transaction GROUP BY 1)"
+            " listed AS (SELECT rider_id, sum(available_delta) AS available FROM ledger_transaction"
+            + self._where(f"rider_id IN {_riders_since(2)}")
+            + " GROUP BY 1)"
             " SELECT coalesce(b.rider_id, p.rider_id) AS rider_id,"
             "        coalesce(b.available, 0) AS b_available, coalesce(p.available, 0) AS p_available,"
             "        coalesce(b.held, 0) AS b_held, coalesce(p.held, 0) AS p_held,"
             "        coalesce(l.available, 0) AS l_available"
-            "   FROM rider_balance b FULL JOIN posted p ON p.rider_id = b.rider_id"
+            "   FROM (SELECT * FROM rider_balance"
+            + self._where(f"rider_id IN {_riders_since(2)}")
+            + ") AS b FULL JOIN posted p ON p.rider_id = b.rider_id"
             "   LEFT JOIN listed l ON l.rider_id = coalesce(b.rider_id, p.rider_id)",
             RIDER_ACCOUNT,
+            *self._scope(),
         )
         problems = [
             f"rider {r['rider_id']}: balance says available {r['b_available']} held {r['b_held']}, postings say "
@@ -263,14 +307,19 @@ class ReconcileStore:
         rows = await self._conn.fetch(
             "SELECT account, min(running) AS lowest FROM ("
             "  SELECT account, sum(amount) OVER (PARTITION BY account ORDER BY tx_id, posting_no) AS running"
-            "    FROM ledger_posting WHERE account LIKE 'rider:%') AS history"
-            " GROUP BY account"
+            "    FROM ledger_posting WHERE account LIKE 'rider:%'"
+            + self._and(f"account IN {_accounts_since(1)}")
+            + ") AS history GROUP BY account",
+            *self._scope(),
         )
         problems = [f"{r['account']} went down to {r['lowest']}" for r in rows if r["lowest"] < 0]
         return Check("no rider account is ever negative at any point of its history", len(rows), problems)
 
     async def awards_are_grounded(self) -> Check:
-        examined = await self._conn.fetchval("SELECT count(*) FROM ledger_transaction WHERE kind = 'award'")
+        examined = await self._conn.fetchval(
+            "SELECT count(*) FROM ledger_transaction WHERE kind = 'award'" + self._and("recorded_at > $1"),
+            *self._scope(),
+        )
         rows = await self._conn.fetch(
             "SELECT t.tx_id, t.source, t.event_id, t.rule_id, t.rule_version, a.source IS NULL AS no_event,"
             "       (t.rule_id IS NOT NULL AND r.rules_id IS NULL) AS no_rule"
@@ -279,7 +328,9 @@ class ReconcileStore:
             "  LEFT JOIN rules_version r ON r.rules_id = t.rule_id AND r.version = t.rule_version"
             " WHERE t.kind = 'award' AND (a.source IS NULL OR (t.rule_id IS NOT NULL AND r.rules_id IS NULL)"
             "       OR (t.rule_id IS NULL AND t.available_delta <> 0))"
-            " ORDER BY t.tx_id LIMIT 1000"
+            + self._and("t.recorded_at > $1")
+            + " ORDER BY t.tx_id LIMIT 1000",
+            *self._scope(),
         )
         problems = []
         for r in rows:
@@ -295,7 +346,12 @@ class ReconcileStore:
             "       array_agg(t.kind ORDER BY t.tx_id) AS steps"
             "  FROM redemption r LEFT JOIN ledger_transaction t"
             "    ON t.event_id = r.redemption_id AND t.source = 'warmbee/redemption'"
-            " GROUP BY r.redemption_id, r.status"
+            + self._where(
+                "r.created_at > $1 OR r.redemption_id IN (SELECT event_id FROM ledger_transaction"
+                " WHERE recorded_at > $1 AND source = 'warmbee/redemption')"
+            )
+            + " GROUP BY r.redemption_id, r.status",
+            *self._scope(),
         )
         return Check(
             "every redemption's status matches its ledger entries",
@@ -304,13 +360,20 @@ class ReconcileStore:
         )
 
     async def accepted_events_settled(self, stuck_after_s: int) -> Check:
-        examined = await self._conn.fetchval("SELECT count(*) FROM activity_event")
+        # Scoped: an event received before since - stuck_after was stuck already when ``since`` was checked.
+        recent = "received_at > $2::timestamptz - make_interval(secs => $1)"
+        examined = await self._conn.fetchval(
+            "SELECT count(*) FROM activity_event" + self._where(recent),
+            *((stuck_after_s, *self._scope()) if self._since else ()),
+        )
         rows = await self._conn.fetch(
             "SELECT a.source, a.event_id, a.received_at FROM activity_event a"
             " WHERE a.received_at < now() - make_interval(secs => $1)"
             f" AND {UNSETTLED}"  # a dead letter accounts for an event: it waits for an operator
-            " ORDER BY a.received_at LIMIT 1000",
+            + self._and(f"a.{recent}")
+            + " ORDER BY a.received_at LIMIT 1000",
             stuck_after_s,
+            *self._scope(),
         )
         return Check(
             f"every accepted event is scored (or dead-lettered) within {stuck_after_s} s",
@@ -357,7 +420,9 @@ class ReconcileStore:
         """Every lot is what its credit and the links of the entries that moved it make of it: what is
         left is the credit less what was paid, adjusted away or lapsed; what is held, what holds took less
         what their settlements gave back or paid; a lapsed lot lapsed once, and is empty."""
-        examined = await self._conn.fetchval("SELECT count(*) FROM ledger_lot")
+        examined = await self._conn.fetchval(
+            "SELECT count(*) FROM ledger_lot" + self._where(f"rider_id IN {_riders_since(1)}"), *self._scope()
+        )
         rows = await self._conn.fetch(
             "SELECT l.lot_id, l.amount, l.remaining, l.held, l.lapse_tx_id, c.available_delta AS credited,"
             "       c.rider_id = l.rider_id AS same_rider, x.consumed, x.held_now, x.lapses, x.lapse_tx"
@@ -375,7 +440,9 @@ class ReconcileStore:
             " WHERE NOT (c.rider_id = l.rider_id AND c.available_delta = l.amount"
             "            AND l.remaining = l.amount - x.consumed AND l.held = x.held_now AND x.lapses <= 1"
             "            AND l.lapse_tx_id IS NOT DISTINCT FROM x.lapse_tx)"
-            " ORDER BY l.lot_id LIMIT 1000"
+            + self._and(f"l.rider_id IN {_riders_since(1)}")
+            + " ORDER BY l.lot_id LIMIT 1000",
+            *self._scope(),
         )
         problems = [
             f"lot {r['lot_id']}: credit of {r['credited']} (same rider: {r['same_rider']}), amount {r['amount']},"
@@ -388,28 +455,41 @@ class ReconcileStore:
     async def lot_links_match_their_entries(self) -> Check:
         """Every entry's lot links are within what it moved (a lapse: exactly), and every settlement of a
         hold moved exactly the lots and points its hold took."""
-        examined = await self._conn.fetchval("SELECT count(DISTINCT tx_id) FROM ledger_lot_take")
+        examined = await self._conn.fetchval(
+            "SELECT count(DISTINCT tx_id) FROM ledger_lot_take" + self._where(f"tx_id IN {_transactions_since(1)}"),
+            *self._scope(),
+        )
         over = await self._conn.fetch(
             "SELECT k.tx_id, t.kind, sum(k.amount) AS linked,"
             "       (SELECT max(abs(p.amount)) FROM ledger_posting p WHERE p.tx_id = k.tx_id) AS moved"
-            "  FROM ledger_lot_take k JOIN ledger_transaction t ON t.tx_id = k.tx_id GROUP BY k.tx_id, t.kind"
+            "  FROM ledger_lot_take k JOIN ledger_transaction t ON t.tx_id = k.tx_id"
+            + self._where("t.recorded_at > $1")
+            + " GROUP BY k.tx_id, t.kind"
             " HAVING sum(k.amount) > (SELECT max(abs(p.amount)) FROM ledger_posting p WHERE p.tx_id = k.tx_id)"
             "     OR (t.kind = 'lapse' AND sum(k.amount) <> -min(t.available_delta))"
             "     OR t.kind NOT IN ('hold', 'release', 'expire', 'redeem', 'adjustment', 'lapse')"
-            " ORDER BY k.tx_id LIMIT 1000"
+            " ORDER BY k.tx_id LIMIT 1000",
+            *self._scope(),
         )
         unlike = await self._conn.fetch(
             "WITH links AS ("
             "  SELECT t.tx_id, t.kind, t.event_id, array_agg(k.lot_id || ':' || k.amount ORDER BY k.lot_id) AS lots"
             "    FROM ledger_transaction t JOIN ledger_lot_take k ON k.tx_id = t.tx_id"
-            "   WHERE t.source = 'warmbee/redemption' GROUP BY t.tx_id, t.kind, t.event_id)"
+            "   WHERE t.source = 'warmbee/redemption'"
+            + self._and(
+                "t.event_id IN (SELECT event_id FROM ledger_transaction"
+                " WHERE recorded_at > $1 AND source = 'warmbee/redemption')"
+            )
+            + " GROUP BY t.tx_id, t.kind, t.event_id)"
             " SELECT s.tx_id, s.kind, s.event_id, s.lots AS settled, h.lots AS held"
             "   FROM ledger_transaction st"
             "   JOIN ledger_transaction ht ON ht.source = st.source AND ht.event_id = st.event_id AND ht.kind = 'hold'"
             "   LEFT JOIN links s ON s.tx_id = st.tx_id LEFT JOIN links h ON h.tx_id = ht.tx_id"
             "  WHERE st.source = 'warmbee/redemption' AND st.kind IN ('release', 'expire', 'redeem')"
             "    AND s.lots IS DISTINCT FROM h.lots"
-            "  ORDER BY st.tx_id LIMIT 1000"
+            + self._and("st.recorded_at > $1")
+            + "  ORDER BY st.tx_id LIMIT 1000",
+            *self._scope(),
         )
         problems = [f"{r['kind']} {r['tx_id']} links {r['linked']} points of lots, it moved {r['moved']}" for r in over]
         problems += [
@@ -422,8 +502,12 @@ class ReconcileStore:
         """Per rider, the points left in lots and the points in none (credits without a lot, less what
         payments and negative adjustments took beyond their lot links) add up to available plus held."""
         rows = await self._conn.fetch(
-            "WITH in_lots AS (SELECT rider_id, sum(remaining) AS pts, sum(held) AS held FROM ledger_lot GROUP BY 1),"
-            " linked AS (SELECT tx_id, sum(amount) AS n FROM ledger_lot_take GROUP BY 1),"
+            "WITH in_lots AS (SELECT rider_id, sum(remaining) AS pts, sum(held) AS held FROM ledger_lot"
+            + self._where(f"rider_id IN {_riders_since(1)}")
+            + " GROUP BY 1),"
+            " linked AS (SELECT tx_id, sum(amount) AS n FROM ledger_lot_take"
+            + self._where(f"tx_id IN (SELECT tx_id FROM ledger_transaction WHERE rider_id IN {_riders_since(1)})")
+            + " GROUP BY 1),"
             " in_none AS ("
             "  SELECT t.rider_id,"
             "         sum(CASE WHEN t.available_delta > 0 AND t.kind IN ('award', 'adjustment')"
@@ -433,16 +517,22 @@ class ReconcileStore:
             "                                               WHERE p.tx_id = t.tx_id) + coalesce(k.n, 0)"
             "                  ELSE 0 END) AS pts"
             "    FROM ledger_transaction t LEFT JOIN ledger_lot l ON l.lot_id = t.tx_id"
-            "    LEFT JOIN linked k ON k.tx_id = t.tx_id GROUP BY 1)"
+            "    LEFT JOIN linked k ON k.tx_id = t.tx_id"
+            + self._where(f"t.rider_id IN {_riders_since(1)}")
+            + " GROUP BY 1)"
             " SELECT b.rider_id, b.available, b.held, coalesce(i.pts, 0) AS lots_left,"
             "        coalesce(i.held, 0) AS lots_held,"
             "        coalesce(n.pts, 0) AS none_left"
             "   FROM rider_balance b LEFT JOIN in_lots i ON i.rider_id = b.rider_id"
             "   LEFT JOIN in_none n ON n.rider_id = b.rider_id"
-            "  WHERE b.available + b.held <> coalesce(i.pts, 0) + coalesce(n.pts, 0) OR coalesce(i.held, 0) > b.held"
-            "  ORDER BY b.rider_id LIMIT 1000"
+            "  WHERE (b.available + b.held <> coalesce(i.pts, 0) + coalesce(n.pts, 0) OR coalesce(i.held, 0) > b.held)"
+            + self._and(f"b.rider_id IN {_riders_since(1)}")
+            + "  ORDER BY b.rider_id LIMIT 1000",
+            *self._scope(),
         )
-        examined = await self._conn.fetchval("SELECT count(*) FROM rider_balance")
+        examined = await self._conn.fetchval(
+            "SELECT count(*) FROM rider_balance" + self._where(f"rider_id IN {_riders_since(1)}"), *self._scope()
+        )
         problems = [
             f"rider {r['rider_id']}: available {r['available']} + held {r['held']}, but {r['lots_left']} left in lots"
             f" ({r['lots_held']} held) and {r['none_left']} in none"

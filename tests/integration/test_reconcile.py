@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -72,7 +73,7 @@ async def test_a_second_connection_reads_the_first_ones_snapshot_not_a_later_com
 ) -> None:
     rider = await _credited(db, 7)
     async with db.read() as lead, lead.transaction(isolation="repeatable_read", readonly=True):
-        snapshot = await ReconcileStore(lead).export_snapshot()
+        snapshot, _ = await ReconcileStore(lead).export_snapshot()
         await db.run(lambda conn: LedgerStore(conn).append([lot_credit(rider, 3, None)]))  # committed after the export
         async with db.read() as other, other.transaction():
             await ReconcileStore(other).adopt_snapshot(snapshot)
@@ -86,3 +87,46 @@ def test_only_a_snapshot_id_of_postgresql_is_spliced_into_the_statement(bad: str
     with pytest.raises(ValueError, match="not a snapshot id"):
         _snapshot_id(bad)
     assert _snapshot_id("00000003-0000001B-1") == "00000003-0000001B-1"
+
+
+async def test_a_scoped_run_checks_what_changed_and_finds_a_touched_riders_mismatch(
+    db: Database, owner: asyncpg.Connection
+) -> None:
+    """After a clean run, a run over what changed since it examines only the entries recorded since, and
+    still names a rider of those entries whose balance disagrees. A rider with no entry since is the
+    whole run's to find (the daily one); the scoped run does not look at that rider."""
+    untouched = await _credited(db, 4)
+    whole = await reconcile(db, 3600)
+    assert whole.ok, whole.lines()
+    assert whole.as_of is not None
+    touched = await _credited(db, 10)
+    await owner.execute(
+        "UPDATE rider_balance SET available = available + 5 WHERE rider_id = ANY($1::text[])", [touched, untouched]
+    )
+    try:
+        scoped = await reconcile(db, 3600, since=whole.as_of)
+        again = await reconcile(db, 3600)
+    finally:
+        await owner.execute(
+            "UPDATE rider_balance SET available = available - 5 WHERE rider_id = ANY($1::text[])", [touched, untouched]
+        )
+    assert scoped.since == whole.as_of
+    assert [c.name for c in scoped.checks] == [c.name for c in whole.checks]
+    assert scoped.checks[0].examined == 1  # the one entry recorded since
+    assert scoped.checks[0].examined < whole.checks[0].examined
+    assert [p for p in scoped.checks[1].problems if touched in p]
+    assert not [p for p in scoped.checks[1].problems if untouched in p]
+    assert [p for p in again.checks[1].problems if untouched in p]
+
+
+async def test_a_scoped_run_from_before_the_first_entry_is_the_whole_run(db: Database) -> None:
+    """Every check's scoped statement covers what its whole statement does when everything changed since:
+    the same problems, and the same counts examined where the scope is the whole ledger's."""
+    await _credited(db, 3)
+    whole = await reconcile(db, 3600)
+    scoped = await reconcile(db, 3600, since=datetime(2000, 1, 1, tzinfo=UTC))
+    assert [(c.name, list(c.problems)) for c in scoped.checks] == [(c.name, list(c.problems)) for c in whole.checks]
+    same = {0, 3, 4, 5, 6, 7, 8}  # transactions, awards, redemptions, events, disputes, lots, lot links
+    assert [c.examined for n, c in enumerate(scoped.checks) if n in same] == [
+        c.examined for n, c in enumerate(whole.checks) if n in same
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 # The kinds of ledger entries each redemption state must have, and no others.
 ENTRIES_OF_STATUS: Mapping[str, frozenset[str]] = {
@@ -29,6 +30,8 @@ class Check:
 @dataclass(frozen=True, slots=True)
 class Report:
     checks: list[Check] = field(default_factory=list)
+    as_of: datetime | None = None  # the snapshot's time, as the database tells it
+    since: datetime | None = None  # what changed since then only; None: the whole ledger
 
     @property
     def mismatches(self) -> int:
@@ -40,6 +43,11 @@ class Report:
 
     def lines(self, examples: int = 5) -> list[str]:
         out = []
+        if self.since is not None:
+            out.append(
+                f"what changed since {self.since.isoformat()}: the transactions recorded since, and the whole"
+                " history of the riders they touched"
+            )
         for c in self.checks:
             mark = "ok  " if c.ok else "FAIL"
             out.append(f"{mark} {c.name}: {c.examined} examined, {len(c.problems)} mismatch(es)")
@@ -59,3 +67,34 @@ def redemption_problems(rows: Sequence[tuple[str, str, Sequence[str]]]) -> list[
         if expected is None or sorted(expected) != found:
             problems.append(f"redemption {redemption_id} is {status} but its ledger entries are {found}")
     return problems
+
+
+# How far back of the last clean run a scoped one starts: longer than any transaction stays open (a
+# transaction's rows carry its start time and are seen only at its commit; the pool's statements time out
+# after 60 s, a scoring batch takes well under a second), so a late commit is never behind the scope.
+OVERLAP = timedelta(minutes=10)
+
+
+@dataclass(slots=True)
+class Scope:
+    """Which reconciliation the worker runs next. The whole ledger at start and every ``full_every_s``;
+    between them what changed since the last clean run (less ``OVERLAP``). A run that finds a mismatch
+    leaves the scope where it was, so the next run looks at it again (and it stays in the metrics until
+    mended)."""
+
+    full_every_s: float
+    since: datetime | None = None
+    full_at: float | None = None  # the monotonic time of the last clean run over the whole ledger
+
+    def next(self, now: float) -> datetime | None:
+        """``since`` for the next run, None for the whole ledger."""
+        if self.full_at is None or now - self.full_at >= self.full_every_s:
+            return None
+        return self.since
+
+    def ran(self, report: Report, now: float) -> None:
+        if not report.ok or report.as_of is None:
+            return
+        if report.since is None:
+            self.full_at = now
+        self.since = report.as_of - OVERLAP

@@ -1,6 +1,6 @@
 """The points worker's background jobs, each a ``Periodic`` step: the pending sweep (scores stored events
-Kafka did not bring), reconciliation (checks the whole ledger), the lapse of points past their day with the
-warnings before it, and the measure of disputes waiting."""
+Kafka did not bring), reconciliation (checks what changed in the ledger, and the whole of it daily), the
+lapse of points past their day with the warnings before it, and the measure of disputes waiting."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from libs.platform.periodic import Periodic
 from libs.platform.settings import Settings
 from services.points import metrics
 from services.points.disputes import waiting
+from services.points.domain.reconcile import Scope
 from services.points.handlers import BatchOutcome, Scorer, reconcile, score_waiting, set_aside_stored
 from services.points.lapsing import PAGE, lapse_due, overdue, warn_riders
 from services.points.queries import PointsQueries
@@ -99,10 +100,16 @@ def pending_sweep_job(db: Database, scorer: Scorer, settings: Settings) -> Perio
 
 
 def reconcile_job(db: Database, settings: Settings) -> Periodic:
-    """Every ``reconcile_interval_s``, the first after one interval; the result becomes metrics."""
+    """Every ``reconcile_interval_s``, the first after one interval; the result becomes metrics. The
+    whole ledger first and every ``reconcile_full_interval_s``, what changed since the last clean run
+    between (``Scope``): a run costs what changed, not what the ledger has grown to."""
+    scope = Scope(settings.reconcile_full_interval_s)
 
     async def step() -> bool:
-        metrics.record_reconciliation(await reconcile(db, settings.reconcile_stuck_after_s))
+        since = scope.next(time.monotonic())
+        report = await reconcile(db, settings.reconcile_stuck_after_s, since=since)
+        scope.ran(report, time.monotonic())
+        metrics.record_reconciliation(report)
         return False
 
     return Periodic("reconcile", step, settings.reconcile_interval_s)

@@ -137,7 +137,9 @@ async def test_events_accepted_over_http_while_the_broker_restarts_empty_are_eac
 
     publishing = asyncio.create_task(publish())
     await asyncio.sleep(1.5)
-    stack.stop("broker")  # memory-only: whatever it held is gone
+    # In a thread: the broker may take seconds to stop, and the publishing goes on meanwhile (blocking this
+    # loop for longer than the events service's keep-alive made a pooled connection go stale under load).
+    await asyncio.to_thread(stack.stop, "broker")  # memory-only: whatever it held is gone
     await asyncio.sleep(2)
     await stack.start_broker()
     await publishing

@@ -1,8 +1,7 @@
 """Rider notices end to end: the real stack, its faust notifications worker and the local gateway
 (`warmbee gateway`, which takes a notice only when its Standard Webhooks signature checks). The e2e
-stack sums a rider's awards over 45 s (WARMBEE_NOTICE_AWARD_WINDOW_S in tests/conftest.py): long enough
-that the 100,000 awards tests/e2e/test_replay_beside_live.py seeds make a few notices per rider, not a
-flood that slows the rest of the suite. Points about to lapse: a lot seeded straight into the stack's
+stack sums a rider's awards over 10 s (WARMBEE_NOTICE_AWARD_WINDOW_S in tests/conftest.py), the 180 s
+default's shape in a test's time. Points about to lapse: a lot seeded straight into the stack's
 ledger, the lapse job's warning made by the test (the stack's job runs rarely), the notice at the gateway."""
 
 from __future__ import annotations

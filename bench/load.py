@@ -55,6 +55,10 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
+    def again(self) -> Connection:
+        """A new connection to the same replica, for one that failed."""
+        return Connection(self._host, self._port)
+
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
@@ -111,15 +115,22 @@ def _rates(tally: Tally, rate: float, seconds: float, elapsed: float) -> dict[st
     }
 
 
+def _replicas(config: dict[str, Any]) -> tuple[str, str, list[int]]:
+    """Host, path and the ports of the service's replicas: ``url``'s port, and ``replica_ports`` beside it
+    (the connections are spread over them in turn, as a load balancer in front of replicas does)."""
+    parts = urlsplit(config["url"])
+    ports = [parts.port or 80, *config.get("replica_ports", [])]
+    return parts.hostname or "127.0.0.1", parts.path, ports
+
+
 async def reads(config: dict[str, Any]) -> dict[str, Any]:
     """GET ``url`` at ``rate`` per second for ``seconds`` on up to ``connections`` connections."""
-    parts = urlsplit(config["url"])
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, path, ports = _replicas(config)
     rate, seconds = float(config["rate"]), float(config["seconds"])
     headers = {"Authorization": f"Bearer {config['token']}"}
     idle: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(int(config.get("connections", 64))):
-        conn = Connection(host, port)
+    for n in range(int(config.get("connections", 64))):
+        conn = Connection(host, ports[n % len(ports)])
         await conn.request("GET", "/healthz", {})  # connected before the clock starts
         idle.put_nowait(conn)
     tally = Tally()
@@ -127,10 +138,10 @@ async def reads(config: dict[str, Any]) -> dict[str, Any]:
     async def one(due: float) -> None:
         conn = await idle.get()
         try:
-            status, _ = await conn.request("GET", parts.path, headers)
+            status, _ = await conn.request("GET", path, headers)
         except (OSError, asyncio.IncompleteReadError):
             conn.close()
-            conn, status = Connection(host, port), 599
+            conn, status = conn.again(), 599
         idle.put_nowait(conn)
         tally.add(status, (time.perf_counter() - due) * 1000)
 
@@ -169,8 +180,7 @@ async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
     First a burst, all at the same instant; then sessions of reserve, confirm and a pause of
     ``pause_s`` on average, for ``seconds``. A reserve refused for lack of points (409) is counted
     apart: riders are granted fewer points than they try to spend."""
-    parts = urlsplit(config["url"])
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, _, ports = _replicas(config)
     partner = {"Authorization": f"Bearer {config['partner_token']}", "Content-Type": "application/json"}
     body = json.dumps({"reward_id": config["reward_id"]}).encode()
     burst, burst_confirm, reserve, confirm = Tally(), Tally(), Tally(), Tally()
@@ -192,7 +202,7 @@ async def redemptions(config: dict[str, Any]) -> dict[str, Any]:
         status, _ = await conn.request("POST", "/v1/partner/confirmations", partner, code)
         confirms.add(status, (time.perf_counter() - started) * 1000)
 
-    connections = {r["name"]: Connection(host, port) for r in config["riders"]}
+    connections = {r["name"]: Connection(host, ports[n % len(ports)]) for n, r in enumerate(config["riders"])}
     for conn in connections.values():  # connected before the clock starts, as phones keep theirs
         await conn.request("GET", "/healthz", {})
     await asyncio.gather(

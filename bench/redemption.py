@@ -11,6 +11,7 @@ import json
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -37,7 +38,11 @@ async def run_load(workload: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def redemption_latency(
-    settings: Settings, riders: int = 200, seconds: float = 20.0, pause_s: float = 2.0
+    settings: Settings,
+    riders: int = 200,
+    seconds: float = 20.0,
+    pause_s: float = 2.0,
+    replica_ports: Sequence[int] = (),
 ) -> dict[str, Any]:
     """``riders`` riders at once: a burst (all reserve at the same instant), then for ``seconds`` each
     reserves, has the code confirmed and pauses ``pause_s`` on average. Each rider is granted points
@@ -69,6 +74,7 @@ async def redemption_latency(
             "redemptions",
             {
                 "url": url,
+                "replica_ports": list(replica_ports),
                 "reward_id": reward_id,
                 "partner_token": mint_token(settings, Role.PARTNER, partner_id),
                 "riders": [{"name": n, "token": mint_token(settings, Role.RIDER, n)} for n in names],

@@ -217,6 +217,36 @@ async def outbox_drained(conn: asyncpg.Connection) -> float:
         await asyncio.sleep(0.1)
 
 
+REPLICA_PORT_STEP = 20  # a further replica of an API listens 20, 40, ... above the first one's port
+
+
+def replica_ports(port: int, replicas: int) -> list[int]:
+    """The ports of an API's further replicas (the first listens on ``port``)."""
+    return [port + REPLICA_PORT_STEP * n for n in range(1, replicas)]
+
+
+async def start_api_replicas(stack: LocalStack, replicas: int) -> None:
+    """Further replicas of the points API and of redemption, as deploy/ runs two of each behind one
+    address (the load processes spread their connections over them), once they answer /healthz."""
+    waiting = []
+    for name, variable, port in (
+        ("points-api", "WARMBEE_POINTS_PORT", SETTINGS.points_port),
+        ("redemption", "WARMBEE_REDEMPTION_PORT", SETTINGS.redemption_port),
+    ):
+        for n, replica_port in enumerate(replica_ports(port, replicas), start=2):
+            stack.start_service(name, {variable: str(replica_port)}, instance=f"{name}-{n}")
+            waiting.append(replica_port)
+    async with httpx.AsyncClient(timeout=2) as http:
+        for port in waiting:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"http://{SETTINGS.host}:{port}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+            else:
+                raise TimeoutError(f"the replica on port {port} did not answer; see {stack.log_dir}")
+
+
 def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
     """CPU time (user + system) used so far by the stack's processes, all of PostgreSQL's, and this
     benchmark's own (it is the Kafka producer): where the two cores go."""
@@ -236,6 +266,47 @@ def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, floa
     return used
 
 
+async def job_runs(settings: Settings, workers: int) -> dict[str, dict[str, float]]:
+    """How many runs of each background job (``warmbee_job_runs_total``) each process has made so far, read
+    from its /metrics: the difference across the reads says which jobs ran while the reads were timed."""
+    base = f"http://{settings.host}"
+    ports = {
+        "events": settings.events_port,
+        "points-api": settings.points_port,
+        "redemption": settings.redemption_port,
+        "notifications": settings.notifications_port,
+        **{
+            ("points-worker" if i == 1 else f"points-worker-{i}"): settings.worker_metrics_port + i - 1
+            for i in range(1, workers + 1)
+        },
+    }
+    runs: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(timeout=5) as http:
+        for name, port in ports.items():
+            with contextlib.suppress(httpx.HTTPError):
+                text = (await http.get(f"{base}:{port}/metrics")).text
+                for line in text.splitlines():
+                    if line.startswith("warmbee_job_runs_total{"):
+                        job = line.split('job="', 1)[1].split('"', 1)[0]
+                        runs.setdefault(name, {})
+                        runs[name][job] = runs[name].get(job, 0.0) + float(line.rsplit(" ", 1)[1])
+    return runs
+
+
+def jobs_between(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, int]]:
+    ran = {
+        name: {job: int(n - before.get(name, {}).get(job, 0.0)) for job, n in jobs.items()}
+        for name, jobs in after.items()
+    }
+    return {name: {job: n for job, n in jobs.items() if n} for name, jobs in ran.items() if any(jobs.values())}
+
+
+def per_request_us(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU per request of the processes that spent a millisecond or more in between (the rest idled)."""
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    return {name: round(s / max(requests, 1) * 1e6, 1) for name, s in spent.items() if s >= 0.001}
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -244,14 +315,17 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def balance_reads(settings: Settings, seconds: int, rate: int = 1000, path: str = "") -> dict[str, Any]:
+async def balance_reads(
+    settings: Settings, seconds: int, rate: int = 1000, path: str = "", replicas: int = 1
+) -> dict[str, Any]:
     """One rider's balance (or ``path`` of the points API) at ``rate`` requests a second from a load
     process of its own (bench/load.py), open loop: each request's latency counts from its moment on the
-    schedule."""
+    schedule. Spread over the points API's ``replicas``."""
     return await run_load(
         "reads",
         {
             "url": f"http://{settings.host}:{settings.points_port}{path or '/v1/riders/bench-rider-1/balance'}",
+            "replica_ports": replica_ports(settings.points_port, replicas),
             "token": mint_token(settings, Role.RIDER, "bench-rider-1"),
             "rate": rate,
             "seconds": seconds,
@@ -267,7 +341,7 @@ async def raw_reads(settings: Settings, seconds: int, rate: int = 1000) -> dict[
     )
 
 
-async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> None:
+async def main(n: int, riders: int, read_seconds: int, worker_count: int, api_replicas: int) -> None:
     stack = LocalStack(SETTINGS, ROOT / ".run" / "bench-logs")
     stack.check_ports_free()
     await drop_database(SETTINGS)
@@ -278,6 +352,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         for name in SERVICES:
             stack.start_service(name)
         await stack.wait_healthy(list(SERVICES))
+        await start_api_replicas(stack, api_replicas)
         first = stack.processes["points-worker"]
         workers = [Worker("points-worker", SETTINGS.worker_metrics_port, first, stack.log_dir / "points-worker.log", 0)]
         workers += [
@@ -295,11 +370,16 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         notifications_s = await notifications_caught_up(SETTINGS)
         settle_s = await settle(SETTINGS)
         await conn.close()
-        await balance_reads(SETTINGS, 5)  # warm-up: the service's connections and statements
-        reads = await balance_reads(SETTINGS, read_seconds)
-        healthz = await balance_reads(SETTINGS, read_seconds, path="/healthz")
+        await balance_reads(SETTINGS, 5, replicas=api_replicas)  # warm-up: connections and statements
+        jobs_before, cpu_before = await job_runs(SETTINGS, worker_count), cpu_seconds(stack.processes)
+        reads = await balance_reads(SETTINGS, read_seconds, replicas=api_replicas)
+        read_cpu = per_request_us(cpu_before, cpu_seconds(stack.processes), reads["count"])
+        jobs_during_reads = jobs_between(jobs_before, await job_runs(SETTINGS, worker_count))
+        healthz = await balance_reads(SETTINGS, read_seconds, path="/healthz", replicas=api_replicas)
         raw = await raw_reads(SETTINGS, read_seconds)
-        redemption = await redemption_latency(SETTINGS)
+        redemption = await redemption_latency(
+            SETTINGS, replica_ports=replica_ports(SETTINGS.redemption_port, api_replicas)
+        )
         memory = {name: peak_rss_mb(p.pid) for name, p in stack.processes.items() if name != "broker"}
     finally:
         await asyncio.to_thread(stack.stop_all)
@@ -309,6 +389,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         "events": n,
         "riders": riders,
         "worker_processes": worker_count,
+        "api_replicas": api_replicas,
         "ceiling": ceiling_result,
         "kafka_events_per_s": round(kafka_rate),
         "kafka_ratio_to_ceiling": round(kafka_rate / ceiling_result["batched_events_per_s"], 2),
@@ -321,6 +402,8 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int) -> Non
         "healthz_reads": healthz,
         "raw_reads": raw,
         "balance_p99_over_raw_p99": round(reads["p99_ms"] / raw["p99_ms"], 2) if raw["p99_ms"] else None,
+        "jobs_during_balance_reads": jobs_during_reads,
+        "cpu_us_per_balance_read": read_cpu,
         "redemption": redemption,
         "peak_rss_mb": memory,
     }
@@ -364,6 +447,20 @@ def report(r: dict[str, Any]) -> None:
             f"balance p99 / this p99 = {r['balance_p99_over_raw_p99']}",
         ),
         (
+            "  CPU per balance read",
+            ", ".join(f"{name} {us} us" for name, us in r["cpu_us_per_balance_read"].items() if us >= 1),
+            "",
+        ),
+        (
+            "  background jobs that ran during the balance reads",
+            "; ".join(
+                f"{name}: " + ", ".join(f"{job} x{n}" for job, n in jobs.items())
+                for name, jobs in r["jobs_during_balance_reads"].items()
+            )
+            or "none",
+            "",
+        ),
+        (
             f"reserve, {red['riders']} riders at the same instant",
             f"p50 {red['burst_reserve']['p50_ms']} ms, p99 {red['burst_reserve']['p99_ms']} ms",
             "",
@@ -400,5 +497,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--workers", type=int, default=2, help="points worker processes in the group (deploy/ runs 3 or more)"
     )
+    parser.add_argument(
+        "--api-replicas",
+        type=int,
+        default=1,
+        help="processes of the points API and of redemption, the load spread over them (deploy/ runs 2)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.riders, args.read_seconds, args.workers))
+    asyncio.run(main(args.events, args.riders, args.read_seconds, args.workers, args.api_replicas))

@@ -60,6 +60,19 @@ class Connection:
         return Connection(self._host, self._port)
 
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+        reused = self._writer is not None
+        try:
+            return await self._request(method, path, headers, body)
+        except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
+            # A kept-alive connection the server closed while it idled (uvicorn's 5 s keep-alive) answers
+            # nothing at all: sent again once on a new one, as HTTP clients do (the bench's writes carry
+            # Idempotency-Keys). A connection that failed mid-answer, or a new one, is the caller's error.
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            self.close()
+            return await self._request(method, path, headers, body)
+
+    async def _request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}", f"Content-Length: {len(body)}"]
@@ -77,6 +90,7 @@ class Connection:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        self._reader = self._writer = None
 
 
 @dataclass

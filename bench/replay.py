@@ -168,41 +168,33 @@ async def main(n: int, runs: int, reconcile_only: bool) -> None:
         async with db.read() as conn:
             entries = await conn.fetchval("SELECT count(*) FROM ledger_posting")
             transactions = await conn.fetchval("SELECT count(*) FROM ledger_transaction")
+        results: list[dict[str, Any]] = []
+        checked: dict[str, Any] = {}
         if reconcile_only:
-            results = []
             checked = await reconcile_runs(db, runs)
         else:
             results = [await one_run(db, n) for _ in range(runs)]
     finally:
         await db.close()
-    if reconcile_only:
-        summary = {
-            "measured_at": datetime.now(UTC).isoformat(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-            "events": n,
-            "ledger_entries": transactions,
-            "ledger_postings": entries,
-            "seed_s": round(seed_s, 1),
-            **checked,
-            "reconcile": _spread(checked["reconcile_s"]),
-            "scoped_reconcile": _spread(checked["scoped_reconcile_s"]),
-        }
-        (ROOT / "bench" / "results" / "reconcile.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(json.dumps(summary, indent=2))
-        return
-    summary = {
+    common = {
         "measured_at": datetime.now(UTC).isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "events": n,
+        "ledger_entries": transactions,
         "ledger_postings": entries,
         "seed_s": round(seed_s, 1),
-        "runs": results,
-        **{key: _median(results, key) for key in ("events_per_s", "ratio_to_read", "command_s", "reconcile_s")},
     }
-    out = ROOT / "bench" / "results" / "replay.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    if reconcile_only:
+        spreads = {"reconcile": checked["reconcile_s"], "scoped_reconcile": checked["scoped_reconcile_s"]}
+        _write("reconcile.json", {**common, **checked, **{k: _spread(v) for k, v in spreads.items()}})
+    else:
+        medians = {key: _median(results, key) for key in ("events_per_s", "ratio_to_read", "command_s", "reconcile_s")}
+        _write("replay.json", {**common, "runs": results, **medians})
+
+
+def _write(name: str, summary: dict[str, Any]) -> None:
+    (ROOT / "bench" / "results" / name).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 

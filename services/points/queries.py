@@ -237,6 +237,12 @@ class ReconcileStore:
     def _and(self, condition: str) -> str:
         return f" AND {condition}" if self._since else ""
 
+    def _once(self) -> str:
+        """A scoped statement's parts are computed once each: the rows recorded since ``since`` are newer
+        than the table's statistics, so the planner takes them for one row and would compute a part
+        again for every row of another (a nested loop: 3.7 s instead of 10 ms over 1,000 riders)."""
+        return "MATERIALIZED " if self._since else ""
+
     def _scope(self) -> tuple[datetime, ...]:
         return (self._since,) if self._since else ()
 
@@ -271,16 +277,16 @@ class ReconcileStore:
     async def projection_matches_postings(self) -> Check:
         rows = await self._conn.fetch(
             # Summed by account first: the rider's id is then cut out of each account once, not once a posting.
-            "WITH by_account AS ("
+            f"WITH by_account AS {self._once()}("
             "  SELECT account, sum(amount) AS total FROM ledger_posting WHERE account LIKE 'rider:%'"
             + self._and(f"account IN {_accounts_since(2)}")
             + " GROUP BY 1),"
-            " posted AS ("
+            f" posted AS {self._once()}("
             "  SELECT substring(account FROM $1) AS rider_id,"
             "         sum(total) FILTER (WHERE account LIKE '%:available') AS available,"
             "         sum(total) FILTER (WHERE account LIKE '%:held') AS held"
             "    FROM by_account GROUP BY 1),"
-            " listed AS (SELECT rider_id, sum(available_delta) AS available FROM ledger_transaction"
+            f" listed AS {self._once()}(SELECT rider_id, sum(available_delta) AS available FROM ledger_transaction"
             + self._where(f"rider_id IN {_riders_since(2)}")
             + " GROUP BY 1)"
             " SELECT coalesce(b.rider_id, p.rider_id) AS rider_id,"
@@ -501,14 +507,16 @@ class ReconcileStore:
     async def lots_add_up_to_balances(self) -> Check:
         """Per rider, the points left in lots and the points in none (credits without a lot, less what
         payments and negative adjustments took beyond their lot links) add up to available plus held."""
+        if self._since:  # the parts are joined by hash: a nested loop over them is touched riders squared
+            await self._conn.execute("SET LOCAL enable_nestloop = off")
         rows = await self._conn.fetch(
-            "WITH in_lots AS (SELECT rider_id, sum(remaining) AS pts, sum(held) AS held FROM ledger_lot"
+            f"WITH in_lots AS {self._once()}(SELECT rider_id, sum(remaining) AS pts, sum(held) AS held FROM ledger_lot"
             + self._where(f"rider_id IN {_riders_since(1)}")
             + " GROUP BY 1),"
-            " linked AS (SELECT tx_id, sum(amount) AS n FROM ledger_lot_take"
+            f" linked AS {self._once()}(SELECT tx_id, sum(amount) AS n FROM ledger_lot_take"
             + self._where(f"tx_id IN (SELECT tx_id FROM ledger_transaction WHERE rider_id IN {_riders_since(1)})")
             + " GROUP BY 1),"
-            " in_none AS ("
+            f" in_none AS {self._once()}("
             "  SELECT t.rider_id,"
             "         sum(CASE WHEN t.available_delta > 0 AND t.kind IN ('award', 'adjustment')"
             "                  THEN CASE WHEN l.lot_id IS NULL THEN t.available_delta ELSE 0 END"
@@ -530,6 +538,8 @@ class ReconcileStore:
             + "  ORDER BY b.rider_id LIMIT 1000",
             *self._scope(),
         )
+        if self._since:
+            await self._conn.execute("SET LOCAL enable_nestloop = on")
         examined = await self._conn.fetchval(
             "SELECT count(*) FROM rider_balance" + self._where(f"rider_id IN {_riders_since(1)}"), *self._scope()
         )

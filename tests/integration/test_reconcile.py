@@ -92,13 +92,13 @@ def test_only_a_snapshot_id_of_postgresql_is_spliced_into_the_statement(bad: str
 async def test_a_scoped_run_checks_what_changed_and_finds_a_touched_riders_mismatch(
     db: Database, owner: asyncpg.Connection
 ) -> None:
-    """After a clean run, a run over what changed since it examines only the entries recorded since, and
+    """After a whole run, a run over what changed since it examines only the entries recorded since, and
     still names a rider of those entries whose balance disagrees. A rider with no entry since is the
     whole run's to find (the daily one); the scoped run does not look at that rider."""
     untouched = await _credited(db, 4)
-    whole = await reconcile(db, 3600)
-    assert whole.ok, whole.lines()
+    whole = await reconcile(db, 3600)  # the suite's other tests may leave their own mismatches: not these riders'
     assert whole.as_of is not None
+    assert not [p for c in whole.checks for p in c.problems if untouched in p]
     touched = await _credited(db, 10)
     await owner.execute(
         "UPDATE rider_balance SET available = available + 5 WHERE rider_id = ANY($1::text[])", [touched, untouched]

@@ -25,6 +25,7 @@ import httpx
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.ceiling import ceiling
 from bench.group import Worker, start_worker, wait_group_stable
@@ -285,11 +286,12 @@ async def job_runs(settings: Settings, workers: int) -> dict[str, dict[str, floa
         for name, port in ports.items():
             with contextlib.suppress(httpx.HTTPError):
                 text = (await http.get(f"{base}:{port}/metrics")).text
-                for line in text.splitlines():
-                    if line.startswith("warmbee_job_runs_total{"):
-                        job = line.split('job="', 1)[1].split('"', 1)[0]
-                        runs.setdefault(name, {})
-                        runs[name][job] = runs[name].get(job, 0.0) + float(line.rsplit(" ", 1)[1])
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        if sample.name == "warmbee_job_runs_total":
+                            job = sample.labels["job"]
+                            runs.setdefault(name, {})
+                            runs[name][job] = runs[name].get(job, 0.0) + sample.value
     return runs
 
 

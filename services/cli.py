@@ -6,7 +6,7 @@ import asyncio
 import gc
 import signal
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -588,7 +588,10 @@ def _aware_time(text: str | None) -> datetime | None:
         raise typer.BadParameter(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-01T00:00:00+08:00") from None
     if at.tzinfo is None:
         raise typer.BadParameter(f"{text!r} has no time zone: add one, e.g. {text.strip()}+08:00")
-    return at
+    try:
+        return at.astimezone(UTC)  # the database's clock; 9999-12-31T23:59-14:00 is past year 9999 there
+    except OverflowError:
+        raise typer.BadParameter(f"{text!r} is out of range: give a time between the years 1 and 9999") from None
 
 
 @app.command()

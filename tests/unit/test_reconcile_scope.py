@@ -64,6 +64,8 @@ def test_a_report_says_what_it_looked_at() -> None:
         ("yesterday", "is not an ISO 8601 time"),
         ("2026-12-03T15:30:00+08:00\x00", "is not an ISO 8601 time"),
         ("", "is not an ISO 8601 time"),
+        ("9999-12-31T23:59:59-14:00", "is out of range"),
+        ("0001-01-01T00:00:00+14:00", "is out of range"),
     ],
 )
 def test_reconcile_since_takes_a_time_with_its_zone_only(text: str, says: str) -> None:

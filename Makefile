@@ -131,6 +131,13 @@ bench-replay: install
 bench-reconcile: install
 	$(BIN)/python -m bench.replay --events 1000000 --reconcile-only
 
+# A burst of reserves (issue 22: 200 at the same instant, p99 under 250 ms, no overdraft): 200 riders reserve one
+# reward at once and have their codes confirmed, 3 runs with no stock limit and 3 with one, each process's CPU per
+# redemption and what PostgreSQL's sessions waited on (bench/reserves.py; bench/results/reserves.json). About 3 minutes.
+.PHONY: bench-reserves
+bench-reserves: install
+	$(BIN)/python -m bench.reserves
+
 # Webhook deliveries per second through the notifications sender (claim, sign, POST, record) to a local
 # receiver, 10 subscriptions, with a same-run baseline of the bare signed POSTs; bench/results/webhooks.json.
 .PHONY: bench-webhooks

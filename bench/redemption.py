@@ -7,11 +7,13 @@ own (bench/load.py). Afterwards every rider's balance is read back: none may be 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -43,10 +45,14 @@ async def redemption_latency(
     seconds: float = 20.0,
     pause_s: float = 2.0,
     replica_ports: Sequence[int] = (),
+    stock: int | None = None,
+    around_load: AbstractAsyncContextManager[object] | None = None,
 ) -> dict[str, Any]:
     """``riders`` riders at once: a burst (all reserve at the same instant), then for ``seconds`` each
     reserves, has the code confirmed and pauses ``pause_s`` on average. Each rider is granted points
-    for fewer redemptions than it attempts, so reserves refused for lack of points show the guard."""
+    for fewer redemptions than it attempts, so reserves refused for lack of points show the guard. The
+    reward has ``stock`` a month (None: no limit). ``around_load`` is entered just around the load itself
+    (after the grants, before the balances are read back): what it measures is the redemptions' own."""
     url = f"http://{settings.host}:{settings.redemption_port}"
     points = f"http://{settings.host}:{settings.points_port}"
     tag = uuid.uuid4().hex[:6]
@@ -61,7 +67,14 @@ async def redemption_latency(
         await http.post(
             f"{url}/v1/rewards",
             headers=operator,
-            json={"reward_id": reward_id, "partner_id": partner_id, "title": "bench", "cost": COST, "active": True},
+            json={
+                "reward_id": reward_id,
+                "partner_id": partner_id,
+                "title": "bench",
+                "cost": COST,
+                "stock_per_month": stock,
+                "active": True,
+            },
         )
         for n in names:
             r = await http.post(
@@ -70,18 +83,19 @@ async def redemption_latency(
                 headers={**operator, "idempotency-key": f"{n}-grant"},
             )
             r.raise_for_status()
-        measured = await run_load(
-            "redemptions",
-            {
-                "url": url,
-                "replica_ports": list(replica_ports),
-                "reward_id": reward_id,
-                "partner_token": mint_token(settings, Role.PARTNER, partner_id),
-                "riders": [{"name": n, "token": mint_token(settings, Role.RIDER, n)} for n in names],
-                "seconds": seconds,
-                "pause_s": pause_s,
-            },
-        )
+        async with around_load or contextlib.nullcontext():
+            measured = await run_load(
+                "redemptions",
+                {
+                    "url": url,
+                    "replica_ports": list(replica_ports),
+                    "reward_id": reward_id,
+                    "partner_token": mint_token(settings, Role.PARTNER, partner_id),
+                    "riders": [{"name": n, "token": mint_token(settings, Role.RIDER, n)} for n in names],
+                    "seconds": seconds,
+                    "pause_s": pause_s,
+                },
+            )
         balances = [(await http.get(f"{points}/v1/riders/{n}/balance", headers=operator)).json() for n in names]
     return {
         **measured,

@@ -44,6 +44,7 @@ from services.redemption.domain.holds import (
     Status,
     check_resolution,
     hold_entry,
+    month_of,
     new_code,
     new_hold,
     request_hash,
@@ -302,6 +303,7 @@ async def put_reward(db: Database, reward: Reward, create: bool) -> Reward:
         if not create and existing is None:
             raise RewardUnknown(reward.reward_id)
         await store.put_reward(reward)
+        await store.count_stock(reward, month_of(datetime.now(UTC)))
         return reward
 
     return await db.run(work)

@@ -89,12 +89,13 @@ class RedemptionStore:
     async def take(self, reward: Reward, month: str, rider_id: str) -> Full:
         """Count one more hold of ``reward`` in ``month`` against its stock and against the rider's
         monthly limit, each where it has room; returns which had none. The caller rolls back when any
-        was full."""
-        full = await self._take(
-            reward.reward_id,
-            month,
-            [(ALL_RIDERS, reward.stock_per_month), (rider_id, reward.per_rider_monthly_limit)],
-        )
+        was full. A reward with no stock limit keeps no total: that row would be shared by every
+        reserve of the reward, each holding its lock to its commit, so a burst would queue on it
+        (``count_stock`` makes the total when a stock is set)."""
+        limits = [(rider_id, reward.per_rider_monthly_limit)]
+        if reward.stock_per_month is not None:
+            limits.append((ALL_RIDERS, reward.stock_per_month))
+        full = await self._take(reward.reward_id, month, limits)
         return Full(stock=ALL_RIDERS in full, rider=rider_id in full)
 
     async def _take(self, reward_id: str, month: str, limits: Sequence[tuple[str, int | None]]) -> set[str]:
@@ -117,13 +118,36 @@ class RedemptionStore:
         return {c for c, _ in limits} - {r["rider_id"] for r in rows}
 
     async def give_back(self, reward_id: str, month: str, rider_id: str) -> None:
-        """A hold released: it no longer counts against the reward's stock nor the rider's limit."""
+        """A hold released: it no longer counts against the reward's stock nor the rider's limit. A
+        counter already at zero did not count this hold (a total made while the hold was being
+        released elsewhere, a clock a moment behind at the month's turn): it stays at zero."""
         await self._conn.execute(
             "UPDATE reward_usage SET used = used - 1"
-            " WHERE reward_id = $1 AND month = $2 AND rider_id = ANY($3::text[])",
+            " WHERE reward_id = $1 AND month = $2 AND rider_id = ANY($3::text[]) AND used > 0",
             reward_id,
             month,
             [ALL_RIDERS, rider_id],
+        )
+
+    async def count_stock(self, reward: Reward, month: str) -> None:
+        """Make the reward's total for ``month`` from its holds and confirmed redemptions, or drop its
+        totals when it has no stock limit. Run after ``put_reward`` in the same unit of work: the
+        reward's row is locked, so no reserve of it is in flight, and the holds counted are locked (FOR
+        SHARE) so that a release under way finishes first and is not counted."""
+        if reward.stock_per_month is None:
+            await self._conn.execute(
+                "DELETE FROM reward_usage WHERE reward_id = $1 AND rider_id = $2", reward.reward_id, ALL_RIDERS
+            )
+            return
+        await self._conn.execute(
+            "INSERT INTO reward_usage AS u (reward_id, month, rider_id, used)"
+            " SELECT $1, $2, $3, count(*) FROM ("
+            "   SELECT 1 FROM redemption WHERE reward_id = $1 AND month = $2 AND status IN ('held', 'confirmed')"
+            "   FOR SHARE) AS counted"
+            " ON CONFLICT (reward_id, month, rider_id) DO UPDATE SET used = EXCLUDED.used",
+            reward.reward_id,
+            month,
+            ALL_RIDERS,
         )
 
     # --- redemptions ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -603,6 +604,107 @@ async def test_a_confirmed_redemption_keeps_counting_toward_the_stock(
 
     assert refused == (409, "out-of-stock")
     assert await stock_left(db, reward) == 0
+
+
+async def shared_total(db: Database, reward: Reward) -> int | None:
+    """The reward's total for this month, or None when it keeps none."""
+    async with db.read() as conn:
+        used: int | None = await conn.fetchval(
+            "SELECT used FROM reward_usage WHERE reward_id = $1 AND month = $2 AND rider_id = ''",
+            reward.reward_id,
+            month_of(datetime.now(UTC)),
+        )
+    return used
+
+
+async def test_a_reward_with_no_stock_limit_keeps_no_total_for_a_burst_to_queue_on(
+    db: Database, settings: Settings, rider: str
+) -> None:
+    reward = await catalogue_entry(db, cost=10, per_rider_monthly_limit=2)
+    await fund(db, settings, rider, 50)
+    r = await hold(db, settings, rider, reward)
+    await cancel(db, settings, r.redemption_id, rider, rider)
+    await hold(db, settings, rider, reward)
+
+    assert await shared_total(db, reward) is None
+    assert await stock_left(db, reward) is None
+
+
+async def test_a_stock_set_mid_month_counts_what_is_already_held_and_confirmed(
+    db: Database, settings: Settings
+) -> None:
+    reward = await catalogue_entry(db, cost=10)
+    riders = [new_id("rider") for _ in range(4)]
+    for r in riders:
+        await fund(db, settings, r, 10)
+    held = [await hold(db, settings, r, reward) for r in riders[:3]]
+    await confirm(db, settings, reward.partner_id, held[0].code)
+    await cancel(db, settings, held[1].redemption_id, riders[1], riders[1])
+
+    limited = replace(reward, stock_per_month=3)
+    await put_reward(db, limited, create=False)
+
+    assert await stock_left(db, limited) == 1  # one confirmed, one held; the cancelled one does not count
+    await hold(db, settings, riders[3], limited)
+    assert await refusal_of(reserve(db, settings, riders[1], reward.reward_id, new_id("key"), None)) == (
+        409,
+        "out-of-stock",
+    )
+
+
+async def test_a_stock_lifted_and_set_again_counts_the_holds_of_the_month_then(
+    db: Database, settings: Settings
+) -> None:
+    reward = await catalogue_entry(db, cost=10, stock_per_month=5)
+    riders = [new_id("rider") for _ in range(3)]
+    for r in riders:
+        await fund(db, settings, r, 10)
+    first, second = [await hold(db, settings, r, reward) for r in riders[:2]]
+    lifted = replace(reward, stock_per_month=None)
+    await put_reward(db, lifted, create=False)
+    assert await shared_total(db, reward) is None
+
+    await cancel(db, settings, first.redemption_id, riders[0], riders[0])  # taken counted, released uncounted
+    await hold(db, settings, riders[2], lifted)  # taken uncounted
+    await put_reward(db, reward, create=False)
+
+    assert await stock_left(db, reward) == 3  # second and the third rider's: 2 of 5
+    await cancel(db, settings, second.redemption_id, riders[1], riders[1])
+    assert await stock_left(db, reward) == 4
+
+
+async def test_a_release_under_way_while_a_stock_is_set_finishes_first_and_is_not_counted(
+    db: Database, settings: Settings, rider: str
+) -> None:
+    reward = await catalogue_entry(db, cost=10)
+    await fund(db, settings, rider, 10)
+    r = await hold(db, settings, rider, reward)
+    limited = replace(reward, stock_per_month=2)
+
+    async with db.pool.acquire() as conn, conn.transaction():
+        # A release half-way: its redemption row changed, not yet committed, as in _resolve.
+        await conn.execute("UPDATE redemption SET status = 'cancelled' WHERE redemption_id = $1", r.redemption_id)
+        setting = asyncio.create_task(put_reward(db, limited, create=False))
+        await asyncio.sleep(0.5)
+        assert not setting.done(), "the total must wait for the release under way"
+    await setting
+
+    assert await stock_left(db, limited) == 2
+
+
+async def test_a_release_counted_by_no_total_leaves_the_total_at_zero(
+    db: Database, settings: Settings, rider: str
+) -> None:
+    reward = await catalogue_entry(db, cost=10, stock_per_month=5)
+    await fund(db, settings, rider, 10)
+    r = await hold(db, settings, rider, reward)
+    async with db.pool.acquire() as conn:  # as a clock a moment behind at the month's turn would leave it
+        await conn.execute("UPDATE reward_usage SET used = 0 WHERE reward_id = $1", reward.reward_id)
+
+    await cancel(db, settings, r.redemption_id, rider, rider)
+
+    assert await shared_total(db, reward) == 0
+    assert await points(db, rider) == (10, 0)
 
 
 # --- the available balance under concurrency -------------------------------------------------------

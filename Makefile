@@ -138,6 +138,13 @@ bench-reconcile: install
 bench-reserves: install
 	$(BIN)/python -m bench.reserves
 
+# Balance reads alone (issue 22: balance p99 at most 2x the raw row's): the broker, PostgreSQL and the points API only,
+# one rider's balance, /healthz and the raw row at 1,000 a second for 20 s each, 3 runs, the API's CPU per read
+# (bench/reads.py; bench/results/reads.json). About 4 minutes.
+.PHONY: bench-reads
+bench-reads: install
+	$(BIN)/python -m bench.reads
+
 # Webhook deliveries per second through the notifications sender (claim, sign, POST, record) to a local
 # receiver, 10 subscriptions, with a same-run baseline of the bare signed POSTs; bench/results/webhooks.json.
 .PHONY: bench-webhooks

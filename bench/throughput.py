@@ -366,8 +366,10 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int, api_re
         await via_kafka(SETTINGS, conn, 2000, riders)  # warm-up: group join, caches, plans
         before = cpu_seconds(stack.processes)
         kafka_rate = await via_kafka(SETTINGS, conn, n, riders)
-        cpu = {k: round((v - before.get(k, 0.0)) / n * 1e6, 1) for k, v in cpu_seconds(stack.processes).items()}
-        http_rate = await via_http(SETTINGS, conn, min(n, 50_000), riders)
+        cpu = per_request_us(before, cpu_seconds(stack.processes), n)
+        before, http_n = cpu_seconds(stack.processes), min(n, 50_000)
+        http_rate = await via_http(SETTINGS, conn, http_n, riders)
+        http_cpu = per_request_us(before, cpu_seconds(stack.processes), http_n)
         outbox_drain_s = await outbox_drained(conn)
         notifications_s = await notifications_caught_up(SETTINGS)
         settle_s = await settle(SETTINGS)
@@ -397,6 +399,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int, api_re
         "kafka_ratio_to_ceiling": round(kafka_rate / ceiling_result["batched_events_per_s"], 2),
         "kafka_cpu_us_per_event": cpu,
         "http_events_per_s": round(http_rate),
+        "http_cpu_us_per_event": http_cpu,
         "outbox_drained_after_s": round(outbox_drain_s, 1),
         "notifications_caught_up_after_s": round(notifications_s, 1) if notifications_s is not None else None,
         "settled_in_s": round(settle_s, 1),
@@ -484,6 +487,7 @@ def report(r: dict[str, Any]) -> None:
         ),
     ]
     rows += [(f"CPU per event over Kafka: {name}", f"{us} us", "") for name, us in r["kafka_cpu_us_per_event"].items()]
+    rows += [(f"CPU per event over HTTP: {name}", f"{us} us", "") for name, us in r["http_cpu_us_per_event"].items()]
     rows += [(f"peak RSS {name}", f"{mb} MB", "") for name, mb in r["peak_rss_mb"].items()]
     width = max(len(a) for a, _, _ in rows)
     print(f"\nwarmbee bench, {r['when']}, {r['machine']}")

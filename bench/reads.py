@@ -14,17 +14,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import statistics
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from bench.throughput import ROOT, SETTINGS, balance_reads, cpu_seconds, per_request_us, raw_reads
+from bench.stack import ROOT, fresh_stack, results_head
+from bench.throughput import SETTINGS, balance_reads, cpu_seconds, per_request_us, raw_reads
 from libs.platform.auth import Role, mint_token
-from libs.platform.db import drop_database
 from libs.platform.localstack import LocalStack
 from services.cli import prepare_database
 
@@ -73,15 +70,8 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def main(runs: int, rate: int, seconds: int) -> None:
-    stack = LocalStack(SETTINGS, ROOT / ".run" / "bench-logs")
-    stack.check_ports_free()
-    await drop_database(SETTINGS)
-    result: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "rate": rate,
-        "seconds": seconds,
-    }
+    stack = await fresh_stack(SETTINGS)
+    result = results_head(rate=rate, seconds=seconds)
     try:
         await stack.start_infrastructure(prepare_database)
         stack.start_service("points-api")

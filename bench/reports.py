@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,9 +22,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 
+from bench.stack import fresh_stack, results_head
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
-from libs.platform.localstack import LocalStack
 from libs.platform.settings import Settings
 from libs.platform.tables import XLSX
 from services.cli import prepare_database
@@ -145,9 +143,7 @@ async def measure(settings: Settings) -> dict[str, Any]:
 
 
 async def main() -> None:
-    stack = LocalStack(SETTINGS, ROOT / ".run" / "bench-reports-logs")
-    stack.check_ports_free()
-    await drop_database(SETTINGS)
+    stack = await fresh_stack(SETTINGS, "bench-reports-logs")
     try:
         await stack.start_infrastructure(prepare_database, with_broker=False)
         seed_s = await seed(SETTINGS)
@@ -157,9 +153,7 @@ async def main() -> None:
     finally:
         await asyncio.to_thread(stack.stop_all)
         await drop_database(SETTINGS)
-    result = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    result = results_head() | {
         "riders": RIDERS,
         "entries_in_month": ENTRIES,
         "entries_in_ledger": 3 * ENTRIES,

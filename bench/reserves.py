@@ -19,18 +19,15 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
-import platform
 import statistics
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from bench.redemption import redemption_latency
-from bench.throughput import ROOT, SETTINGS, cpu_seconds, per_request_us, replica_ports, start_api_replicas
-from libs.platform.db import drop_database
+from bench.stack import ROOT, fresh_stack, results_head
+from bench.throughput import SETTINGS, cpu_seconds, per_request_us, replica_ports, start_api_replicas
 from libs.platform.localstack import LocalStack
 from services.cli import SERVICES, prepare_database
 
@@ -107,15 +104,8 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def main(runs: int, riders: int, api_replicas: int) -> None:
-    stack = LocalStack(SETTINGS, ROOT / ".run" / "bench-logs")
-    stack.check_ports_free()
-    await drop_database(SETTINGS)
-    result: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "riders": riders,
-        "api_replicas": api_replicas,
-    }
+    stack = await fresh_stack(SETTINGS)
+    result = results_head(riders=riders, api_replicas=api_replicas)
     try:
         await stack.start_infrastructure(prepare_database)
         for name in SERVICES:

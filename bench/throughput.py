@@ -11,8 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import subprocess
 import time
 import uuid
@@ -30,14 +28,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.ceiling import ceiling
 from bench.group import Worker, start_worker, wait_group_stable
 from bench.redemption import redemption_latency, run_load
+from bench.stack import ROOT, fresh_stack, results_head
 from libs.platform.auth import Role, mint_token
-from libs.platform.db import drop_database
 from libs.platform.kafka import Header, client_options, make_producer, send_in_batches
 from libs.platform.localstack import LocalStack
 from libs.platform.settings import Settings
 from services.cli import SERVICES, prepare_database
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Settings(
     pg_database="warmbee_bench",
     kafka_bootstrap="127.0.0.1:29092",
@@ -344,9 +341,7 @@ async def raw_reads(settings: Settings, seconds: int, rate: int = 1000) -> dict[
 
 
 async def main(n: int, riders: int, read_seconds: int, worker_count: int, api_replicas: int) -> None:
-    stack = LocalStack(SETTINGS, ROOT / ".run" / "bench-logs")
-    stack.check_ports_free()
-    await drop_database(SETTINGS)
+    stack = await fresh_stack(SETTINGS)
     try:
         await stack.start_infrastructure(prepare_database)
         # As the database's owner: the ceiling makes a schema of its own, which the services may not (0019).
@@ -387,9 +382,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int, api_re
         memory = {name: peak_rss_mb(p.pid) for name, p in stack.processes.items() if name != "broker"}
     finally:
         await asyncio.to_thread(stack.stop_all)
-    result = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    result = results_head() | {
         "events": n,
         "riders": riders,
         "worker_processes": worker_count,

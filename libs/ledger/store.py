@@ -309,13 +309,17 @@ class LedgerStore:
 
     async def awarded(self, events: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Those of the events ``(source, event_id)`` that have an award entry, found by its columns (the
-        partial unique index ledger_transaction_award_event_unique), not by a key glued from them."""
+        partial unique index ledger_transaction_award_event_unique), not by a key glued from them. One
+        probe of the index per event whatever the statistics of a fast-growing ledger say (LATERAL ...
+        LIMIT 1): as a join, its plan was the statistics' choice, and over the bench's HTTP run a batch
+        of some 540 events took 20 ms on average and 262 ms at worst (pg_stat_statements), where the
+        probes take about 1 ms."""
         if not events:
             return set()
         rows = await self._conn.fetch(
-            "SELECT t.source, t.event_id FROM ledger_transaction t"
-            " JOIN unnest($1::text[], $2::text[]) AS e(source, event_id)"
-            "   ON t.kind = 'award' AND t.source = e.source AND t.event_id = e.event_id",
+            "SELECT e.source, e.event_id FROM unnest($1::text[], $2::text[]) AS e(source, event_id)"
+            " CROSS JOIN LATERAL (SELECT 1 FROM ledger_transaction t"
+            "   WHERE t.kind = 'award' AND t.source = e.source AND t.event_id = e.event_id LIMIT 1) AS found",
             [source for source, _ in events],
             [event_id for _, event_id in events],
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import ROOT, fresh_stack, results_head
+from bench.stack import fresh_stack, results_head, write_results
 from bench.throughput import SETTINGS, balance_reads, cpu_seconds, per_request_us, raw_reads
 from libs.platform.auth import Role, mint_token
 from libs.platform.localstack import LocalStack
@@ -93,9 +93,7 @@ async def main(runs: int, rate: int, seconds: int) -> None:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(stack.stop_all)
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
-    out = ROOT / "bench" / "results" / "reads.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    write_results("reads.json", result)
 
 
 if __name__ == "__main__":

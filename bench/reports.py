@@ -11,7 +11,6 @@ confirmed redemptions (5%), each with its postings. Results in bench/results/rep
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import time
 from datetime import datetime
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 
-from bench.stack import fresh_stack, results_head
+from bench.stack import fresh_stack, results_head, write_results
 from libs.platform.auth import Role, mint_token
 from libs.platform.db import drop_database
 from libs.platform.settings import Settings
@@ -163,9 +162,7 @@ async def main() -> None:
     for name, m in measured.items():
         size = f"{m['rows']} rows" if "rows" in m else f"{m['bytes']} bytes"
         print(f"{name:<18} median {m['median_ms']:>8} ms   ({size}; runs {m['samples_ms']})")
-    out = ROOT / "bench" / "results" / "reports.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    write_results("reports.json", result)
 
 
 if __name__ == "__main__":

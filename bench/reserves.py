@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from bench.redemption import redemption_latency
-from bench.stack import ROOT, fresh_stack, results_head
+from bench.stack import fresh_stack, results_head, write_results
 from bench.throughput import SETTINGS, cpu_seconds, per_request_us, replica_ports, start_api_replicas
 from libs.platform.localstack import LocalStack
 from services.cli import SERVICES, prepare_database
@@ -123,9 +123,7 @@ async def main(runs: int, riders: int, api_replicas: int) -> None:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(stack.stop_all)
-    out = ROOT / "bench" / "results" / "reserves.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    write_results("reserves.json", result)
 
 
 if __name__ == "__main__":

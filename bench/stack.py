@@ -3,6 +3,7 @@ results (when, on what machine)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
@@ -31,3 +32,10 @@ def results_head(**fields: Any) -> dict[str, Any]:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         **fields,
     }
+
+
+def write_results(name: str, result: dict[str, Any]) -> None:
+    """``result`` as bench/results/``name`` (JSON), and where it went."""
+    out = ROOT / "bench" / "results" / name
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import subprocess
 import time
 import uuid
@@ -28,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.ceiling import ceiling
 from bench.group import Worker, start_worker, wait_group_stable
 from bench.redemption import redemption_latency, run_load
-from bench.stack import ROOT, fresh_stack, results_head
+from bench.stack import fresh_stack, results_head, write_results
 from libs.platform.auth import Role, mint_token
 from libs.platform.kafka import Header, client_options, make_producer, send_in_batches
 from libs.platform.localstack import LocalStack
@@ -406,9 +405,7 @@ async def main(n: int, riders: int, read_seconds: int, worker_count: int, api_re
         "peak_rss_mb": memory,
     }
     report(result)
-    out = ROOT / "bench" / "results" / "latest.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    write_results("latest.json", result)
 
 
 def report(r: dict[str, Any]) -> None:
